@@ -1,0 +1,393 @@
+// SPDX-License-Identifier: GPL-2.0
+/* xrouter fast path: forward IPv4 and IPv6 between attached interfaces using
+ * the kernel's own FIB and neighbour table (bpf_fib_lookup), and a devmap for
+ * the redirect. Anything the kernel would treat in any way other than a plain
+ * forward is handed to it with XDP_PASS and counted with its reason, so the
+ * kernel stays the authority (ICMP errors, local delivery, fragmentation,
+ * neighbour resolution). A forwarded frame leaves exactly as kernel
+ * forwarding would emit it: TTL/hop limit - 1, the kernel's incremental IPv4
+ * checksum update, the neighbour's and the egress device's MAC addresses, and
+ * trailing L2 padding trimmed. */
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "xrouter.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1fff
+
+char __license[] SEC("license") = "GPL";
+
+/* Egress ports: ifindex -> ifindex. Only frames whose FIB egress is in here
+ * are redirected. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, XR_MAX_PORTS);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xr_devmap SEC(".maps");
+
+/* Ingress ports: ifindex -> the interface's MAC, so that frames the kernel
+ * would drop as PACKET_OTHERHOST are not forwarded. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XR_MAX_PORTS);
+	__type(key, __u32);
+	__type(value, struct xr_port);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xr_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XR_OUTCOME_MAX);
+	__type(key, __u32);
+	__type(value, struct xr_counter);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xr_stats SEC(".maps");
+
+/* Forces the enum into BTF so bpf2go emits it for the Go side. */
+const enum xr_outcome xr_outcome_unused __attribute__((unused));
+
+static __always_inline int count(enum xr_outcome o, __u64 len, int verdict)
+{
+	__u32 key = o;
+	struct xr_counter *c = bpf_map_lookup_elem(&xr_stats, &key);
+
+	if (c) {
+		c->packets++;
+		c->bytes += len;
+	}
+	return verdict;
+}
+
+#define PASS(o) count((o), len, XDP_PASS)
+
+static __always_inline enum xr_outcome lookup_outcome(int rc)
+{
+	switch (rc) {
+	case BPF_FIB_LKUP_RET_NOT_FWDED:
+		return XR_PASS_NOT_FWDED;
+	case BPF_FIB_LKUP_RET_FWD_DISABLED:
+		return XR_PASS_FWD_DISABLED;
+	case BPF_FIB_LKUP_RET_BLACKHOLE:
+		return XR_PASS_BLACKHOLE;
+	case BPF_FIB_LKUP_RET_UNREACHABLE:
+		return XR_PASS_UNREACHABLE;
+	case BPF_FIB_LKUP_RET_PROHIBIT:
+		return XR_PASS_PROHIBIT;
+	case BPF_FIB_LKUP_RET_UNSUPP_LWT:
+		return XR_PASS_UNSUPP_LWT;
+	case BPF_FIB_LKUP_RET_NO_NEIGH:
+		return XR_PASS_NO_NEIGH;
+	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
+		return XR_PASS_FRAG_NEEDED;
+	default:
+		return XR_PASS_LOOKUP_OTHER;
+	}
+}
+
+/* The first four bytes of TCP, UDP, UDP-Lite and SCTP are the ports; they
+ * give the kernel's multipath hash the entropy it has on the slow path.
+ * Returns 0, or -1 when the L4 header is cut short. */
+static __always_inline int l4_ports(void *l4, void *data_end, __u8 proto,
+				    struct bpf_fib_lookup *p)
+{
+	switch (proto) {
+	case IPPROTO_TCP:
+	case IPPROTO_UDP:
+	case IPPROTO_UDPLITE:
+	case IPPROTO_SCTP: {
+		__be16 *ports = l4;
+
+		if ((void *)(ports + 2) > data_end)
+			return -1;
+		p->sport = ports[0];
+		p->dport = ports[1];
+		return 0;
+	}
+	default:
+		return 0;
+	}
+}
+
+/* ICMP errors are hashed by the kernel on the embedded header, so that they
+ * follow their flow across ECMP paths; the fast path hashes on the outer
+ * header, so it leaves them to the kernel. */
+static __always_inline int icmp4_special(__u8 type)
+{
+	return type == 3 || type == 4 || type == 5 || type == 11 || type == 12;
+}
+
+/* ICMPv6 errors (type < 128) as above, and neighbour discovery (133-137),
+ * which proxy NDP may claim. */
+static __always_inline int icmp6_special(__u8 type)
+{
+	return type < 128 || (type >= 133 && type <= 137);
+}
+
+static __always_inline int ipv4_martian(__be32 saddr, __be32 daddr)
+{
+	__u8 s = ((__u8 *)&saddr)[0], d = ((__u8 *)&daddr)[0];
+
+	/* ip_route_input_slow: multicast, limited broadcast, 0/8, 127/8 */
+	if ((s & 0xf0) == 0xe0 || saddr == 0xffffffff || s == 0 || s == 127)
+		return 1;
+	if ((d & 0xf0) == 0xe0 || daddr == 0xffffffff || d == 0 || d == 127)
+		return 1;
+	return 0;
+}
+
+static __always_inline int ipv6_special_addr(const struct in6_addr *a)
+{
+	__u32 w0 = bpf_ntohl(a->in6_u.u6_addr32[0]);
+
+	if ((w0 >> 24) == 0xff) /* multicast */
+		return 1;
+	if ((w0 & 0xffc00000) == 0xfe800000) /* link-local */
+		return 1;
+	if (w0 == 0 && a->in6_u.u6_addr32[1] == 0) {
+		__u32 w2 = bpf_ntohl(a->in6_u.u6_addr32[2]);
+		__u32 w3 = bpf_ntohl(a->in6_u.u6_addr32[3]);
+
+		if (w2 == 0xffff) /* v4-mapped */
+			return 1;
+		if (w2 == 0 && (w3 == 0 || w3 == 1)) /* unspecified, loopback */
+			return 1;
+	}
+	return 0;
+}
+
+static __always_inline int ipv6_ext_header(__u8 nexthdr)
+{
+	switch (nexthdr) {
+	case 0:   /* hop-by-hop */
+	case 43:  /* routing */
+	case 44:  /* fragment */
+	case 50:  /* ESP */
+	case 51:  /* AH */
+	case 60:  /* destination options */
+	case 135: /* mobility */
+	case 139: /* HIP */
+	case 140: /* shim6 */
+	case 253: /* experimental */
+	case 254:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* The kernel's ip_decrease_ttl(), so the checksum bytes match exactly. */
+static __always_inline void ipv4_decrease_ttl(struct iphdr *iph)
+{
+	__u32 check = iph->check;
+
+	check += bpf_htons(0x0100);
+	iph->check = (__u16)(check + (check >= 0xffff));
+	iph->ttl--;
+}
+
+static __always_inline int ipv4_csum_ok(struct iphdr *iph)
+{
+	__u16 *w = (__u16 *)iph;
+	__u32 sum = 0;
+
+#pragma unroll
+	for (int i = 0; i < 10; i++)
+		sum += w[i];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return sum == 0xffff;
+}
+
+/* Frames may carry L2 padding past the IP packet; the kernel trims it before
+ * forwarding, so do the same. Returns 0, or -1 if the frame could not be
+ * trimmed. Invalidates every packet pointer. */
+static __always_inline int trim(struct xdp_md *ctx, __u64 frame_len, __u64 want)
+{
+	if (frame_len == want)
+		return 0;
+	return bpf_xdp_adjust_tail(ctx, -(int)(frame_len - want)) ? -1 : 0;
+}
+
+static __always_inline int redirect(struct bpf_fib_lookup *p, __u32 ingress)
+{
+	if (p->ifindex == ingress)
+		return -XR_PASS_HAIRPIN;
+	if (!bpf_map_lookup_elem(&xr_devmap, &p->ifindex))
+		return -XR_PASS_NOT_IN_DEVMAP;
+	return 0;
+}
+
+static __always_inline void rewrite_macs(struct ethhdr *eth, struct bpf_fib_lookup *p)
+{
+	__builtin_memcpy(eth->h_dest, p->dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, p->smac, ETH_ALEN);
+}
+
+static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *iph = data + sizeof(*eth);
+	struct bpf_fib_lookup p;
+	__u16 tot_len;
+	int rc;
+
+	if ((void *)(iph + 1) > data_end)
+		return PASS(XR_PASS_MALFORMED);
+	if (iph->version != 4 || iph->ihl < 5)
+		return PASS(XR_PASS_MALFORMED);
+	if (iph->ihl != 5)
+		return PASS(XR_PASS_IP_OPTIONS);
+	tot_len = bpf_ntohs(iph->tot_len);
+	if (tot_len < sizeof(*iph) || sizeof(*eth) + tot_len > len)
+		return PASS(XR_PASS_MALFORMED);
+	if (!ipv4_csum_ok(iph))
+		return PASS(XR_PASS_MALFORMED);
+	if (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET))
+		return PASS(XR_PASS_FRAGMENT);
+	if (ipv4_martian(iph->saddr, iph->daddr))
+		return PASS(XR_PASS_MARTIAN);
+	if (iph->ttl <= 1)
+		return PASS(XR_PASS_TTL_EXCEEDED);
+
+	__builtin_memset(&p, 0, sizeof(p));
+	if (iph->protocol == IPPROTO_ICMP) {
+		__u8 *type = (void *)(iph + 1);
+
+		if ((void *)(type + 1) > data_end || tot_len < sizeof(*iph) + 1)
+			return PASS(XR_PASS_MALFORMED);
+		if (icmp4_special(*type))
+			return PASS(XR_PASS_ICMP_SPECIAL);
+	} else if (tot_len < sizeof(*iph) + 4 ||
+		   l4_ports(iph + 1, data_end, iph->protocol, &p)) {
+		if (iph->protocol == IPPROTO_TCP || iph->protocol == IPPROTO_UDP ||
+		    iph->protocol == IPPROTO_UDPLITE || iph->protocol == IPPROTO_SCTP)
+			return PASS(XR_PASS_MALFORMED);
+	}
+
+	p.family = AF_INET;
+	p.tos = iph->tos;
+	p.l4_protocol = iph->protocol;
+	p.tot_len = tot_len;
+	p.ipv4_src = iph->saddr;
+	p.ipv4_dst = iph->daddr;
+	p.ifindex = ctx->ingress_ifindex;
+
+	rc = bpf_fib_lookup(ctx, &p, sizeof(p), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return PASS(lookup_outcome(rc));
+	rc = redirect(&p, ctx->ingress_ifindex);
+	if (rc)
+		return PASS(-rc);
+
+	ipv4_decrease_ttl(iph);
+	rewrite_macs(eth, &p);
+	if (trim(ctx, len, sizeof(*eth) + tot_len))
+		return PASS(XR_PASS_MALFORMED);
+	return count(XR_FORWARDED, len, bpf_redirect_map(&xr_devmap, p.ifindex, 0));
+}
+
+static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct ipv6hdr *ip6h = data + sizeof(*eth);
+	struct bpf_fib_lookup p;
+	__u32 tot_len;
+	int rc;
+
+	if ((void *)(ip6h + 1) > data_end)
+		return PASS(XR_PASS_MALFORMED);
+	if (ip6h->version != 6)
+		return PASS(XR_PASS_MALFORMED);
+	tot_len = bpf_ntohs(ip6h->payload_len) + sizeof(*ip6h);
+	if (sizeof(*eth) + tot_len > len)
+		return PASS(XR_PASS_MALFORMED);
+	if (ip6h->nexthdr == 44)
+		return PASS(XR_PASS_FRAGMENT);
+	if (ipv6_ext_header(ip6h->nexthdr))
+		return PASS(XR_PASS_IP_OPTIONS);
+	if (ipv6_special_addr(&ip6h->saddr) || ipv6_special_addr(&ip6h->daddr))
+		return PASS(XR_PASS_MARTIAN);
+	if (ip6h->hop_limit <= 1)
+		return PASS(XR_PASS_TTL_EXCEEDED);
+
+	__builtin_memset(&p, 0, sizeof(p));
+	if (ip6h->nexthdr == IPPROTO_ICMPV6) {
+		__u8 *type = (void *)(ip6h + 1);
+
+		if ((void *)(type + 1) > data_end || tot_len < sizeof(*ip6h) + 1)
+			return PASS(XR_PASS_MALFORMED);
+		if (icmp6_special(*type))
+			return PASS(XR_PASS_ICMP_SPECIAL);
+	} else if (tot_len < sizeof(*ip6h) + 4 ||
+		   l4_ports(ip6h + 1, data_end, ip6h->nexthdr, &p)) {
+		if (ip6h->nexthdr == IPPROTO_TCP || ip6h->nexthdr == IPPROTO_UDP ||
+		    ip6h->nexthdr == IPPROTO_UDPLITE || ip6h->nexthdr == IPPROTO_SCTP)
+			return PASS(XR_PASS_MALFORMED);
+	}
+
+	p.family = AF_INET6;
+	p.flowinfo = *(__be32 *)ip6h & bpf_htonl(0x0fffffff);
+	p.l4_protocol = ip6h->nexthdr;
+	p.tot_len = tot_len;
+	__builtin_memcpy(p.ipv6_src, &ip6h->saddr, sizeof(p.ipv6_src));
+	__builtin_memcpy(p.ipv6_dst, &ip6h->daddr, sizeof(p.ipv6_dst));
+	p.ifindex = ctx->ingress_ifindex;
+
+	rc = bpf_fib_lookup(ctx, &p, sizeof(p), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return PASS(lookup_outcome(rc));
+	rc = redirect(&p, ctx->ingress_ifindex);
+	if (rc)
+		return PASS(-rc);
+
+	ip6h->hop_limit--;
+	rewrite_macs(eth, &p);
+	if (trim(ctx, len, sizeof(*eth) + tot_len))
+		return PASS(XR_PASS_MALFORMED);
+	return count(XR_FORWARDED, len, bpf_redirect_map(&xr_devmap, p.ifindex, 0));
+}
+
+SEC("xdp")
+int xrouter_fwd(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	__u64 len = data_end - data;
+	__u32 ingress = ctx->ingress_ifindex;
+	struct xr_port *port;
+
+	if ((void *)(eth + 1) > data_end)
+		return PASS(XR_PASS_MALFORMED);
+	if (eth->h_proto != bpf_htons(ETH_P_IP) && eth->h_proto != bpf_htons(ETH_P_IPV6))
+		return PASS(XR_PASS_NOT_IP);
+
+	/* The kernel forwards only frames addressed to the interface itself
+	 * (PACKET_HOST); multicast, broadcast and other hosts' frames are not. */
+	port = bpf_map_lookup_elem(&xr_ports, &ingress);
+	if (!port)
+		return PASS(XR_PASS_INGRESS_UNKNOWN);
+	if (*(__u32 *)eth->h_dest != *(__u32 *)port->mac ||
+	    *(__u16 *)(eth->h_dest + 4) != *(__u16 *)(port->mac + 4))
+		return PASS(XR_PASS_L2_NOT_FOR_US);
+
+	if (eth->h_proto == bpf_htons(ETH_P_IP))
+		return fwd_ipv4(ctx, len);
+	return fwd_ipv6(ctx, len);
+}

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Shared definitions of the xrouter data plane: outcome indices and map
+ * layouts. internal/dataplane mirrors the enum in Go (outcome.go); a test
+ * there checks both stay in step. */
+#ifndef XROUTER_H
+#define XROUTER_H
+
+#include <linux/types.h>
+
+/* Every packet the program sees ends in exactly one outcome. XR_FORWARDED is
+ * the fast path; every other outcome is an XDP_PASS to the kernel with the
+ * reason the fast path declined the packet. Append only: the numbers are part
+ * of the pinned stats map's layout. */
+enum xr_outcome {
+	XR_FORWARDED = 0,
+	XR_PASS_NOT_IP,          /* ethertype is neither IPv4 nor IPv6 (ARP, VLAN, ...) */
+	XR_PASS_MALFORMED,       /* truncated or invalid L2/L3/L4 header, bad IPv4 checksum */
+	XR_PASS_IP_OPTIONS,      /* IPv4 options or an IPv6 extension header */
+	XR_PASS_FRAGMENT,        /* IPv4 or IPv6 fragment */
+	XR_PASS_TTL_EXCEEDED,    /* TTL / hop limit <= 1: the kernel sends Time Exceeded */
+	XR_PASS_L2_NOT_FOR_US,   /* destination MAC is multicast, broadcast or another host */
+	XR_PASS_MARTIAN,         /* address the kernel never forwards (loopback, multicast, link-local, ...) */
+	XR_PASS_ICMP_SPECIAL,    /* ICMP error or IPv6 neighbour discovery */
+	XR_PASS_NOT_FWDED,       /* lookup: local delivery, broadcast, or no route */
+	XR_PASS_FWD_DISABLED,    /* lookup: forwarding disabled on the ingress interface */
+	XR_PASS_BLACKHOLE,       /* lookup: blackhole route */
+	XR_PASS_UNREACHABLE,     /* lookup: unreachable route */
+	XR_PASS_PROHIBIT,        /* lookup: prohibit route */
+	XR_PASS_UNSUPP_LWT,      /* lookup: route needs lightweight-tunnel encapsulation */
+	XR_PASS_NO_NEIGH,        /* lookup: next hop has no valid neighbour entry */
+	XR_PASS_FRAG_NEEDED,     /* lookup: packet larger than the egress MTU */
+	XR_PASS_LOOKUP_OTHER,    /* lookup: any other return code */
+	XR_PASS_NOT_IN_DEVMAP,   /* egress interface is not managed by xrouter */
+	XR_PASS_HAIRPIN,         /* egress == ingress: the kernel also sends a redirect */
+	XR_PASS_INGRESS_UNKNOWN, /* ingress interface has no port entry yet */
+	XR_OUTCOME_MAX,
+};
+
+/* Per-CPU counter of one outcome. */
+struct xr_counter {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* What the program needs to know about an attached interface. */
+struct xr_port {
+	__u8 mac[6];
+	__u16 pad;
+};
+
+#define XR_MAX_PORTS 1024
+
+#endif

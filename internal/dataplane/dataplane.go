@@ -1,0 +1,165 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+)
+
+// Pinned map names inside the pin directory. The program pins its maps by
+// name (LIBBPF_PIN_BY_NAME), so a restarted daemon finds the same maps.
+const (
+	StatsMapName  = "xr_stats"
+	DevmapMapName = "xr_devmap"
+	PortsMapName  = "xr_ports"
+)
+
+// Dataplane is the loaded forwarding program and its maps.
+type Dataplane struct {
+	objs fwdObjects
+}
+
+// Load loads bpf/fwd.c. Its maps are pinned in pinDir: maps already pinned
+// there are reused (so counters and devmap entries survive a restart), and
+// missing ones are created and pinned. pinDir must be on a bpffs.
+func Load(pinDir string) (*Dataplane, error) {
+	if err := os.MkdirAll(pinDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating pin directory: %w", err)
+	}
+	spec, err := loadFwd()
+	if err != nil {
+		return nil, fmt.Errorf("loading fwd spec: %w", err)
+	}
+	dp := &Dataplane{}
+	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: pinDir}}
+	if err := spec.LoadAndAssign(&dp.objs, opts); err != nil {
+		if errors.Is(err, ebpf.ErrMapIncompatible) {
+			return nil, fmt.Errorf("loading fwd objects: pinned maps in %s are from an incompatible version (remove them with `xrouter detach`): %w", pinDir, err)
+		}
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return nil, fmt.Errorf("loading fwd objects: %+v", verr)
+		}
+		return nil, fmt.Errorf("loading fwd objects: %w", err)
+	}
+	return dp, nil
+}
+
+// Program is the XDP forwarding program.
+func (d *Dataplane) Program() *ebpf.Program { return d.objs.XrouterFwd }
+
+// Close releases the process's handles. Pinned maps and links stay.
+func (d *Dataplane) Close() error { return d.objs.Close() }
+
+// SetPort registers an attached interface: its MAC for the ingress check.
+func (d *Dataplane) SetPort(ifindex int, mac net.HardwareAddr) error {
+	var p fwdXrPort
+	if len(mac) != 6 {
+		return fmt.Errorf("port %d: MAC %q is not 6 bytes", ifindex, mac)
+	}
+	copy(p.Mac[:], mac)
+	if err := d.objs.XrPorts.Put(uint32(ifindex), &p); err != nil {
+		return fmt.Errorf("port %d: updating %s: %w", ifindex, PortsMapName, err)
+	}
+	return nil
+}
+
+// DeletePort forgets an interface; missing entries are not an error.
+func (d *Dataplane) DeletePort(ifindex int) error {
+	err := d.objs.XrPorts.Delete(uint32(ifindex))
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("port %d: deleting from %s: %w", ifindex, PortsMapName, err)
+	}
+	return nil
+}
+
+// SetEgress makes ifindex a redirect target. The update is resolved in the
+// calling thread's network namespace.
+func (d *Dataplane) SetEgress(ifindex int) error {
+	if err := d.objs.XrDevmap.Put(uint32(ifindex), uint32(ifindex)); err != nil {
+		return fmt.Errorf("egress %d: updating %s: %w", ifindex, DevmapMapName, err)
+	}
+	return nil
+}
+
+// DeleteEgress removes ifindex as a redirect target; missing entries are not
+// an error.
+func (d *Dataplane) DeleteEgress(ifindex int) error {
+	err := d.objs.XrDevmap.Delete(uint32(ifindex))
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("egress %d: deleting from %s: %w", ifindex, DevmapMapName, err)
+	}
+	return nil
+}
+
+// Egresses lists the ifindexes in the devmap.
+func (d *Dataplane) Egresses() ([]int, error) {
+	var out []int
+	var k, v uint32
+	it := d.objs.XrDevmap.Iterate()
+	for it.Next(&k, &v) {
+		out = append(out, int(k))
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("listing %s: %w", DevmapMapName, err)
+	}
+	return out, nil
+}
+
+// Ports lists the ifindexes in the ports map.
+func (d *Dataplane) Ports() ([]int, error) {
+	var out []int
+	var k uint32
+	var v fwdXrPort
+	it := d.objs.XrPorts.Iterate()
+	for it.Next(&k, &v) {
+		out = append(out, int(k))
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("listing %s: %w", PortsMapName, err)
+	}
+	return out, nil
+}
+
+// Stats sums the per-CPU counters of the loaded program.
+func (d *Dataplane) Stats() (Stats, error) { return readStats(d.objs.XrStats) }
+
+// Counter is one outcome's packets and bytes.
+type Counter struct {
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+}
+
+// Stats holds a counter per outcome, indexed by Outcome.
+type Stats [NumOutcomes]Counter
+
+// ReadPinnedStats reads the counters from the stats map pinned in pinDir, so
+// it works whether the daemon runs or not.
+func ReadPinnedStats(pinDir string) (Stats, error) {
+	path := filepath.Join(pinDir, StatsMapName)
+	m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
+	if err != nil {
+		return Stats{}, fmt.Errorf("opening pinned stats map %s: %w", path, err)
+	}
+	defer m.Close()
+	return readStats(m)
+}
+
+func readStats(m *ebpf.Map) (Stats, error) {
+	var s Stats
+	var per []fwdXrCounter
+	for o := Outcome(0); o < NumOutcomes; o++ {
+		if err := m.Lookup(uint32(o), &per); err != nil {
+			return s, fmt.Errorf("reading counter %s: %w", o, err)
+		}
+		for _, c := range per {
+			s[o].Packets += c.Packets
+			s[o].Bytes += c.Bytes
+		}
+	}
+	return s, nil
+}
