@@ -1,0 +1,49 @@
+# xrouter — build, test and demo. Every target that needs system packages
+# installs the missing ones itself (Debian, as root).
+
+GO        ?= go
+BIN       := bin/xrouter
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+# Packages the tests and the demo use; clang-14/llvm-14 only for `make generate`.
+DEB_PKGS  := iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev procps
+TEST_TIMEOUT ?= 60m
+
+.PHONY: all build deps generate check-generate vet test test-unit test-root demo clean
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/xrouter
+
+# Installs what a fresh Debian machine lacks (apt-get update runs once,
+# before the first install). A no-op when everything is there.
+deps:
+	@scripts/install-deps.sh $(DEB_PKGS)
+
+# Regenerates the committed BPF objects with the pinned clang and CFLAGS in
+# internal/dataplane/gen.go.
+generate:
+	$(GO) generate ./internal/dataplane
+
+# Fails when the committed objects differ from a fresh `make generate`.
+check-generate: generate
+	git diff --exit-code -- internal/dataplane
+
+vet:
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+# Every test: unit, BPF (BPF_PROG_RUN) and netns integration tests. Tests that
+# need root skip with a reason when not root; CI runs as root.
+test: deps build vet check-generate
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -p 1 ./...
+
+test-unit:
+	$(GO) test -race -count=1 ./internal/config/ ./internal/fib/
+
+demo: deps build
+	XR=./$(BIN) scripts/demo.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,95 @@
+// Command xrouter is the xrouter daemon (`xrouter run`) and its operator
+// commands (stats, status, config check, detach, version).
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+)
+
+// Set with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if err := enterNetns(); err != nil {
+		fmt.Fprintln(os.Stderr, "xrouter:", err)
+		os.Exit(1)
+	}
+	root := &cobra.Command{
+		Use:           "xrouter",
+		Short:         "XDP layer-3 software router",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().String("netns", "", "run in the named network namespace (/run/netns/NAME), keeping the host's mounts")
+	root.AddCommand(runCmd(), statsCmd(), statusCmd(), configCmd(), detachCmd(), versionCmd())
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "xrouter:", err)
+		var ee exitError
+		if errors.As(err, &ee) {
+			os.Exit(int(ee))
+		}
+		os.Exit(1)
+	}
+}
+
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// enterNetns handles --netns before anything else runs: Go cannot move a
+// whole process between network namespaces, so the process moves one thread
+// and re-executes itself from it; every thread of the new image starts in
+// the namespace. Unlike `ip netns exec`, the mount namespace (and so
+// /sys/fs/bpf with the pins) stays the host's.
+func enterNetns() error {
+	name, rest, found := "", []string{os.Args[0]}, false
+	for i := 1; i < len(os.Args); i++ {
+		a := os.Args[i]
+		switch {
+		case a == "--netns" && i+1 < len(os.Args):
+			name, found = os.Args[i+1], true
+			i++
+		case len(a) > 8 && a[:8] == "--netns=":
+			name, found = a[8:], true
+		default:
+			rest = append(rest, a)
+		}
+	}
+	if !found {
+		return nil
+	}
+	if name == "" {
+		return errors.New("--netns: empty namespace name")
+	}
+	runtime.LockOSThread()
+	path := "/run/netns/" + name
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("--netns %s: %w", name, err)
+	}
+	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("--netns %s: entering namespace: %w", name, err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("--netns: finding own executable: %w", err)
+	}
+	return unix.Exec(exe, rest, os.Environ())
+}
+
+func versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "xrouter %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		},
+	}
+}

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/xrouter/xrouter/internal/config"
+	"github.com/xrouter/xrouter/internal/dataplane"
+	"github.com/xrouter/xrouter/internal/devmap"
+	"github.com/xrouter/xrouter/internal/fib"
+	"github.com/xrouter/xrouter/internal/metrics"
+)
+
+// configFlags are the flags every config-reading command accepts; each
+// overrides the config key it is bound to.
+func configFlags(cmd *cobra.Command) {
+	cmd.Flags().StringP("config", "c", "", "config file (YAML)")
+	cmd.Flags().String("pin-path", "", "bpffs directory for pinned maps and links (dataplane.pin_path)")
+	cmd.Flags().String("mode", "", "XDP attach mode: auto, native or generic (dataplane.mode)")
+	cmd.Flags().String("log-level", "", "debug, info, warn or error (log.level)")
+	cmd.Flags().String("metrics-listen", "", "serve Prometheus /metrics on IP:port (metrics.listen)")
+}
+
+func loadConfig(cmd *cobra.Command) (*config.Config, error) {
+	file, _ := cmd.Flags().GetString("config")
+	bound := map[string]*pflag.Flag{}
+	for key, flag := range map[string]string{
+		"dataplane.pin_path": "pin-path",
+		"dataplane.mode":     "mode",
+		"log.level":          "log-level",
+		"metrics.listen":     "metrics-listen",
+	} {
+		if f := cmd.Flags().Lookup(flag); f != nil && f.Changed {
+			bound[key] = f
+		}
+	}
+	return config.Load(file, bound)
+}
+
+func newLogger(c *config.Config) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func runCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the router daemon",
+		Long: `Run the router daemon: attach the XDP fast path to the configured
+interfaces (adopting a data plane pinned by an earlier run), keep the devmap
+in step with the interfaces, and serve metrics. SIGTERM or SIGINT stop it;
+the data plane keeps forwarding unless dataplane.detach_on_exit is set.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			return run(cfg, newLogger(cfg))
+		},
+	}
+	configFlags(cmd)
+	return cmd
+}
+
+func run(cfg *config.Config, log *slog.Logger) error {
+	d := cfg.Dataplane
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	// Everything that can be checked without changing the system is checked
+	// first, so a bad config attaches nothing.
+	if err := checkInterfaces(cfg); err != nil {
+		return err
+	}
+	if err := devmap.EnsureBpffs(d.PinPath); err != nil {
+		return err
+	}
+	dp, err := dataplane.Load(d.PinPath)
+	if err != nil {
+		return err
+	}
+	defer dp.Close()
+
+	mgr := devmap.New(devmap.Config{
+		Explicit: d.Interfaces,
+		Match:    d.Matches,
+		Mode:     devmap.Mode(d.Mode),
+		PinPath:  d.PinPath,
+	}, dp, log)
+	if err := mgr.Start(); err != nil {
+		return fmt.Errorf("attaching data plane: %w", err)
+	}
+	detach := d.DetachOnExit
+	defer func() {
+		mgr.Close(detach)
+		if detach {
+			dp.Close()
+			if _, err := devmap.Detach(d.PinPath); err != nil {
+				log.Warn("removing pins", "err", err)
+			}
+			log.Info("data plane detached")
+		} else {
+			log.Info("data plane left forwarding; the next `xrouter run` adopts it", "pin_path", d.PinPath)
+		}
+	}()
+
+	for _, p := range mgr.Ports() {
+		checkForwarding(p.Name, d.ManageForwarding, log)
+	}
+	reportWarnings(d.PinPath, log)
+
+	if cfg.Metrics.Listen != "" {
+		col := metrics.NewCollector(dp.Stats, mgr.Ports)
+		if err := metrics.Serve(ctx, cfg.Metrics.Listen, col, log); err != nil {
+			return err
+		}
+	}
+
+	log.Info("xrouter running", "version", version, "pid", os.Getpid(), "interfaces", len(mgr.Ports()), "config", cfg.File)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Run(ctx, d.VethPeerCheck) }()
+	for {
+		select {
+		case <-hup:
+			log.Info("SIGHUP: re-checking interfaces")
+			mgr.Resync()
+			reportWarnings(d.PinPath, log)
+		case err := <-done:
+			if err != nil {
+				return err
+			}
+			log.Info("stopping", "reason", context.Cause(ctx))
+			return nil
+		}
+	}
+}
+
+func checkForwarding(iface string, manage bool, log *slog.Logger) {
+	f, err := fib.CheckForwarding(iface)
+	if err != nil {
+		log.Warn("cannot read forwarding sysctls", "interface", iface, "err", err)
+		return
+	}
+	probs := f.Problems()
+	if len(probs) == 0 {
+		return
+	}
+	if manage {
+		if err := fib.EnableForwarding(iface); err != nil {
+			log.Error("enabling forwarding", "interface", iface, "err", err)
+			return
+		}
+		log.Info("enabled forwarding (dataplane.manage_forwarding)", "interface", iface)
+		return
+	}
+	for _, p := range probs {
+		log.Warn("forwarding disabled; set dataplane.manage_forwarding or the sysctl", "interface", iface, "problem", p)
+	}
+}
+
+func reportWarnings(pinPath string, log *slog.Logger) {
+	st, err := devmap.Inspect(pinPath)
+	if err != nil {
+		log.Warn("inspecting data plane", "err", err)
+		return
+	}
+	for _, s := range st {
+		for _, w := range s.Warnings {
+			log.Warn(w, "interface", s.Name)
+		}
+	}
+}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/xrouter/xrouter/internal/dataplane"
+)
+
+func statsCmd() *cobra.Command {
+	var asJSON, all bool
+	var interval time.Duration
+	cmd := &cobra.Command{
+		Use:   "stats",
+		Short: "Show the fast path's per-outcome counters and rates",
+		Long: `Show how many packets the XDP program forwarded and, for every packet it
+passed to the kernel, why. Reads the pinned counters, so it works whether
+the daemon runs or not. Rates are measured over --interval (0 skips them).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			pin := cfg.Dataplane.PinPath
+			first, err := dataplane.ReadPinnedStats(pin)
+			if err != nil {
+				return fmt.Errorf("%w (is the data plane running with this pin path?)", err)
+			}
+			var rates *dataplane.Stats
+			if interval > 0 {
+				time.Sleep(interval)
+				second, err := dataplane.ReadPinnedStats(pin)
+				if err != nil {
+					return err
+				}
+				r := rateOf(first, second, interval)
+				first, rates = second, &r
+			}
+			if asJSON {
+				return writeStatsJSON(cmd.OutOrStdout(), first, rates, interval)
+			}
+			writeStatsTable(cmd.OutOrStdout(), first, rates, all)
+			return nil
+		},
+	}
+	configFlags(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON for scripts")
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "also list outcomes that never happened")
+	cmd.Flags().DurationVarP(&interval, "interval", "i", time.Second, "measure rates over this interval (0: totals only)")
+	return cmd
+}
+
+// rateOf is per second; counters only grow, a restart of the map shows as 0.
+func rateOf(a, b dataplane.Stats, d time.Duration) dataplane.Stats {
+	var r dataplane.Stats
+	sec := d.Seconds()
+	for i := range r {
+		if b[i].Packets >= a[i].Packets {
+			r[i].Packets = uint64(float64(b[i].Packets-a[i].Packets) / sec)
+			r[i].Bytes = uint64(float64(b[i].Bytes-a[i].Bytes) / sec)
+		}
+	}
+	return r
+}
+
+type statsRow struct {
+	Outcome    string  `json:"outcome"`
+	Packets    uint64  `json:"packets"`
+	Bytes      uint64  `json:"bytes"`
+	PacketRate *uint64 `json:"pps,omitempty"`
+	ByteRate   *uint64 `json:"bps,omitempty"`
+	Help       string  `json:"help"`
+}
+
+func writeStatsJSON(w io.Writer, s dataplane.Stats, r *dataplane.Stats, interval time.Duration) error {
+	out := struct {
+		Time       time.Time  `json:"time"`
+		IntervalMs int64      `json:"interval_ms,omitempty"`
+		Forwarded  uint64     `json:"forwarded"`
+		Passed     uint64     `json:"passed"`
+		Outcomes   []statsRow `json:"outcomes"`
+	}{Time: time.Now().UTC()}
+	if r != nil {
+		out.IntervalMs = interval.Milliseconds()
+	}
+	for _, o := range dataplane.Outcomes() {
+		row := statsRow{Outcome: o.String(), Packets: s[o].Packets, Bytes: s[o].Bytes, Help: o.Help()}
+		if r != nil {
+			pps, bps := r[o].Packets, r[o].Bytes*8
+			row.PacketRate, row.ByteRate = &pps, &bps
+		}
+		if o == dataplane.Forwarded {
+			out.Forwarded = s[o].Packets
+		} else {
+			out.Passed += s[o].Packets
+		}
+		out.Outcomes = append(out.Outcomes, row)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+func writeStatsTable(w io.Writer, s dataplane.Stats, r *dataplane.Stats, all bool) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	if r != nil {
+		fmt.Fprintln(tw, "OUTCOME\tPACKETS\tBYTES\tPPS\tBIT/S\t\tMEANING")
+	} else {
+		fmt.Fprintln(tw, "OUTCOME\tPACKETS\tBYTES\t\tMEANING")
+	}
+	var total uint64
+	for _, o := range dataplane.Outcomes() {
+		total += s[o].Packets
+		if !all && s[o].Packets == 0 && o != dataplane.Forwarded {
+			continue
+		}
+		if r != nil {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t\t%s\n", o, s[o].Packets, s[o].Bytes, r[o].Packets, humanBits(r[o].Bytes*8), o.Help())
+		} else {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t\t%s\n", o, s[o].Packets, s[o].Bytes, o.Help())
+		}
+	}
+	tw.Flush()
+	if total > 0 {
+		fmt.Fprintf(w, "fast path: %.1f%% of %d packets\n", 100*float64(s[dataplane.Forwarded].Packets)/float64(total), total)
+	}
+}
+
+func humanBits(b uint64) string {
+	switch {
+	case b >= 1e9:
+		return fmt.Sprintf("%.2fG", float64(b)/1e9)
+	case b >= 1e6:
+		return fmt.Sprintf("%.2fM", float64(b)/1e6)
+	case b >= 1e3:
+		return fmt.Sprintf("%.2fk", float64(b)/1e3)
+	}
+	return fmt.Sprintf("%d", b)
+}

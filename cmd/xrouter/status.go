@@ -1,0 +1,137 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/xrouter/xrouter/internal/devmap"
+	"github.com/xrouter/xrouter/internal/fib"
+)
+
+type statusReport struct {
+	PinPath    string        `json:"pin_path"`
+	Interfaces []ifaceStatus `json:"interfaces"`
+	Warnings   []string      `json:"warnings"`
+}
+
+type ifaceStatus struct {
+	devmap.Status
+	Forwarding *fib.Forwarding `json:"forwarding,omitempty"`
+}
+
+func statusCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show attached interfaces, attach mode, program id and warnings",
+		Long: `Show the interfaces the data plane is pinned on, with attach mode,
+program id, whether each is a redirect target, and warnings: forwarding
+disabled, a veth peer without XDP (redirected frames would vanish), stale
+pins. Reads the pins and the kernel, so it works whether the daemon runs
+or not; run it in the router's namespace (--netns NAME).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			st, err := devmap.Inspect(cfg.Dataplane.PinPath)
+			if err != nil {
+				return err
+			}
+			rep := statusReport{PinPath: cfg.Dataplane.PinPath, Warnings: []string{}}
+			for _, s := range st {
+				is := ifaceStatus{Status: s}
+				rep.Warnings = append(rep.Warnings, prefixed(s.Name, s.Warnings)...)
+				if s.Name != "?" {
+					if f, err := fib.CheckForwarding(s.Name); err == nil {
+						is.Forwarding = &f
+						rep.Warnings = append(rep.Warnings, f.Problems()...)
+					}
+				}
+				rep.Interfaces = append(rep.Interfaces, is)
+			}
+			if len(st) == 0 {
+				rep.Warnings = append(rep.Warnings, "no interface is attached under "+cfg.Dataplane.PinPath)
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
+			}
+			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "INTERFACE\tIFINDEX\tMODE\tPROG\tUP\tEGRESS\tFWD v4/v6\tVETH PEER")
+			for _, i := range rep.Interfaces {
+				fwd := "?"
+				if i.Forwarding != nil {
+					fwd = onOff(i.Forwarding.IPv4) + "/" + onOff(i.Forwarding.IPv6)
+				}
+				peer := i.VethPeer
+				if peer == "" {
+					peer = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\n", i.Name, i.Index, i.Mode, i.ProgID, yesNo(i.Up), yesNo(i.Egress), fwd, peer)
+			}
+			tw.Flush()
+			for _, w := range rep.Warnings {
+				fmt.Fprintln(out, "warning:", w)
+			}
+			return nil
+		},
+	}
+	configFlags(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON for scripts")
+	return cmd
+}
+
+func prefixed(name string, ws []string) []string {
+	out := make([]string, len(ws))
+	for i, w := range ws {
+		out[i] = name + ": " + strings.TrimSpace(w)
+	}
+	return out
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func detachCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "detach",
+		Short: "Remove a stopped daemon's data plane (XDP links and pinned maps)",
+		Long: `Remove what a stopped daemon left forwarding: the pinned XDP links (the
+program leaves the interfaces and the kernel forwards alone) and the pinned
+maps. Do not run it while the daemon runs.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			idx, err := devmap.Detach(cfg.Dataplane.PinPath)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "detached %d interface(s); removed %s\n", len(idx), cfg.Dataplane.PinPath)
+			return nil
+		},
+	}
+	configFlags(cmd)
+	return cmd
+}

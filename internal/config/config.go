@@ -1,0 +1,278 @@
+// Package config loads and validates xrouter's configuration: a YAML file,
+// XROUTER_* environment variables and command-line flags, merged by viper.
+// Validation is complete before anything is applied, and every error names
+// the offending key and the file it came from.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// Config is the whole daemon configuration.
+type Config struct {
+	Dataplane Dataplane `mapstructure:"dataplane"`
+	Log       Log       `mapstructure:"log"`
+	Metrics   Metrics   `mapstructure:"metrics"`
+
+	// File is the config file the values came from ("" when none).
+	File string `mapstructure:"-"`
+}
+
+// Dataplane configures the XDP fast path.
+type Dataplane struct {
+	// Interfaces is the explicit list of interfaces to forward between.
+	Interfaces []string `mapstructure:"interfaces"`
+	// InterfacePattern selects interfaces by shell glob (e.g. "eth*"),
+	// including ones that appear while the daemon runs.
+	InterfacePattern string `mapstructure:"interface_pattern"`
+	// Mode is the XDP attach mode: auto, native or generic.
+	Mode string `mapstructure:"mode"`
+	// PinPath is the bpffs directory for the pinned maps and links.
+	PinPath string `mapstructure:"pin_path"`
+	// DetachOnExit removes the data plane when the daemon stops cleanly;
+	// by default it keeps forwarding.
+	DetachOnExit bool `mapstructure:"detach_on_exit"`
+	// ManageForwarding lets xrouter enable the forwarding sysctls of the
+	// attached interfaces; by default it only reports them.
+	ManageForwarding bool `mapstructure:"manage_forwarding"`
+	// VethPeerCheck is how often the veth-peer XDP check reruns.
+	VethPeerCheck time.Duration `mapstructure:"veth_peer_check"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `mapstructure:"level"`  // debug, info, warn, error
+	Format string `mapstructure:"format"` // text or json
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	// Listen is host:port for /metrics; empty turns it off.
+	Listen string `mapstructure:"listen"`
+}
+
+// Modes are the accepted dataplane.mode values.
+var Modes = []string{"auto", "native", "generic"}
+
+// Defaults work for a single router on a host.
+func setDefaults(v *viper.Viper) {
+	v.SetDefault("dataplane.interfaces", []string{})
+	v.SetDefault("dataplane.interface_pattern", "")
+	v.SetDefault("dataplane.mode", "auto")
+	v.SetDefault("dataplane.pin_path", "/sys/fs/bpf/xrouter")
+	v.SetDefault("dataplane.detach_on_exit", false)
+	v.SetDefault("dataplane.manage_forwarding", false)
+	v.SetDefault("dataplane.veth_peer_check", "30s")
+	v.SetDefault("log.level", "info")
+	v.SetDefault("log.format", "text")
+	v.SetDefault("metrics.listen", "")
+}
+
+// Keys lists every configuration key, as written in the file.
+func Keys() []string {
+	v := viper.New()
+	setDefaults(v)
+	keys := v.AllKeys()
+	sort.Strings(keys)
+	return keys
+}
+
+// Load reads the config file (optional: "" means defaults, environment and
+// flags only), XROUTER_* variables (dataplane.mode is XROUTER_DATAPLANE_MODE)
+// and the flags bound by name (a flag "pin-path" overrides
+// dataplane.pin_path when set). It validates everything it can without
+// looking at the system.
+func Load(file string, flags map[string]*pflag.Flag) (*Config, error) {
+	v := viper.New()
+	setDefaults(v)
+	v.SetEnvPrefix("XROUTER")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	for key, f := range flags {
+		if f != nil {
+			if err := v.BindPFlag(key, f); err != nil {
+				return nil, fmt.Errorf("binding flag --%s to %s: %w", f.Name, key, err)
+			}
+		}
+	}
+	where := "defaults"
+	if file != "" {
+		v.SetConfigFile(file)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("config %s: %s", file, oneLine(err))
+		}
+		where = file
+		known := Keys()
+		for _, k := range v.AllKeys() {
+			if !slices.Contains(known, k) && !isPrefixOfKnown(k, known) {
+				return nil, fmt.Errorf("config %s: unknown key %q", file, k)
+			}
+		}
+	}
+	var c Config
+	dc := &mapstructure.DecoderConfig{
+		Result:           &c,
+		WeaklyTypedInput: false,
+		ErrorUnused:      true,
+		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(),
+			stringToSliceHook,
+			stringToBoolHook,
+		),
+	}
+	dec, err := mapstructure.NewDecoder(dc)
+	if err != nil {
+		return nil, fmt.Errorf("config decoder: %w", err)
+	}
+	if err := dec.Decode(v.AllSettings()); err != nil {
+		return nil, fmt.Errorf("config %s: %s", where, decodeError(err))
+	}
+	c.File = file
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", where, err)
+	}
+	return &c, nil
+}
+
+func isPrefixOfKnown(k string, known []string) bool {
+	for _, kk := range known {
+		if strings.HasPrefix(kk, k+".") {
+			return true
+		}
+	}
+	return false
+}
+
+// Environment variables and flags arrive as strings; accept the obvious
+// spellings for lists and booleans, and nothing else.
+func stringToSliceHook(f, t reflect.Type, data any) (any, error) {
+	if f.Kind() != reflect.String || t.Kind() != reflect.Slice {
+		return data, nil
+	}
+	s := strings.TrimSpace(data.(string))
+	if s == "" {
+		return []string{}, nil
+	}
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }), nil
+}
+
+func stringToBoolHook(f, t reflect.Type, data any) (any, error) {
+	if f.Kind() != reflect.String || t.Kind() != reflect.Bool {
+		return data, nil
+	}
+	switch strings.ToLower(strings.TrimSpace(data.(string))) {
+	case "true", "yes", "on", "1":
+		return true, nil
+	case "false", "no", "off", "0":
+		return false, nil
+	}
+	return nil, fmt.Errorf("%q is not a boolean (true or false)", data)
+}
+
+// decodeError turns mapstructure's multi-line error into one line that names
+// the key.
+func decodeError(err error) string {
+	var de *mapstructure.DecodeError
+	var parts []string
+	if errors.As(err, &de) {
+		return fmt.Sprintf("key %q: %s", de.Name(), oneLine(de.Unwrap()))
+	}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "*"))
+		if line == "" || strings.HasSuffix(line, "error(s) decoding:") {
+			continue
+		}
+		parts = append(parts, line)
+	}
+	return strings.Join(parts, "; ")
+}
+
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// Validate checks values without touching the system.
+func (c *Config) Validate() error {
+	d := c.Dataplane
+	if !slices.Contains(Modes, d.Mode) {
+		return fmt.Errorf("key \"dataplane.mode\": unknown mode %q (want one of %s)", d.Mode, strings.Join(Modes, ", "))
+	}
+	if d.InterfacePattern != "" {
+		if _, err := filepath.Match(d.InterfacePattern, "x"); err != nil {
+			return fmt.Errorf("key \"dataplane.interface_pattern\": bad pattern %q: %v", d.InterfacePattern, err)
+		}
+	}
+	seen := map[string]bool{}
+	for _, name := range d.Interfaces {
+		if name == "" || len(name) > 15 || strings.ContainsAny(name, "/ \t") {
+			return fmt.Errorf("key \"dataplane.interfaces\": %q is not a valid interface name", name)
+		}
+		if seen[name] {
+			return fmt.Errorf("key \"dataplane.interfaces\": %q listed twice", name)
+		}
+		seen[name] = true
+	}
+	if !filepath.IsAbs(d.PinPath) || filepath.Clean(d.PinPath) == "/" {
+		return fmt.Errorf("key \"dataplane.pin_path\": %q must be an absolute directory below a bpffs mount", d.PinPath)
+	}
+	if d.VethPeerCheck < 0 {
+		return fmt.Errorf("key \"dataplane.veth_peer_check\": %s is negative", d.VethPeerCheck)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("key \"log.level\": unknown level %q (want debug, info, warn or error)", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return fmt.Errorf("key \"log.format\": unknown format %q (want text or json)", c.Log.Format)
+	}
+	if c.Metrics.Listen != "" {
+		if _, err := netip.ParseAddrPort(c.Metrics.Listen); err != nil {
+			return fmt.Errorf("key \"metrics.listen\": %q is not an IP:port: %v", c.Metrics.Listen, err)
+		}
+	}
+	return nil
+}
+
+// RequireInterfaces checks that the config selects interfaces at all; the
+// daemon needs that, the read-only commands do not.
+func (c *Config) RequireInterfaces() error {
+	if len(c.Dataplane.Interfaces) == 0 && c.Dataplane.InterfacePattern == "" {
+		return fmt.Errorf("config %s: key \"dataplane.interfaces\": no interfaces selected: set dataplane.interfaces or dataplane.interface_pattern", c.where())
+	}
+	return nil
+}
+
+func (c *Config) where() string {
+	if c.File == "" {
+		return "defaults"
+	}
+	return c.File
+}
+
+// Matches reports whether an interface name is selected by the config.
+func (d Dataplane) Matches(name string) bool {
+	if slices.Contains(d.Interfaces, name) {
+		return true
+	}
+	if d.InterfacePattern != "" {
+		ok, _ := filepath.Match(d.InterfacePattern, name)
+		return ok
+	}
+	return false
+}

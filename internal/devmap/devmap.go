@@ -1,0 +1,442 @@
+// Package devmap decides which interfaces take part in forwarding. It
+// attaches the XDP program to them (auto, native or generic mode), keeps the
+// program's devmap and port entries in step with their state, follows link
+// events for hot-plug, and pins the XDP links so that forwarding outlives
+// the daemon and a restart adopts the running data plane.
+package devmap
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/xrouter/xrouter/internal/dataplane"
+)
+
+// Mode is how the XDP program is attached.
+type Mode string
+
+// Attach modes. Auto tries native (driver) mode and falls back to generic.
+const (
+	Auto    Mode = "auto"
+	Native  Mode = "native"
+	Generic Mode = "generic"
+)
+
+// Config selects the interfaces and how to attach.
+type Config struct {
+	// Explicit interfaces must exist when the manager starts.
+	Explicit []string
+	// Match selects interfaces by name, explicit ones included; it is also
+	// asked about interfaces that appear later.
+	Match func(name string) bool
+	// Mode is the attach mode.
+	Mode Mode
+	// PinPath is the bpffs directory shared with the dataplane's maps.
+	PinPath string
+}
+
+// Port is one interface xrouter forwards on.
+type Port struct {
+	Name    string `json:"name"`
+	Index   int    `json:"ifindex"`
+	MAC     string `json:"mac"`
+	Mode    string `json:"mode"`    // native or generic, as attached
+	Egress  bool   `json:"egress"`  // in the devmap (interface up)
+	Adopted bool   `json:"adopted"` // the link was pinned by an earlier run
+
+	link link.Link
+}
+
+// Manager owns the attached interfaces.
+type Manager struct {
+	cfg Config
+	dp  *dataplane.Dataplane
+	log *slog.Logger
+
+	mu    sync.Mutex
+	ports map[int]*Port
+}
+
+// New returns a manager; nothing is attached until Start.
+func New(cfg Config, dp *dataplane.Dataplane, log *slog.Logger) *Manager {
+	return &Manager{cfg: cfg, dp: dp, log: log, ports: map[int]*Port{}}
+}
+
+func (m *Manager) linksDir() string { return LinksDir(m.cfg.PinPath) }
+
+// LinksDir is where the XDP links are pinned, one file per ifindex.
+func LinksDir(pinPath string) string { return filepath.Join(pinPath, "links") }
+
+// Start attaches to every selected interface, adopting pinned links. It is
+// all or nothing: if any interface fails, the ones attached by this call are
+// detached again and the error names the interface. Pinned links of
+// interfaces no longer selected are detached only after everything else
+// succeeded.
+func (m *Manager) Start() error {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return fmt.Errorf("listing interfaces: %w", err)
+	}
+	byName := map[string]netlink.Link{}
+	for _, l := range links {
+		byName[l.Attrs().Name] = l
+	}
+	for _, name := range m.cfg.Explicit {
+		l, ok := byName[name]
+		if !ok {
+			return fmt.Errorf("interface %q: no such interface", name)
+		}
+		if err := eligible(l); err != nil {
+			return fmt.Errorf("interface %q: %w", name, err)
+		}
+	}
+	if err := os.MkdirAll(m.linksDir(), 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", m.linksDir(), err)
+	}
+
+	var attached []*Port
+	for _, l := range links {
+		if !m.cfg.Match(l.Attrs().Name) || eligible(l) != nil {
+			continue
+		}
+		p, err := m.attach(l)
+		if err != nil {
+			for _, a := range attached {
+				if !a.Adopted {
+					m.detach(a)
+				}
+			}
+			return fmt.Errorf("interface %q: %w", l.Attrs().Name, err)
+		}
+		attached = append(attached, p)
+	}
+	m.removeStalePins()
+	return nil
+}
+
+// eligible says why an interface cannot take part, or nil.
+func eligible(l netlink.Link) error {
+	a := l.Attrs()
+	if a.Flags&(1<<3) != 0 || a.Name == "lo" { // net.FlagLoopback
+		return errors.New("loopback cannot forward")
+	}
+	if a.EncapType != "" && a.EncapType != "ether" {
+		return fmt.Errorf("link type %q is not Ethernet", a.EncapType)
+	}
+	if len(a.HardwareAddr) != 6 {
+		return errors.New("no Ethernet address")
+	}
+	return nil
+}
+
+func up(l netlink.Link) bool {
+	f := l.Attrs().RawFlags
+	return f&unix.IFF_UP != 0 && f&unix.IFF_LOWER_UP != 0
+}
+
+// attach puts the program on l (adopting a pinned link when there is one)
+// and registers the port.
+func (m *Manager) attach(l netlink.Link) (*Port, error) {
+	a := l.Attrs()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if p, ok := m.ports[a.Index]; ok {
+		return p, m.refresh(p, l)
+	}
+	p := &Port{Name: a.Name, Index: a.Index, MAC: a.HardwareAddr.String()}
+	pin := filepath.Join(m.linksDir(), strconv.Itoa(a.Index))
+
+	if lk, err := link.LoadPinnedLink(pin, nil); err == nil {
+		if err := m.adopt(lk, a.Index); err != nil {
+			m.log.Warn("pinned XDP link unusable, attaching anew", "interface", a.Name, "pin", pin, "err", err)
+			_ = lk.Unpin()
+			_ = lk.Close()
+		} else {
+			p.link, p.Adopted = lk, true
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		m.log.Warn("cannot load pinned XDP link, attaching anew", "interface", a.Name, "pin", pin, "err", err)
+		_ = os.Remove(pin)
+	}
+	if p.link != nil {
+		if cur := attachedMode(a.Index); m.cfg.Mode != Auto && cur != string(m.cfg.Mode) {
+			m.log.Info("re-attaching in the configured mode", "interface", a.Name, "was", cur, "want", m.cfg.Mode)
+			_ = p.link.Unpin()
+			_ = p.link.Close()
+			p.link, p.Adopted = nil, false
+		}
+	}
+	if p.link == nil {
+		lk, err := m.attachNew(a.Index, a.Name)
+		if err != nil {
+			return nil, err
+		}
+		if err := lk.Pin(pin); err != nil {
+			_ = lk.Close()
+			return nil, fmt.Errorf("pinning XDP link at %s: %w", pin, err)
+		}
+		p.link = lk
+	}
+	p.Mode = attachedMode(a.Index)
+	if err := m.dp.SetPort(a.Index, a.HardwareAddr); err != nil {
+		m.detachLocked(p)
+		return nil, err
+	}
+	m.ports[a.Index] = p
+	if err := m.refresh(p, l); err != nil {
+		m.detachLocked(p)
+		return nil, err
+	}
+	verb := "attached"
+	if p.Adopted {
+		verb = "adopted"
+	}
+	m.log.Info("interface "+verb, "interface", p.Name, "ifindex", p.Index, "mode", p.Mode, "egress", p.Egress)
+	return p, nil
+}
+
+// adopt swaps the freshly loaded program into a link an earlier run pinned,
+// without a moment of not forwarding.
+func (m *Manager) adopt(lk link.Link, ifindex int) error {
+	info, err := lk.Info()
+	if err != nil {
+		return fmt.Errorf("link info: %w", err)
+	}
+	xi := info.XDP()
+	if xi == nil {
+		return errors.New("pinned link is not an XDP link")
+	}
+	if int(xi.Ifindex) != ifindex {
+		return fmt.Errorf("pinned link belongs to ifindex %d", xi.Ifindex)
+	}
+	if err := lk.Update(m.dp.Program()); err != nil {
+		return fmt.Errorf("updating program: %w", err)
+	}
+	return nil
+}
+
+func (m *Manager) attachNew(ifindex int, name string) (link.Link, error) {
+	try := func(flags link.XDPAttachFlags) (link.Link, error) {
+		return link.AttachXDP(link.XDPOptions{Program: m.dp.Program(), Interface: ifindex, Flags: flags})
+	}
+	switch m.cfg.Mode {
+	case Native:
+		lk, err := try(link.XDPDriverMode)
+		if err != nil {
+			return nil, fmt.Errorf("attaching XDP in native mode: %w", explainAttach(err))
+		}
+		return lk, nil
+	case Generic:
+		lk, err := try(link.XDPGenericMode)
+		if err != nil {
+			return nil, fmt.Errorf("attaching XDP in generic mode: %w", explainAttach(err))
+		}
+		return lk, nil
+	default:
+		lk, err := try(link.XDPDriverMode)
+		if err == nil {
+			return lk, nil
+		}
+		m.log.Info("native XDP not available, falling back to generic", "interface", name, "err", err)
+		lk, err2 := try(link.XDPGenericMode)
+		if err2 != nil {
+			return nil, fmt.Errorf("attaching XDP: native: %v; generic: %w", err, explainAttach(err2))
+		}
+		return lk, nil
+	}
+}
+
+func explainAttach(err error) error {
+	if errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("another XDP program is already attached (remove it with `ip link set dev IFACE xdp off`): %w", err)
+	}
+	return err
+}
+
+// attachedMode reads the attach mode the kernel reports for ifindex.
+func attachedMode(ifindex int) string {
+	l, err := netlink.LinkByIndex(ifindex)
+	if err != nil || l.Attrs().Xdp == nil || !l.Attrs().Xdp.Attached {
+		return "none"
+	}
+	switch l.Attrs().Xdp.AttachMode {
+	case nl_XDP_ATTACHED_DRV:
+		return string(Native)
+	case nl_XDP_ATTACHED_SKB:
+		return string(Generic)
+	case nl_XDP_ATTACHED_HW:
+		return "offload"
+	case nl_XDP_ATTACHED_MULTI:
+		return "multi"
+	}
+	return "unknown"
+}
+
+// Values of IFLA_XDP_ATTACHED.
+const (
+	nl_XDP_ATTACHED_DRV   = 1
+	nl_XDP_ATTACHED_SKB   = 2
+	nl_XDP_ATTACHED_HW    = 3
+	nl_XDP_ATTACHED_MULTI = 4
+)
+
+// refresh brings a port's map entries in line with the link: in the devmap
+// while up, out of it while down (the kernel then decides), MAC updated.
+// Called with m.mu held.
+func (m *Manager) refresh(p *Port, l netlink.Link) error {
+	a := l.Attrs()
+	if mac := a.HardwareAddr.String(); mac != p.MAC {
+		if err := m.dp.SetPort(p.Index, a.HardwareAddr); err != nil {
+			return err
+		}
+		m.log.Info("interface MAC changed", "interface", p.Name, "mac", mac)
+		p.MAC = mac
+	}
+	if a.Name != p.Name {
+		m.log.Info("interface renamed", "ifindex", p.Index, "from", p.Name, "to", a.Name)
+		p.Name = a.Name
+	}
+	want := up(l)
+	if want == p.Egress {
+		return nil
+	}
+	if want {
+		if err := m.dp.SetEgress(p.Index); err != nil {
+			return err
+		}
+		m.log.Info("interface up: egress enabled", "interface", p.Name)
+	} else {
+		if err := m.dp.DeleteEgress(p.Index); err != nil {
+			return err
+		}
+		m.log.Info("interface down: egress disabled", "interface", p.Name)
+	}
+	p.Egress = want
+	return nil
+}
+
+// detach removes the program and the port's map entries.
+func (m *Manager) detach(p *Port) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.detachLocked(p)
+}
+
+func (m *Manager) detachLocked(p *Port) {
+	if err := m.dp.DeleteEgress(p.Index); err != nil {
+		m.log.Warn("detach: devmap", "interface", p.Name, "err", err)
+	}
+	if err := m.dp.DeletePort(p.Index); err != nil {
+		m.log.Warn("detach: ports map", "interface", p.Name, "err", err)
+	}
+	if p.link != nil {
+		_ = p.link.Unpin()
+		_ = p.link.Close()
+		p.link = nil
+	}
+	delete(m.ports, p.Index)
+}
+
+// forget drops a port whose interface is gone: its link is dead, its
+// entries are removed.
+func (m *Manager) forget(ifindex int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.ports[ifindex]
+	if !ok {
+		return
+	}
+	m.detachLocked(p)
+	m.log.Info("interface removed", "interface", p.Name, "ifindex", ifindex)
+}
+
+// removeStalePins detaches links pinned by an earlier run for interfaces
+// that are gone or no longer selected, and map entries nobody owns.
+func (m *Manager) removeStalePins() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	entries, _ := os.ReadDir(m.linksDir())
+	for _, e := range entries {
+		idx, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if _, ok := m.ports[idx]; ok {
+			continue
+		}
+		path := filepath.Join(m.linksDir(), e.Name())
+		if lk, err := link.LoadPinnedLink(path, nil); err == nil {
+			_ = lk.Unpin()
+			_ = lk.Close()
+		} else {
+			_ = os.Remove(path)
+		}
+		m.log.Info("detached interface no longer selected", "ifindex", idx)
+	}
+	if idxs, err := m.dp.Egresses(); err == nil {
+		for _, idx := range idxs {
+			if p, ok := m.ports[idx]; !ok || !p.Egress {
+				_ = m.dp.DeleteEgress(idx)
+			}
+		}
+	}
+	if idxs, err := m.dp.Ports(); err == nil {
+		for _, idx := range idxs {
+			if _, ok := m.ports[idx]; !ok {
+				_ = m.dp.DeletePort(idx)
+			}
+		}
+	}
+}
+
+// Ports returns a snapshot of the attached interfaces, by name.
+func (m *Manager) Ports() []Port {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Port, 0, len(m.ports))
+	for _, p := range m.ports {
+		c := *p
+		c.link = nil
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b Port) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Close releases the handles. With detach, the program is removed from every
+// interface and the pins are deleted; otherwise the data plane keeps
+// forwarding and the next run adopts it.
+func (m *Manager) Close(detach bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range m.ports {
+		if detach {
+			m.detachLocked(p)
+			continue
+		}
+		if p.link != nil {
+			_ = p.link.Close()
+		}
+	}
+	if detach {
+		_ = os.Remove(m.linksDir())
+	}
+}

@@ -1,0 +1,284 @@
+package devmap
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/xrouter/xrouter/internal/dataplane"
+)
+
+// Status is one pinned interface as the system shows it, whether the daemon
+// runs or not.
+type Status struct {
+	Name     string   `json:"name"`
+	Index    int      `json:"ifindex"`
+	MAC      string   `json:"mac"`
+	Mode     string   `json:"mode"`
+	ProgID   uint32   `json:"prog_id"`
+	Up       bool     `json:"up"`
+	Egress   bool     `json:"egress"`
+	VethPeer string   `json:"veth_peer,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Inspect reports the interfaces with a link pinned under pinPath. It reads
+// only; it needs to run in the router's network namespace.
+func Inspect(pinPath string) ([]Status, error) {
+	dir := LinksDir(pinPath)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", dir, err)
+	}
+	var devmap *ebpf.Map
+	if m, err := ebpf.LoadPinnedMap(filepath.Join(pinPath, dataplane.DevmapMapName), &ebpf.LoadPinOptions{ReadOnly: true}); err == nil {
+		devmap = m
+		defer m.Close()
+	}
+	var out []Status
+	for _, e := range entries {
+		idx, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		s := Status{Index: idx, Name: "?", Mode: "none"}
+		if lk, err := link.LoadPinnedLink(filepath.Join(dir, e.Name()), nil); err != nil {
+			s.Warnings = append(s.Warnings, fmt.Sprintf("pinned link unreadable: %v", err))
+		} else {
+			if info, err := lk.Info(); err == nil {
+				s.ProgID = uint32(info.Program)
+			}
+			_ = lk.Close()
+		}
+		if devmap != nil {
+			var v uint32
+			s.Egress = devmap.Lookup(uint32(idx), &v) == nil
+		}
+		l, err := netlink.LinkByIndex(idx)
+		if err != nil {
+			s.Warnings = append(s.Warnings, "interface is gone; the pin is stale (the next `xrouter run` removes it)")
+			out = append(out, s)
+			continue
+		}
+		s.Name = l.Attrs().Name
+		s.MAC = l.Attrs().HardwareAddr.String()
+		s.Mode = attachedMode(idx)
+		s.Up = up(l)
+		if s.Up && !s.Egress {
+			s.Warnings = append(s.Warnings, "interface is up but not in the devmap: packets routed to it take the slow path")
+		}
+		if v, ok := l.(*netlink.Veth); ok {
+			peer, warn := checkVethPeer(v)
+			s.VethPeer = peer
+			if warn != "" {
+				s.Warnings = append(s.Warnings, warn)
+			}
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// checkVethPeer finds the other end of a veth and reports whether frames
+// redirected into this end can arrive: the peer must run an XDP program or
+// have GRO on, or redirected frames vanish without a counter moving.
+func checkVethPeer(v *netlink.Veth) (peer string, warning string) {
+	peerIdx, err := netlink.VethPeerIndex(v)
+	if err != nil {
+		return "?", fmt.Sprintf("cannot find the veth peer: %v", err)
+	}
+	nsid := v.Attrs().NetNsID
+	h, nsName, closeNs, err := peerHandle(nsid)
+	if err != nil {
+		return fmt.Sprintf("ifindex %d in netns id %d", peerIdx, nsid), fmt.Sprintf("cannot check the veth peer: %v", err)
+	}
+	defer closeNs()
+	pl, err := h.LinkByIndex(peerIdx)
+	if err != nil {
+		return fmt.Sprintf("ifindex %d", peerIdx), fmt.Sprintf("cannot read the veth peer: %v", err)
+	}
+	peer = pl.Attrs().Name
+	if nsName != "" {
+		peer += "@" + nsName
+	}
+	if x := pl.Attrs().Xdp; x != nil && x.Attached {
+		return peer, ""
+	}
+	if gro, err := vethGRO(nsid, nsName, pl.Attrs().Name); err == nil && gro {
+		return peer, ""
+	}
+	return peer, fmt.Sprintf("veth peer %s has no XDP program and GRO off: frames xrouter redirects into %s are silently dropped (attach an XDP program to the peer or enable GRO on it)", peer, v.Attrs().Name)
+}
+
+// peerHandle opens a netlink handle in the namespace a link's netnsid names,
+// by matching the ids of the namespaces in /run/netns. nsid < 0 means ours.
+func peerHandle(nsid int) (*netlink.Handle, string, func(), error) {
+	if nsid < 0 {
+		h, err := netlink.NewHandle()
+		if err != nil {
+			return nil, "", nil, err
+		}
+		return h, "", h.Close, nil
+	}
+	name, ns, err := findNetns(nsid)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		ns.Close()
+		return nil, "", nil, err
+	}
+	return h, name, func() { h.Close(); ns.Close() }, nil
+}
+
+func findNetns(nsid int) (string, netns.NsHandle, error) {
+	entries, _ := os.ReadDir("/run/netns")
+	for _, e := range entries {
+		ns, err := netns.GetFromPath(filepath.Join("/run/netns", e.Name()))
+		if err != nil {
+			continue
+		}
+		id, err := netlink.GetNetNsIdByFd(int(ns))
+		if err == nil && id == nsid {
+			return e.Name(), ns, nil
+		}
+		ns.Close()
+	}
+	return "", 0, fmt.Errorf("peer namespace (netnsid %d) is not named in /run/netns", nsid)
+}
+
+// vethGRO asks the kernel whether GRO is on for an interface, from a socket
+// opened inside its namespace.
+func vethGRO(nsid int, nsName, ifname string) (bool, error) {
+	var on bool
+	err := inNetns(nsid, nsName, func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		type ethtoolValue struct{ cmd, data uint32 }
+		const ethtoolGGRO = 0x2b
+		val := ethtoolValue{cmd: ethtoolGGRO}
+		var ifr [40]byte
+		copy(ifr[:16], ifname)
+		*(*uintptr)(unsafe.Pointer(&ifr[16])) = uintptr(unsafe.Pointer(&val))
+		if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr[0]))); e != 0 {
+			return e
+		}
+		runtime.KeepAlive(&val)
+		on = val.data != 0
+		return nil
+	})
+	return on, err
+}
+
+// inNetns runs fn on a thread in the named namespace; the thread is
+// discarded if it cannot be moved back.
+func inNetns(nsid int, nsName string, fn func() error) error {
+	if nsid < 0 || nsName == "" {
+		return fn()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		target, err := netns.GetFromName(nsName)
+		if err != nil {
+			errc <- err
+			runtime.UnlockOSThread()
+			return
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			errc <- err
+			runtime.UnlockOSThread()
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// EnsureBpffs makes sure pinPath lies on a bpffs, mounting one at
+// /sys/fs/bpf if that is where pinPath points and nothing is mounted there.
+func EnsureBpffs(pinPath string) error {
+	if onBpffs(pinPath) {
+		return nil
+	}
+	const std = "/sys/fs/bpf"
+	if pinPath != std && !strings.HasPrefix(pinPath, std+"/") {
+		return fmt.Errorf("pin path %s is not on a bpffs", pinPath)
+	}
+	if err := unix.Mount("bpf", std, "bpf", 0, "mode=0700"); err != nil {
+		return fmt.Errorf("mounting bpffs at %s: %w", std, err)
+	}
+	return nil
+}
+
+func onBpffs(path string) bool {
+	for p := filepath.Clean(path); ; p = filepath.Dir(p) {
+		var st unix.Statfs_t
+		if err := unix.Statfs(p, &st); err == nil {
+			return st.Type == unix.BPF_FS_MAGIC
+		}
+		if p == "/" {
+			return false
+		}
+	}
+}
+
+// Detach removes everything an earlier run pinned under pinPath: the XDP
+// links (so the program leaves the interfaces) and the maps. For operators
+// who stopped the daemon and want plain kernel forwarding back.
+func Detach(pinPath string) ([]int, error) {
+	var detached []int
+	dir := LinksDir(pinPath)
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		path := filepath.Join(dir, e.Name())
+		if lk, err := link.LoadPinnedLink(path, nil); err == nil {
+			_ = lk.Unpin()
+			_ = lk.Close()
+		} else if err := os.Remove(path); err != nil {
+			return detached, fmt.Errorf("removing %s: %w", path, err)
+		}
+		if idx, err := strconv.Atoi(e.Name()); err == nil {
+			detached = append(detached, idx)
+		}
+	}
+	_ = os.Remove(dir)
+	for _, name := range []string{dataplane.StatsMapName, dataplane.DevmapMapName, dataplane.PortsMapName} {
+		if err := os.Remove(filepath.Join(pinPath, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return detached, fmt.Errorf("removing pinned map %s: %w", name, err)
+		}
+	}
+	if err := os.Remove(pinPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return detached, fmt.Errorf("removing %s: %w", pinPath, err)
+	}
+	return detached, nil
+}

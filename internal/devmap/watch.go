@@ -1,0 +1,130 @@
+package devmap
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Run follows link events until ctx ends: a selected interface that appears
+// is attached, one that goes down leaves the devmap, one that is deleted is
+// forgotten. A periodic resync repairs anything an event burst or a lost
+// netlink message left behind. It returns only on ctx's end or when the
+// subscription cannot be made.
+func (m *Manager) Run(ctx context.Context, resync time.Duration) error {
+	for {
+		err := m.watch(ctx, resync)
+		if ctx.Err() != nil {
+			return nil
+		}
+		m.log.Warn("link subscription ended, resubscribing", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (m *Manager) watch(ctx context.Context, resync time.Duration) error {
+	updates := make(chan netlink.LinkUpdate, 256)
+	done := make(chan struct{})
+	defer close(done)
+	errs := make(chan error, 1)
+	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
+		ErrorCallback: func(err error) {
+			select {
+			case errs <- err:
+			default:
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("subscribing to link events: %w", err)
+	}
+	// Events between Start and the subscription would be lost otherwise.
+	m.Resync()
+	if resync <= 0 {
+		resync = 30 * time.Second
+	}
+	tick := time.NewTicker(resync)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-errs:
+			return err
+		case <-tick.C:
+			m.Resync()
+		case u, ok := <-updates:
+			if !ok {
+				return fmt.Errorf("link event channel closed")
+			}
+			m.handle(u)
+		}
+	}
+}
+
+func (m *Manager) handle(u netlink.LinkUpdate) {
+	a := u.Link.Attrs()
+	if u.Header.Type == unix.RTM_DELLINK {
+		m.forget(a.Index)
+		return
+	}
+	m.apply(u.Link)
+}
+
+// apply brings one interface in line with the selection.
+func (m *Manager) apply(l netlink.Link) {
+	a := l.Attrs()
+	m.mu.Lock()
+	p, known := m.ports[a.Index]
+	m.mu.Unlock()
+	selected := m.cfg.Match(a.Name) && eligible(l) == nil
+	switch {
+	case known && selected:
+		m.mu.Lock()
+		err := m.refresh(p, l)
+		m.mu.Unlock()
+		if err != nil {
+			m.log.Error("updating interface", "interface", a.Name, "err", err)
+		}
+	case known && !selected:
+		// Renamed out of the selection.
+		m.detach(p)
+		m.log.Info("interface no longer selected: detached", "interface", a.Name)
+	case !known && selected:
+		if _, err := m.attach(l); err != nil {
+			m.log.Error("attaching new interface", "interface", a.Name, "err", err)
+		}
+	}
+}
+
+// Resync compares every interface with the selection and the attached set.
+func (m *Manager) Resync() {
+	links, err := netlink.LinkList()
+	if err != nil {
+		m.log.Warn("resync: listing interfaces", "err", err)
+		return
+	}
+	present := map[int]bool{}
+	for _, l := range links {
+		present[l.Attrs().Index] = true
+		m.apply(l)
+	}
+	m.mu.Lock()
+	var gone []int
+	for idx := range m.ports {
+		if !present[idx] {
+			gone = append(gone, idx)
+		}
+	}
+	m.mu.Unlock()
+	for _, idx := range gone {
+		m.forget(idx)
+	}
+}
