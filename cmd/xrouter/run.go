@@ -134,7 +134,7 @@ func run(cfg *config.Config, log *slog.Logger) error {
 
 	log.Info("xrouter running", "version", version, "pid", os.Getpid(), "interfaces", len(mgr.Ports()), "config", cfg.File)
 	done := make(chan error, 1)
-	go func() { done <- mgr.Run(ctx, d.VethPeerCheck) }()
+	go func() { done <- mgr.Run(ctx, d.ResyncInterval) }()
 	for {
 		select {
 		case <-hup:

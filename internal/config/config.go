@@ -47,8 +47,9 @@ type Dataplane struct {
 	// ManageForwarding lets xrouter enable the forwarding sysctls of the
 	// attached interfaces; by default it only reports them.
 	ManageForwarding bool `mapstructure:"manage_forwarding"`
-	// VethPeerCheck is how often the veth-peer XDP check reruns.
-	VethPeerCheck time.Duration `mapstructure:"veth_peer_check"`
+	// ResyncInterval is how often the daemon re-lists interfaces to repair
+	// what link events missed.
+	ResyncInterval time.Duration `mapstructure:"resync_interval"`
 }
 
 // Log configures logging.
@@ -74,7 +75,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("dataplane.pin_path", "/sys/fs/bpf/xrouter")
 	v.SetDefault("dataplane.detach_on_exit", false)
 	v.SetDefault("dataplane.manage_forwarding", false)
-	v.SetDefault("dataplane.veth_peer_check", "30s")
+	v.SetDefault("dataplane.resync_interval", "30s")
 	v.SetDefault("log.level", "info")
 	v.SetDefault("log.format", "text")
 	v.SetDefault("metrics.listen", "")
@@ -128,7 +129,7 @@ func Load(file string, flags map[string]*pflag.Flag) (*Config, error) {
 		WeaklyTypedInput: false,
 		ErrorUnused:      true,
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
-			mapstructure.StringToTimeDurationHookFunc(),
+			stringToDurationHook,
 			stringToSliceHook,
 			stringToBoolHook,
 		),
@@ -167,6 +168,17 @@ func stringToSliceHook(f, t reflect.Type, data any) (any, error) {
 		return []string{}, nil
 	}
 	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }), nil
+}
+
+func stringToDurationHook(f, t reflect.Type, data any) (any, error) {
+	if f.Kind() != reflect.String || t != reflect.TypeOf(time.Duration(0)) {
+		return data, nil
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(data.(string)))
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a duration (e.g. 30s, 5m)", data)
+	}
+	return d, nil
 }
 
 func stringToBoolHook(f, t reflect.Type, data any) (any, error) {
@@ -228,8 +240,8 @@ func (c *Config) Validate() error {
 	if !filepath.IsAbs(d.PinPath) || filepath.Clean(d.PinPath) == "/" {
 		return fmt.Errorf("key \"dataplane.pin_path\": %q must be an absolute directory below a bpffs mount", d.PinPath)
 	}
-	if d.VethPeerCheck < 0 {
-		return fmt.Errorf("key \"dataplane.veth_peer_check\": %s is negative", d.VethPeerCheck)
+	if d.ResyncInterval < 0 {
+		return fmt.Errorf("key \"dataplane.resync_interval\": %s is negative", d.ResyncInterval)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -1,0 +1,155 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "xrouter.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadDefaultsAndFile(t *testing.T) {
+	p := writeFile(t, `
+dataplane:
+  interfaces: [eth1, eth2]
+  mode: generic
+  resync_interval: 5s
+log:
+  format: json
+`)
+	c, err := Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Dataplane.Interfaces; len(got) != 2 || got[0] != "eth1" || got[1] != "eth2" {
+		t.Errorf("interfaces = %v", got)
+	}
+	if c.Dataplane.Mode != "generic" || c.Log.Format != "json" || c.Log.Level != "info" {
+		t.Errorf("mode/format/level = %q/%q/%q", c.Dataplane.Mode, c.Log.Format, c.Log.Level)
+	}
+	if c.Dataplane.PinPath != "/sys/fs/bpf/xrouter" || c.Dataplane.ResyncInterval != 5*time.Second {
+		t.Errorf("pin_path/resync = %q/%v", c.Dataplane.PinPath, c.Dataplane.ResyncInterval)
+	}
+	if err := c.RequireInterfaces(); err != nil {
+		t.Error(err)
+	}
+	if !c.Dataplane.Matches("eth1") || c.Dataplane.Matches("eth3") {
+		t.Error("Matches disagrees with interfaces")
+	}
+}
+
+func TestLoadRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		want       []string // substrings of the one-line error
+	}{
+		{"unknown key", "dataplane:\n  interfaces: [a]\n  modes: auto\n", []string{`unknown key "dataplane.modes"`}},
+		{"unknown top-level key", "dataplne:\n  mode: auto\n", []string{`unknown key "dataplne`}},
+		{"unknown mode", "dataplane:\n  mode: fast\n", []string{`"dataplane.mode"`, `"fast"`}},
+		{"malformed bool", "dataplane:\n  detach_on_exit: maybe\n", []string{"dataplane.detach_on_exit"}},
+		{"list for string", "dataplane:\n  mode: [1, 2]\n", []string{"dataplane.mode"}},
+		{"bad duration", "dataplane:\n  resync_interval: soon\n", []string{"dataplane.resync_interval"}},
+		{"bad pattern", "dataplane:\n  interface_pattern: \"eth[\"\n", []string{"dataplane.interface_pattern"}},
+		{"relative pin path", "dataplane:\n  pin_path: xr\n", []string{"dataplane.pin_path"}},
+		{"bad interface name", "dataplane:\n  interfaces: [\"a/b\"]\n", []string{"dataplane.interfaces", `"a/b"`}},
+		{"duplicate interface", "dataplane:\n  interfaces: [a, a]\n", []string{"dataplane.interfaces", "twice"}},
+		{"bad metrics address", "metrics:\n  listen: localhost\n", []string{"metrics.listen"}},
+		{"bad level", "log:\n  level: loud\n", []string{"log.level"}},
+		{"not yaml", "dataplane: [\n", []string{"config "}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := writeFile(t, tc.body)
+			_, err := Load(p, nil)
+			if err == nil {
+				t.Fatalf("accepted:\n%s", tc.body)
+			}
+			msg := err.Error()
+			if strings.Contains(msg, "\n") {
+				t.Errorf("error is not one line: %q", msg)
+			}
+			if !strings.Contains(msg, p) {
+				t.Errorf("error does not name the file %s: %q", p, msg)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not contain %q", msg, w)
+				}
+			}
+		})
+	}
+}
+
+func TestRequireInterfaces(t *testing.T) {
+	c, err := Load(writeFile(t, "log:\n  level: debug\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RequireInterfaces(); err == nil || !strings.Contains(err.Error(), "dataplane.interfaces") {
+		t.Errorf("RequireInterfaces = %v, want an error naming dataplane.interfaces", err)
+	}
+}
+
+func TestEnvAndFlagsOverride(t *testing.T) {
+	p := writeFile(t, "dataplane:\n  interfaces: [a]\n  mode: native\n  pin_path: /sys/fs/bpf/file\n")
+	t.Setenv("XROUTER_DATAPLANE_MODE", "generic")
+	t.Setenv("XROUTER_DATAPLANE_PIN_PATH", "/sys/fs/bpf/env")
+	t.Setenv("XROUTER_DATAPLANE_DETACH_ON_EXIT", "yes")
+	fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+	fs.String("pin-path", "", "")
+	if err := fs.Parse([]string{"--pin-path", "/sys/fs/bpf/flag"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(p, map[string]*pflag.Flag{"dataplane.pin_path": fs.Lookup("pin-path")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Dataplane.Mode != "generic" {
+		t.Errorf("env did not override mode: %q", c.Dataplane.Mode)
+	}
+	if c.Dataplane.PinPath != "/sys/fs/bpf/flag" {
+		t.Errorf("flag did not win over env: %q", c.Dataplane.PinPath)
+	}
+	if !c.Dataplane.DetachOnExit {
+		t.Error("XROUTER_DATAPLANE_DETACH_ON_EXIT=yes not applied")
+	}
+	t.Setenv("XROUTER_DATAPLANE_MODE", "turbo")
+	if _, err := Load(p, nil); err == nil || !strings.Contains(err.Error(), "dataplane.mode") {
+		t.Errorf("bad env value: err = %v", err)
+	}
+}
+
+func TestPatternMatches(t *testing.T) {
+	c, err := Load(writeFile(t, "dataplane:\n  interface_pattern: \"r*\"\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Dataplane.Matches("r0") || c.Dataplane.Matches("s0") {
+		t.Error("pattern r* matched wrongly")
+	}
+}
+
+func TestKeysListsEveryField(t *testing.T) {
+	want := []string{"dataplane.interfaces", "dataplane.interface_pattern", "dataplane.mode", "dataplane.pin_path",
+		"dataplane.detach_on_exit", "dataplane.manage_forwarding", "dataplane.resync_interval",
+		"log.level", "log.format", "metrics.listen"}
+	got := strings.Join(Keys(), ",")
+	for _, k := range want {
+		if !strings.Contains(got, k) {
+			t.Errorf("Keys() lacks %s", k)
+		}
+	}
+	if len(Keys()) != len(want) {
+		t.Errorf("Keys() = %v, want %d keys", Keys(), len(want))
+	}
+}
