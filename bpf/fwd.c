@@ -47,6 +47,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xr_ports SEC(".maps");
 
+/* The namespace's own IPv4 addresses: the kernel drops a packet to be
+ * forwarded whose source is one of them (fib_validate_source). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XR_MAX_LOCAL4);
+	__type(key, __be32);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xr_local4 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, XR_OUTCOME_MAX);
@@ -55,8 +65,9 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xr_stats SEC(".maps");
 
-/* Forces the enum into BTF so bpf2go emits it for the Go side. */
+/* Forces the enums into BTF so bpf2go emits it for the Go side. */
 const enum xr_outcome xr_outcome_unused __attribute__((unused));
+const enum xr_port_flags xr_port_flags_unused __attribute__((unused));
 
 static __always_inline int count(enum xr_outcome o, __u64 len, int verdict)
 {
@@ -235,7 +246,47 @@ static __always_inline void rewrite_macs(struct ethhdr *eth, struct bpf_fib_look
 	__builtin_memcpy(eth->h_source, p->smac, ETH_ALEN);
 }
 
-static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len)
+/* The kernel validates the source of every IPv4 packet it forwards
+ * (fib_validate_source): a local address is a martian unless accept_local;
+ * with rp_filter, the source must route back out of the ingress interface
+ * (strict) or route at all (loose). bpf_fib_lookup checks none of it. A
+ * reverse lookup that cannot confirm the source leaves the packet to the
+ * kernel, which is always safe. Returns 0 when the source is acceptable. */
+static __always_inline int ipv4_source_bad(struct xdp_md *ctx, struct iphdr *iph,
+					   __u16 flags, __u32 ingress)
+{
+	struct bpf_fib_lookup r;
+	int rc;
+
+	if (!(flags & (XR_PORT_RPF_STRICT | XR_PORT_RPF_LOOSE))) {
+		if (flags & XR_PORT_ACCEPT_LOCAL)
+			return 0;
+		return bpf_map_lookup_elem(&xr_local4, &iph->saddr) != NULL;
+	}
+	__builtin_memset(&r, 0, sizeof(r));
+	r.family = AF_INET;
+	r.tos = iph->tos;
+	r.ipv4_src = iph->daddr;
+	r.ipv4_dst = iph->saddr;
+	r.ifindex = ingress;
+	rc = bpf_fib_lookup(ctx, &r, sizeof(r), BPF_FIB_LOOKUP_SKIP_NEIGH);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
+		return 1;
+	if ((flags & XR_PORT_RPF_STRICT) && r.ifindex != ingress)
+		return 1;
+	return 0;
+}
+
+/* A packet with TTL <= 1 goes to the kernel either way; the reason is
+ * ttl_exceeded only when the kernel would forward it (and so send Time
+ * Exceeded), not when it is for this host. */
+static __always_inline int expires(int rc, __u8 ttl)
+{
+	return ttl <= 1 && (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH ||
+			    rc == BPF_FIB_LKUP_RET_FRAG_NEEDED);
+}
+
+static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -260,8 +311,6 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len)
 		return PASS(XR_PASS_FRAGMENT);
 	if (ipv4_martian(iph->saddr, iph->daddr))
 		return PASS(XR_PASS_MARTIAN);
-	if (iph->ttl <= 1)
-		return PASS(XR_PASS_TTL_EXCEEDED);
 
 	__builtin_memset(&p, 0, sizeof(p));
 	if (iph->protocol == IPPROTO_ICMP) {
@@ -287,8 +336,12 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len)
 	p.ifindex = ctx->ingress_ifindex;
 
 	rc = bpf_fib_lookup(ctx, &p, sizeof(p), 0);
+	if (expires(rc, iph->ttl))
+		return PASS(XR_PASS_TTL_EXCEEDED);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return PASS(lookup_outcome(rc));
+	if (ipv4_source_bad(ctx, iph, flags, ctx->ingress_ifindex))
+		return PASS(XR_PASS_MARTIAN);
 	rc = redirect(&p, ctx->ingress_ifindex);
 	if (rc)
 		return PASS(-rc);
@@ -300,7 +353,7 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len)
 	return count(XR_FORWARDED, len, bpf_redirect_map(&xr_devmap, p.ifindex, 0));
 }
 
-static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len)
+static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -323,8 +376,8 @@ static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len)
 		return PASS(XR_PASS_IP_OPTIONS);
 	if (ipv6_special_addr(&ip6h->saddr) || ipv6_special_addr(&ip6h->daddr))
 		return PASS(XR_PASS_MARTIAN);
-	if (ip6h->hop_limit <= 1)
-		return PASS(XR_PASS_TTL_EXCEEDED);
+	if (flags & XR_PORT_NO_FWD6)
+		return PASS(XR_PASS_FWD_DISABLED);
 
 	__builtin_memset(&p, 0, sizeof(p));
 	if (ip6h->nexthdr == IPPROTO_ICMPV6) {
@@ -350,6 +403,8 @@ static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len)
 	p.ifindex = ctx->ingress_ifindex;
 
 	rc = bpf_fib_lookup(ctx, &p, sizeof(p), 0);
+	if (expires(rc, ip6h->hop_limit))
+		return PASS(XR_PASS_TTL_EXCEEDED);
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return PASS(lookup_outcome(rc));
 	rc = redirect(&p, ctx->ingress_ifindex);
@@ -388,6 +443,6 @@ int xrouter_fwd(struct xdp_md *ctx)
 		return PASS(XR_PASS_L2_NOT_FOR_US);
 
 	if (eth->h_proto == bpf_htons(ETH_P_IP))
-		return fwd_ipv4(ctx, len);
-	return fwd_ipv6(ctx, len);
+		return fwd_ipv4(ctx, len, port->flags);
+	return fwd_ipv6(ctx, len, port->flags);
 }

@@ -42,12 +42,22 @@ struct xr_counter {
 	__u64 bytes;
 };
 
-/* What the program needs to know about an attached interface. */
+/* What the program needs to know about an attached interface. The flags
+ * carry the interface's sysctls that bpf_fib_lookup does not look at; user
+ * space keeps them in step. */
 struct xr_port {
 	__u8 mac[6];
-	__u16 pad;
+	__u16 flags;
+};
+
+enum xr_port_flags {
+	XR_PORT_RPF_STRICT = 1,   /* rp_filter = 1 (max of all and the interface) */
+	XR_PORT_RPF_LOOSE = 2,    /* rp_filter = 2 */
+	XR_PORT_ACCEPT_LOCAL = 4, /* accept_local: local source addresses allowed */
+	XR_PORT_NO_FWD6 = 8,      /* the kernel would not forward IPv6 (all.forwarding = 0) */
 };
 
 #define XR_MAX_PORTS 1024
+#define XR_MAX_LOCAL4 4096
 
 #endif

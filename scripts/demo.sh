@@ -24,7 +24,12 @@ trap cleanup EXIT
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "topology: $SRC (10.200.1.2, fd00:200:1::2) - $RTR - $DST (10.200.2.2, fd00:200:2::2)"
-for ns in $SRC $RTR $DST; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
+for ns in $SRC $RTR $DST; do
+	ip netns add "$ns"; ip -n "$ns" link set lo up
+	# No duplicate address detection on these private links: link-local
+	# addresses are usable at once, so IPv6 neighbour discovery is immediate.
+	ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+done
 ip link add s0 netns "$SRC" type veth peer name r0 netns "$RTR"
 ip link add d0 netns "$DST" type veth peer name r1 netns "$RTR"
 ip -n "$SRC" addr add 10.200.1.2/24 dev s0; ip -n "$SRC" addr add fd00:200:1::2/64 dev s0 nodad
@@ -62,7 +67,7 @@ done
 sleep 0.3
 "$XR" status -c "$WORK/xrouter.yaml" --netns "$RTR"
 
-say "traffic: 200 IPv4 + 200 IPv6 pings, and UDP"
+say "traffic: 200 IPv4 and 200 IPv6 pings from src to dst"
 ip netns exec "$SRC" ping -q -c 200 -i 0.002 -W 1 10.200.2.2 | tail -2
 ip netns exec "$SRC" ping -6 -q -c 200 -i 0.002 -W 1 fd00:200:2::2 | tail -2
 say "slow path: TTL 1 gets Time Exceeded from the router; the router's own address is answered locally"

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 
@@ -16,7 +17,38 @@ const (
 	StatsMapName  = "xr_stats"
 	DevmapMapName = "xr_devmap"
 	PortsMapName  = "xr_ports"
+	Local4MapName = "xr_local4"
 )
+
+// PortFlags are the interface sysctls that bpf_fib_lookup ignores but kernel
+// forwarding obeys; user space reads them and keeps them in the port entry.
+type PortFlags struct {
+	// RPFilter is the effective net.ipv4.conf rp_filter: the larger of "all"
+	// and the interface's (0 off, 1 strict, 2 loose).
+	RPFilter int
+	// AcceptLocal is net.ipv4.conf.IF.accept_local.
+	AcceptLocal bool
+	// NoForward6 is set when the kernel would not forward IPv6 arriving
+	// here (net.ipv6.conf.all.forwarding = 0).
+	NoForward6 bool
+}
+
+func (f PortFlags) bits() uint16 {
+	var b uint16
+	switch f.RPFilter {
+	case 1:
+		b |= uint16(fwdXrPortFlagsXR_PORT_RPF_STRICT)
+	case 2:
+		b |= uint16(fwdXrPortFlagsXR_PORT_RPF_LOOSE)
+	}
+	if f.AcceptLocal {
+		b |= uint16(fwdXrPortFlagsXR_PORT_ACCEPT_LOCAL)
+	}
+	if f.NoForward6 {
+		b |= uint16(fwdXrPortFlagsXR_PORT_NO_FWD6)
+	}
+	return b
+}
 
 // Dataplane is the loaded forwarding program and its maps.
 type Dataplane struct {
@@ -55,13 +87,15 @@ func (d *Dataplane) Program() *ebpf.Program { return d.objs.XrouterFwd }
 // Close releases the process's handles. Pinned maps and links stay.
 func (d *Dataplane) Close() error { return d.objs.Close() }
 
-// SetPort registers an attached interface: its MAC for the ingress check.
-func (d *Dataplane) SetPort(ifindex int, mac net.HardwareAddr) error {
+// SetPort registers an attached interface: its MAC for the ingress check and
+// the sysctl-derived flags.
+func (d *Dataplane) SetPort(ifindex int, mac net.HardwareAddr, flags PortFlags) error {
 	var p fwdXrPort
 	if len(mac) != 6 {
 		return fmt.Errorf("port %d: MAC %q is not 6 bytes", ifindex, mac)
 	}
 	copy(p.Mac[:], mac)
+	p.Flags = flags.bits()
 	if err := d.objs.XrPorts.Put(uint32(ifindex), &p); err != nil {
 		return fmt.Errorf("port %d: updating %s: %w", ifindex, PortsMapName, err)
 	}
@@ -123,6 +157,41 @@ func (d *Dataplane) Ports() ([]int, error) {
 		return nil, fmt.Errorf("listing %s: %w", PortsMapName, err)
 	}
 	return out, nil
+}
+
+// SetLocal4 replaces the set of local IPv4 addresses with addrs, adding
+// before deleting so that no address the namespace has is missing meanwhile.
+func (d *Dataplane) SetLocal4(addrs []netip.Addr) error {
+	want := map[[4]byte]bool{}
+	one := uint8(1)
+	for _, a := range addrs {
+		if !a.Is4() {
+			continue
+		}
+		k := a.As4()
+		want[k] = true
+		if err := d.objs.XrLocal4.Put(k, one); err != nil {
+			return fmt.Errorf("adding local address %s to %s: %w", a, Local4MapName, err)
+		}
+	}
+	var k [4]byte
+	var v uint8
+	var stale [][4]byte
+	it := d.objs.XrLocal4.Iterate()
+	for it.Next(&k, &v) {
+		if !want[k] {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("listing %s: %w", Local4MapName, err)
+	}
+	for _, k := range stale {
+		if err := d.objs.XrLocal4.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("removing local address %s from %s: %w", netip.AddrFrom4(k), Local4MapName, err)
+		}
+	}
+	return nil
 }
 
 // Stats sums the per-CPU counters of the loaded program.

@@ -47,20 +47,31 @@ const (
 )
 
 type fwdXrPort struct {
-	_   structs.HostLayout
-	Mac [6]uint8
-	Pad uint16
+	_     structs.HostLayout
+	Mac   [6]uint8
+	Flags uint16
 }
+
+type fwdXrPortFlags uint32
+
+const (
+	fwdXrPortFlagsXR_PORT_RPF_STRICT   fwdXrPortFlags = 1
+	fwdXrPortFlagsXR_PORT_RPF_LOOSE    fwdXrPortFlags = 2
+	fwdXrPortFlagsXR_PORT_ACCEPT_LOCAL fwdXrPortFlags = 4
+	fwdXrPortFlagsXR_PORT_NO_FWD6      fwdXrPortFlags = 8
+)
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	fwdMapXrDevmap        = "xr_devmap"
-	fwdMapXrPorts         = "xr_ports"
-	fwdMapXrStats         = "xr_stats"
-	fwdProgXrouterFwd     = "xrouter_fwd"
-	fwdVarXrOutcomeUnused = "xr_outcome_unused"
+	fwdMapXrDevmap          = "xr_devmap"
+	fwdMapXrLocal4          = "xr_local4"
+	fwdMapXrPorts           = "xr_ports"
+	fwdMapXrStats           = "xr_stats"
+	fwdProgXrouterFwd       = "xrouter_fwd"
+	fwdVarXrOutcomeUnused   = "xr_outcome_unused"
+	fwdVarXrPortFlagsUnused = "xr_port_flags_unused"
 )
 
 // loadFwd returns the embedded CollectionSpec for fwd.
@@ -113,6 +124,7 @@ type fwdProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type fwdMapSpecs struct {
 	XrDevmap *ebpf.MapSpec `ebpf:"xr_devmap"`
+	XrLocal4 *ebpf.MapSpec `ebpf:"xr_local4"`
 	XrPorts  *ebpf.MapSpec `ebpf:"xr_ports"`
 	XrStats  *ebpf.MapSpec `ebpf:"xr_stats"`
 }
@@ -121,7 +133,8 @@ type fwdMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fwdVariableSpecs struct {
-	XrOutcomeUnused *ebpf.VariableSpec `ebpf:"xr_outcome_unused"`
+	XrOutcomeUnused   *ebpf.VariableSpec `ebpf:"xr_outcome_unused"`
+	XrPortFlagsUnused *ebpf.VariableSpec `ebpf:"xr_port_flags_unused"`
 }
 
 // fwdObjects contains all objects after they have been loaded into the kernel.
@@ -145,6 +158,7 @@ func (o *fwdObjects) Close() error {
 // It can be passed to loadFwdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fwdMaps struct {
 	XrDevmap *ebpf.Map `ebpf:"xr_devmap"`
+	XrLocal4 *ebpf.Map `ebpf:"xr_local4"`
 	XrPorts  *ebpf.Map `ebpf:"xr_ports"`
 	XrStats  *ebpf.Map `ebpf:"xr_stats"`
 }
@@ -152,6 +166,7 @@ type fwdMaps struct {
 func (m *fwdMaps) Close() error {
 	return _FwdClose(
 		m.XrDevmap,
+		m.XrLocal4,
 		m.XrPorts,
 		m.XrStats,
 	)
@@ -161,7 +176,8 @@ func (m *fwdMaps) Close() error {
 //
 // It can be passed to loadFwdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fwdVariables struct {
-	XrOutcomeUnused *ebpf.Variable `ebpf:"xr_outcome_unused"`
+	XrOutcomeUnused   *ebpf.Variable `ebpf:"xr_outcome_unused"`
+	XrPortFlagsUnused *ebpf.Variable `ebpf:"xr_port_flags_unused"`
 }
 
 // fwdPrograms contains all programs after they have been loaded into the kernel.

@@ -54,7 +54,8 @@ type Port struct {
 	Egress  bool   `json:"egress"`  // in the devmap (interface up)
 	Adopted bool   `json:"adopted"` // the link was pinned by an earlier run
 
-	link link.Link
+	flags dataplane.PortFlags
+	link  link.Link
 }
 
 // Manager owns the attached interfaces.
@@ -104,6 +105,8 @@ func (m *Manager) Start() error {
 		return fmt.Errorf("creating %s: %w", m.linksDir(), err)
 	}
 
+	// Before any interface forwards: local sources must be known.
+	m.syncLocal()
 	var attached []*Port
 	for _, l := range links {
 		if !m.cfg.Match(l.Attrs().Name) || eligible(l) != nil {
@@ -188,7 +191,8 @@ func (m *Manager) attach(l netlink.Link) (*Port, error) {
 		p.link = lk
 	}
 	p.Mode = attachedMode(a.Index)
-	if err := m.dp.SetPort(a.Index, a.HardwareAddr); err != nil {
+	p.flags = portFlags(a.Name)
+	if err := m.dp.SetPort(a.Index, a.HardwareAddr, p.flags); err != nil {
 		m.detachLocked(p)
 		return nil, err
 	}
@@ -295,12 +299,18 @@ const (
 // Called with m.mu held.
 func (m *Manager) refresh(p *Port, l netlink.Link) error {
 	a := l.Attrs()
-	if mac := a.HardwareAddr.String(); mac != p.MAC {
-		if err := m.dp.SetPort(p.Index, a.HardwareAddr); err != nil {
+	flags := portFlags(a.Name)
+	if mac := a.HardwareAddr.String(); mac != p.MAC || flags != p.flags {
+		if err := m.dp.SetPort(p.Index, a.HardwareAddr, flags); err != nil {
 			return err
 		}
-		m.log.Info("interface MAC changed", "interface", p.Name, "mac", mac)
-		p.MAC = mac
+		if mac != p.MAC {
+			m.log.Info("interface MAC changed", "interface", p.Name, "mac", mac)
+		}
+		if flags != p.flags {
+			m.log.Info("interface sysctls changed", "interface", p.Name, "rp_filter", flags.RPFilter, "accept_local", flags.AcceptLocal, "ipv6_forwarding_off", flags.NoForward6)
+		}
+		p.MAC, p.flags = mac, flags
 	}
 	if a.Name != p.Name {
 		m.log.Info("interface renamed", "ifindex", p.Index, "from", p.Name, "to", a.Name)

@@ -3,6 +3,7 @@ package devmap
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -45,6 +46,18 @@ func (m *Manager) watch(ctx context.Context, resync time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("subscribing to link events: %w", err)
 	}
+	addrs := make(chan netlink.AddrUpdate, 256)
+	err = netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{
+		ErrorCallback: func(err error) {
+			select {
+			case errs <- err:
+			default:
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("subscribing to address events: %w", err)
+	}
 	// Events between Start and the subscription would be lost otherwise.
 	m.Resync()
 	if resync <= 0 {
@@ -65,6 +78,11 @@ func (m *Manager) watch(ctx context.Context, resync time.Duration) error {
 				return fmt.Errorf("link event channel closed")
 			}
 			m.handle(u)
+		case _, ok := <-addrs:
+			if !ok {
+				return fmt.Errorf("address event channel closed")
+			}
+			m.syncLocal()
 		}
 	}
 }
@@ -104,8 +122,30 @@ func (m *Manager) apply(l netlink.Link) {
 	}
 }
 
-// Resync compares every interface with the selection and the attached set.
+// syncLocal copies the namespace's IPv4 addresses into the data plane, which
+// leaves packets claiming one of them as source to the kernel.
+func (m *Manager) syncLocal() {
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		m.log.Warn("listing local addresses", "err", err)
+		return
+	}
+	var list []netip.Addr
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok {
+			list = append(list, ip)
+		}
+	}
+	if err := m.dp.SetLocal4(list); err != nil {
+		m.log.Error("updating local addresses", "err", err)
+	}
+}
+
+// Resync compares every interface with the selection and the attached set,
+// and re-reads the local addresses and the interfaces' sysctls (which send
+// no events).
 func (m *Manager) Resync() {
+	m.syncLocal()
 	links, err := netlink.LinkList()
 	if err != nil {
 		m.log.Warn("resync: listing interfaces", "err", err)
