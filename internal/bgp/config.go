@@ -1,0 +1,237 @@
+package bgp
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Families a neighbour may enable.
+const (
+	FamilyIPv4Unicast = "ipv4-unicast"
+	FamilyIPv6Unicast = "ipv6-unicast"
+)
+
+// Defaults applied by Config.withDefaults to zero values.
+const (
+	DefaultListenPort  = 179
+	DefaultHoldTime    = 90 * time.Second
+	DefaultGRPCAddress = "127.0.0.1:50051"
+)
+
+// Config is the BGP speaker's configuration, decoded by the daemon's config
+// loader (hence the mapstructure tags). Zero values take the defaults named
+// on each field.
+type Config struct {
+	// AS is the local autonomous system number. Required.
+	AS uint32 `mapstructure:"as"`
+	// RouterID is the BGP identifier, an IPv4 address. Required.
+	RouterID string `mapstructure:"router_id"`
+	// ListenPort is the TCP port for incoming sessions: 0 means 179, -1
+	// means no listener (the speaker only dials).
+	ListenPort int32 `mapstructure:"listen_port"`
+	// ListenAddresses restricts the listener; empty listens on all.
+	ListenAddresses []string `mapstructure:"listen_addresses"`
+	// Multipath installs all equal-cost best paths as one ECMP route. It is
+	// process-wide in GoBGP, so one process holds one speaker.
+	Multipath bool `mapstructure:"multipath"`
+	// GRPCAddress is where GoBGP's gRPC API listens, so that the stock
+	// `gobgp` CLI works; "" turns it off. The daemon's default is
+	// DefaultGRPCAddress, set by its config loader; this package does not
+	// open it unless asked.
+	GRPCAddress string `mapstructure:"grpc_address"`
+	// Networks are the prefixes announced to peers (subject to the export
+	// policy), with this router as next hop.
+	Networks []string `mapstructure:"networks"`
+	// PrefixLists are named lists that import and export policies refer to.
+	PrefixLists []PrefixList `mapstructure:"prefix_lists"`
+	// Neighbors are the configured peers.
+	Neighbors []Neighbor `mapstructure:"neighbors"`
+}
+
+// PrefixList is a named list of prefixes with length ranges.
+type PrefixList struct {
+	Name    string        `mapstructure:"name"`
+	Entries []PrefixEntry `mapstructure:"entries"`
+}
+
+// PrefixEntry matches routes inside Prefix whose length is between GE and
+// LE (inclusive), as in the usual "ge/le" prefix lists: neither set matches
+// Prefix's own length only; GE alone matches from GE to the family's
+// maximum; LE alone from Prefix's length to LE.
+type PrefixEntry struct {
+	Prefix string `mapstructure:"prefix"`
+	GE     int    `mapstructure:"ge"`
+	LE     int    `mapstructure:"le"`
+}
+
+// Neighbor is one configured peer.
+type Neighbor struct {
+	// Address is the peer's IP address. Required.
+	Address string `mapstructure:"address"`
+	// PeerAS is the peer's AS; equal to Config.AS makes it iBGP. Required.
+	PeerAS uint32 `mapstructure:"peer_as"`
+	// Families lists the address families to negotiate ("ipv4-unicast",
+	// "ipv6-unicast"). Required: nothing is enabled implicitly.
+	Families []string `mapstructure:"families"`
+	// Passive waits for the peer to connect instead of dialling.
+	Passive bool `mapstructure:"passive"`
+	// HoldTime defaults to 90s; KeepaliveInterval to a third of it.
+	HoldTime          time.Duration `mapstructure:"hold_time"`
+	KeepaliveInterval time.Duration `mapstructure:"keepalive_interval"`
+	// MultihopTTL > 0 enables eBGP multihop with that TTL.
+	MultihopTTL uint32 `mapstructure:"multihop_ttl"`
+	// LocalAddress is the source address of the session; empty lets the
+	// kernel choose.
+	LocalAddress string `mapstructure:"local_address"`
+	// Password enables TCP-MD5 (RFC 2385) with this key.
+	Password string `mapstructure:"password"`
+	// Import and Export name prefix lists: routes matching are accepted,
+	// others rejected. Empty means reject everything for an eBGP neighbour
+	// (RFC 8212) and accept everything for an iBGP one.
+	Import string `mapstructure:"import"`
+	Export string `mapstructure:"export"`
+	// MaxPrefixes > 0 tears the session down when the peer sends more
+	// prefixes (per family) than this; it is GoBGP's only action.
+	MaxPrefixes uint32 `mapstructure:"max_prefixes"`
+}
+
+// ebgp reports whether the neighbour is external.
+func (n Neighbor) ebgp(localAS uint32) bool { return n.PeerAS != localAS }
+
+// withDefaults returns c with the documented defaults filled in.
+func (c Config) withDefaults() Config {
+	if c.ListenPort == 0 {
+		c.ListenPort = DefaultListenPort
+	}
+	ns := make([]Neighbor, len(c.Neighbors))
+	for i, n := range c.Neighbors {
+		if n.HoldTime == 0 {
+			n.HoldTime = DefaultHoldTime
+		}
+		if n.KeepaliveInterval == 0 {
+			n.KeepaliveInterval = n.HoldTime / 3
+		}
+		ns[i] = n
+	}
+	c.Neighbors = ns
+	return c
+}
+
+// Validate checks the configuration and reports every problem at once, each
+// naming the offending key, so that a bad file is fixed in one go.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.AS == 0 {
+		bad("bgp.as: required")
+	}
+	if a, err := netip.ParseAddr(c.RouterID); err != nil || !a.Is4() {
+		bad("bgp.router_id: %q is not an IPv4 address", c.RouterID)
+	}
+	if c.ListenPort < -1 || c.ListenPort > 65535 {
+		bad("bgp.listen_port: %d out of range (-1 for no listener)", c.ListenPort)
+	}
+	for _, a := range c.ListenAddresses {
+		if _, err := netip.ParseAddr(a); err != nil {
+			bad("bgp.listen_addresses: %q: %w", a, err)
+		}
+	}
+	for _, p := range c.Networks {
+		if _, err := parsePrefix(p); err != nil {
+			bad("bgp.networks: %w", err)
+		}
+	}
+	lists := map[string]bool{}
+	for i, pl := range c.PrefixLists {
+		if pl.Name == "" {
+			bad("bgp.prefix_lists[%d].name: required", i)
+		}
+		if lists[pl.Name] {
+			bad("bgp.prefix_lists[%d].name: %q defined twice", i, pl.Name)
+		}
+		lists[pl.Name] = true
+		for j, e := range pl.Entries {
+			p, err := parsePrefix(e.Prefix)
+			if err != nil {
+				bad("bgp.prefix_lists[%d].entries[%d].prefix: %w", i, j, err)
+				continue
+			}
+			ge, le := e.lengths(p)
+			if ge < p.Bits() || le < ge || le > p.Addr().BitLen() {
+				bad("bgp.prefix_lists[%d].entries[%d]: length range %d-%d does not fit %s", i, j, ge, le, p)
+			}
+		}
+	}
+	seen := map[netip.Addr]bool{}
+	for i, n := range c.Neighbors {
+		key := fmt.Sprintf("bgp.neighbors[%d]", i)
+		a, err := netip.ParseAddr(n.Address)
+		if err != nil {
+			bad("%s.address: %q is not an IP address", key, n.Address)
+		} else if seen[a] {
+			bad("%s.address: %s configured twice", key, a)
+		}
+		seen[a] = true
+		if n.PeerAS == 0 {
+			bad("%s.peer_as: required", key)
+		}
+		if len(n.Families) == 0 {
+			bad("%s.families: required (%s, %s)", key, FamilyIPv4Unicast, FamilyIPv6Unicast)
+		}
+		for _, f := range n.Families {
+			if f != FamilyIPv4Unicast && f != FamilyIPv6Unicast {
+				bad("%s.families: unknown family %q (want %s or %s)", key, f, FamilyIPv4Unicast, FamilyIPv6Unicast)
+			}
+		}
+		if n.LocalAddress != "" {
+			if _, err := netip.ParseAddr(n.LocalAddress); err != nil {
+				bad("%s.local_address: %q is not an IP address", key, n.LocalAddress)
+			}
+		}
+		if n.HoldTime < 0 || (n.HoldTime > 0 && n.HoldTime < 3*time.Second) {
+			bad("%s.hold_time: %s is below 3s", key, n.HoldTime)
+		}
+		if n.KeepaliveInterval < 0 || (n.HoldTime > 0 && n.KeepaliveInterval > n.HoldTime) {
+			bad("%s.keepalive_interval: %s must be positive and at most the hold time", key, n.KeepaliveInterval)
+		}
+		if n.MultihopTTL > 255 {
+			bad("%s.multihop_ttl: %d above 255", key, n.MultihopTTL)
+		}
+		for _, ref := range []struct{ k, v string }{{"import", n.Import}, {"export", n.Export}} {
+			if ref.v != "" && !lists[ref.v] {
+				bad("%s.%s: no prefix list named %q", key, ref.k, ref.v)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// lengths returns the effective length range of an entry.
+func (e PrefixEntry) lengths(p netip.Prefix) (ge, le int) {
+	ge, le = e.GE, e.LE
+	if ge == 0 {
+		ge = p.Bits()
+	}
+	if le == 0 {
+		le = ge
+		if e.GE != 0 {
+			le = p.Addr().BitLen()
+		}
+	}
+	return ge, le
+}
+
+// parsePrefix accepts only canonical prefixes: a host bit set is a typo
+// more often than an intent.
+func parsePrefix(s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return p, fmt.Errorf("%q is not a prefix", s)
+	}
+	if p.Masked() != p {
+		return p, fmt.Errorf("%q has host bits set (did you mean %s?)", s, p.Masked())
+	}
+	return p, nil
+}

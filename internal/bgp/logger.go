@@ -1,0 +1,64 @@
+package bgp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
+)
+
+// gobgpLogger sends GoBGP's logs to slog, so the daemon has one log stream.
+type gobgpLogger struct {
+	log *slog.Logger
+}
+
+func (l *gobgpLogger) emit(level slog.Level, msg string, fields gobgplog.Fields) {
+	if !l.log.Enabled(context.Background(), level) {
+		return
+	}
+	attrs := make([]any, 0, 2*len(fields))
+	for k, v := range fields {
+		attrs = append(attrs, k, v)
+	}
+	l.log.Log(context.Background(), level, msg, attrs...)
+}
+
+// Panic keeps GoBGP's contract (it calls Panic on internal bugs only).
+func (l *gobgpLogger) Panic(msg string, fields gobgplog.Fields) {
+	l.emit(slog.LevelError, msg, fields)
+	panic(fmt.Sprintf("gobgp: %s", msg))
+}
+
+// Fatal does not exit: GoBGP calls it when the gRPC API cannot listen, and
+// losing the API must not take the router (and its routes) down.
+func (l *gobgpLogger) Fatal(msg string, fields gobgplog.Fields) {
+	l.emit(slog.LevelError, msg, fields)
+}
+
+func (l *gobgpLogger) Error(msg string, fields gobgplog.Fields) {
+	l.emit(slog.LevelError, msg, fields)
+}
+
+func (l *gobgpLogger) Warn(msg string, fields gobgplog.Fields) {
+	l.emit(slog.LevelWarn, msg, fields)
+}
+
+func (l *gobgpLogger) Info(msg string, fields gobgplog.Fields) {
+	l.emit(slog.LevelInfo, msg, fields)
+}
+
+func (l *gobgpLogger) Debug(msg string, fields gobgplog.Fields) {
+	l.emit(slog.LevelDebug, msg, fields)
+}
+
+// SetLevel is ignored: the slog handler decides.
+func (l *gobgpLogger) SetLevel(gobgplog.LogLevel) {}
+
+// GetLevel tells GoBGP whether to build its (costly) debug fields at all.
+func (l *gobgpLogger) GetLevel() gobgplog.LogLevel {
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		return gobgplog.DebugLevel
+	}
+	return gobgplog.InfoLevel
+}

@@ -1,0 +1,460 @@
+// Package bgp is xrouter's BGP speaker: an embedded GoBGP server behind a
+// small API of our own, configured from Config. It peers with the
+// configured neighbours, announces the configured networks, and hands the
+// best paths it learns to a RouteSink (the kernel FIB writer, fib.Routes).
+//
+// Policy follows RFC 8212: an eBGP neighbour with no import policy has every
+// route it sends rejected, and one with no export policy is sent nothing.
+// Give such a neighbour Import and Export prefix lists to exchange routes.
+// iBGP neighbours accept and send everything unless a list is given. Policy
+// is expressed as one GoBGP import and one export policy on the global RIB
+// (GoBGP has per-neighbour policies only for route-server clients), with a
+// neighbour-set condition per neighbour.
+//
+// Best paths are watched with GoBGP's best-path watcher, whose queue is
+// unbounded: the watcher callback therefore never waits for the kernel. It
+// only records the latest wish per prefix in the sink, which coalesces and
+// applies them in its own worker. Paths xrouter originated itself are never
+// installed; when one of them becomes the best path for a prefix, any route
+// learned earlier for that prefix is removed.
+//
+// All GoBGP imports of xrouter live in this package.
+package bgp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/server"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// RouteSink receives the best paths to install. fib.Routes implements it;
+// the calls must not block on the kernel, because they run in GoBGP's
+// watcher goroutine.
+type RouteSink interface {
+	// Set routes prefix via nexthops (ECMP when more than one).
+	Set(prefix netip.Prefix, nexthops []netip.Addr)
+	// Delete removes the route for prefix.
+	Delete(prefix netip.Prefix)
+	// Sweep removes routes left by an earlier run that were not confirmed;
+	// called once every neighbour has sent End-of-RIB for its families.
+	Sweep()
+}
+
+// PeerState is one neighbour as `xrouter peers` shows it.
+type PeerState struct {
+	Address  netip.Addr    `json:"address"`
+	PeerAS   uint32        `json:"peer_as"`
+	State    string        `json:"state"`
+	Uptime   time.Duration `json:"uptime"`
+	Received uint64        `json:"received"`
+	Accepted uint64        `json:"accepted"`
+}
+
+// Speaker is the embedded BGP speaker.
+type Speaker struct {
+	cfg  Config
+	sink RouteSink
+	log  *slog.Logger
+
+	srv    *server.BgpServer
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	eor     map[eorKey]bool
+	swept   bool
+	stopped bool
+}
+
+type eorKey struct {
+	peer   netip.Addr
+	family string
+}
+
+// New validates cfg and returns a speaker that is not running yet.
+func New(cfg Config, sink RouteSink, log *slog.Logger) (*Speaker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("bgp config: %w", err)
+	}
+	if sink == nil {
+		return nil, errors.New("bgp: nil route sink")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Speaker{cfg: cfg.withDefaults(), sink: sink, log: log, eor: map[eorKey]bool{}}, nil
+}
+
+// Start starts GoBGP, installs the policies, watches best paths, adds the
+// neighbours and announces the networks. GoBGP's goroutines and sockets live
+// in the network namespace of the whole process, not of the calling thread:
+// run the daemon inside the router's namespace (nsenter). On error,
+// everything started is stopped again.
+func (s *Speaker) Start(ctx context.Context) (err error) {
+	var opts []server.ServerOption
+	opts = append(opts, server.LoggerOption(&gobgpLogger{log: s.log.With("component", "gobgp")}))
+	if s.cfg.GRPCAddress != "" {
+		opts = append(opts, server.GrpcListenAddress(s.cfg.GRPCAddress))
+	}
+	s.srv = server.NewBgpServer(opts...)
+	// Serve never returns, even after Stop: its goroutine idles until the
+	// process exits, so a process should start one speaker.
+	go s.srv.Serve()
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+
+	if err := s.srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
+		Asn:              s.cfg.AS,
+		RouterId:         s.cfg.RouterID,
+		ListenPort:       s.cfg.ListenPort,
+		ListenAddresses:  s.cfg.ListenAddresses,
+		UseMultiplePaths: s.cfg.Multipath,
+	}}); err != nil {
+		return fmt.Errorf("starting bgp (as %d, router id %s, port %d): %w", s.cfg.AS, s.cfg.RouterID, s.cfg.ListenPort, err)
+	}
+	if err := s.installPolicies(ctx); err != nil {
+		return err
+	}
+
+	wctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	if err := s.srv.WatchEvent(wctx, &api.WatchEventRequest{
+		Table: &api.WatchEventRequest_Table{Filters: []*api.WatchEventRequest_Table_Filter{
+			{Type: api.WatchEventRequest_Table_Filter_BEST, Init: true},
+			{Type: api.WatchEventRequest_Table_Filter_EOR},
+		}},
+		Peer: &api.WatchEventRequest_Peer{},
+	}, s.onEvent); err != nil {
+		return fmt.Errorf("watching best paths: %w", err)
+	}
+
+	for _, n := range s.cfg.Neighbors {
+		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: peerAPI(s.cfg.AS, n)}); err != nil {
+			return fmt.Errorf("adding neighbour %s (as %d): %w", n.Address, n.PeerAS, err)
+		}
+	}
+	for _, n := range s.cfg.Networks {
+		p, _ := parsePrefix(n) // validated
+		if _, err := s.srv.AddPath(ctx, &api.AddPathRequest{Path: localPath(p)}); err != nil {
+			return fmt.Errorf("announcing network %s: %w", p, err)
+		}
+	}
+	s.log.Info("bgp started", "as", s.cfg.AS, "router_id", s.cfg.RouterID,
+		"listen_port", s.cfg.ListenPort, "neighbors", len(s.cfg.Neighbors), "networks", len(s.cfg.Networks))
+	return nil
+}
+
+// Stop closes the sessions (with a Cease NOTIFICATION) and stops GoBGP. The
+// routes already handed to the sink are left to it: whether they stay in
+// the kernel is the sink's decision.
+func (s *Speaker) Stop() {
+	s.mu.Lock()
+	if s.stopped || s.srv == nil {
+		s.mu.Unlock()
+		return
+	}
+	s.stopped = true
+	s.mu.Unlock()
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.srv.Stop()
+	s.log.Info("bgp stopped")
+}
+
+// Peers returns the state of every neighbour, sorted by address.
+func (s *Speaker) Peers(ctx context.Context) ([]PeerState, error) {
+	if s.srv == nil {
+		return nil, errors.New("bgp speaker not started")
+	}
+	var out []PeerState
+	err := s.srv.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: false}, func(p *api.Peer) {
+		ps := PeerState{State: "unknown"}
+		if p.Conf != nil {
+			ps.Address, _ = netip.ParseAddr(p.Conf.NeighborAddress)
+			ps.PeerAS = p.Conf.PeerAsn
+		}
+		if p.State != nil {
+			ps.State = sessionState(p.State.SessionState)
+		}
+		if ps.State == "established" && p.Timers != nil && p.Timers.State != nil && p.Timers.State.Uptime != nil {
+			ps.Uptime = time.Since(p.Timers.State.Uptime.AsTime()).Truncate(time.Second)
+		}
+		for _, af := range p.AfiSafis {
+			if af.State != nil {
+				ps.Received += af.State.Received
+				ps.Accepted += af.State.Accepted
+			}
+		}
+		out = append(out, ps)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing peers: %w", err)
+	}
+	slices.SortFunc(out, func(a, b PeerState) int { return a.Address.Compare(b.Address) })
+	return out, nil
+}
+
+// sessionState names a GoBGP session state as BGP documents do.
+func sessionState(st api.PeerState_SessionState) string {
+	switch st {
+	case api.PeerState_IDLE:
+		return "idle"
+	case api.PeerState_CONNECT:
+		return "connect"
+	case api.PeerState_ACTIVE:
+		return "active"
+	case api.PeerState_OPENSENT:
+		return "opensent"
+	case api.PeerState_OPENCONFIRM:
+		return "openconfirm"
+	case api.PeerState_ESTABLISHED:
+		return "established"
+	}
+	return "unknown"
+}
+
+// onEvent runs in GoBGP's watcher goroutine: it must stay cheap.
+func (s *Speaker) onEvent(r *api.WatchEventResponse) {
+	if pe := r.GetPeer(); pe != nil {
+		s.onPeer(pe)
+		return
+	}
+	t := r.GetTable()
+	if t == nil {
+		return
+	}
+	var paths []*api.Path
+	for _, p := range t.Paths {
+		if p.Nlri == nil && p.Family != nil {
+			s.onEOR(p) // End-of-RIB markers carry a family and no NLRI
+			continue
+		}
+		paths = append(paths, p)
+	}
+	for _, u := range s.updates(paths) {
+		if len(u.nexthops) == 0 {
+			s.sink.Delete(u.prefix)
+		} else {
+			s.sink.Set(u.prefix, u.nexthops)
+		}
+	}
+}
+
+func (s *Speaker) onPeer(pe *api.WatchEventResponse_PeerEvent) {
+	if pe.Type != api.WatchEventResponse_PeerEvent_STATE || pe.Peer == nil || pe.Peer.State == nil {
+		return
+	}
+	st := pe.Peer.State
+	s.log.Info("bgp neighbour state", "neighbor", st.NeighborAddress, "peer_as", st.PeerAsn,
+		"state", sessionState(st.SessionState))
+}
+
+// onEOR records End-of-RIB; once every configured neighbour has sent it for
+// every family it enabled, the sink may remove what an earlier run left.
+func (s *Speaker) onEOR(p *api.Path) {
+	addr, err := netip.ParseAddr(p.NeighborIp)
+	if err != nil {
+		return
+	}
+	fam := FamilyIPv4Unicast
+	if p.Family.Afi == api.Family_AFI_IP6 {
+		fam = FamilyIPv6Unicast
+	}
+	s.mu.Lock()
+	s.eor[eorKey{addr.Unmap(), fam}] = true
+	all := !s.swept
+	for _, n := range s.cfg.Neighbors {
+		a, _ := netip.ParseAddr(n.Address)
+		for _, f := range n.Families {
+			if !s.eor[eorKey{a, f}] {
+				all = false
+			}
+		}
+	}
+	if all {
+		s.swept = true
+	}
+	s.mu.Unlock()
+	if all {
+		s.log.Info("End-of-RIB from every neighbour: removing unconfirmed routes of an earlier run")
+		s.sink.Sweep()
+	}
+}
+
+// update is the wish for one prefix: no next hops means withdraw.
+type update struct {
+	prefix   netip.Prefix
+	nexthops []netip.Addr
+}
+
+// updates turns one watcher event into one wish per prefix. With multipath
+// an event lists the whole new equal-cost set of a destination; without, its
+// best path (or the withdrawal of the old one). A path we originated, or a
+// next hop GoBGP marks invalid, installs nothing.
+func (s *Speaker) updates(paths []*api.Path) []update {
+	type acc struct {
+		nh    []netip.Addr
+		local bool
+	}
+	byPrefix := map[netip.Prefix]*acc{}
+	var order []netip.Prefix
+	for _, p := range paths {
+		prefix, err := pathPrefix(p)
+		if err != nil {
+			s.log.Warn("bgp path ignored", "err", err)
+			continue
+		}
+		a := byPrefix[prefix]
+		if a == nil {
+			a = &acc{}
+			byPrefix[prefix] = a
+			order = append(order, prefix)
+		}
+		if p.IsWithdraw || p.IsNexthopInvalid {
+			continue
+		}
+		if isLocal(p) {
+			a.local = true
+			continue
+		}
+		nh, err := pathNexthop(p)
+		if err != nil {
+			s.log.Warn("bgp path ignored", "prefix", prefix, "neighbor", p.NeighborIp, "err", err)
+			continue
+		}
+		a.nh = append(a.nh, nh)
+	}
+	out := make([]update, 0, len(order))
+	for _, p := range order {
+		a := byPrefix[p]
+		if a.local {
+			a.nh = nil // our own network is best: never route it to a peer
+		}
+		out = append(out, update{prefix: p, nexthops: a.nh})
+	}
+	return out
+}
+
+// isLocal reports whether xrouter originated the path: GoBGP gives local
+// paths no source address.
+func isLocal(p *api.Path) bool {
+	a, err := netip.ParseAddr(p.NeighborIp)
+	return err != nil || a.IsUnspecified()
+}
+
+func pathPrefix(p *api.Path) (netip.Prefix, error) {
+	if p.Nlri == nil {
+		return netip.Prefix{}, errors.New("path without NLRI")
+	}
+	var ip api.IPAddressPrefix
+	if err := p.Nlri.UnmarshalTo(&ip); err != nil {
+		return netip.Prefix{}, fmt.Errorf("path NLRI %s is not a unicast prefix: %w", p.Nlri.TypeUrl, err)
+	}
+	a, err := netip.ParseAddr(ip.Prefix)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("path prefix %q: %w", ip.Prefix, err)
+	}
+	pfx, err := a.Unmap().Prefix(int(ip.PrefixLen))
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("path prefix %s/%d: %w", ip.Prefix, ip.PrefixLen, err)
+	}
+	return pfx, nil
+}
+
+// pathNexthop finds the next hop: NEXT_HOP for IPv4, the first (global)
+// address of MP_REACH_NLRI for IPv6. A link-local-only IPv6 next hop is not
+// supported yet: it needs the interface the session runs over.
+func pathNexthop(p *api.Path) (netip.Addr, error) {
+	for _, a := range p.Pattrs {
+		m, err := a.UnmarshalNew()
+		if err != nil {
+			continue
+		}
+		var s string
+		switch attr := m.(type) {
+		case *api.NextHopAttribute:
+			s = attr.NextHop
+		case *api.MpReachNLRIAttribute:
+			if len(attr.NextHops) > 0 {
+				s = attr.NextHops[0]
+			}
+		default:
+			continue
+		}
+		nh, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("next hop %q: %w", s, err)
+		}
+		nh = nh.Unmap()
+		if nh.IsUnspecified() || nh.IsLinkLocalUnicast() {
+			return netip.Addr{}, fmt.Errorf("next hop %s cannot be installed", nh)
+		}
+		return nh, nil
+	}
+	return netip.Addr{}, errors.New("path without next hop")
+}
+
+// localPath is one announced network, with an unspecified next hop that
+// GoBGP replaces with the session's local address.
+func localPath(p netip.Prefix) *api.Path {
+	nlri, _ := anypb.New(&api.IPAddressPrefix{Prefix: p.Addr().String(), PrefixLen: uint32(p.Bits())})
+	origin, _ := anypb.New(&api.OriginAttribute{Origin: 0}) // IGP
+	if p.Addr().Is4() {
+		nh, _ := anypb.New(&api.NextHopAttribute{NextHop: "0.0.0.0"})
+		return &api.Path{Family: familyAPI(FamilyIPv4Unicast), Nlri: nlri, Pattrs: []*anypb.Any{origin, nh}}
+	}
+	mp, _ := anypb.New(&api.MpReachNLRIAttribute{
+		Family: familyAPI(FamilyIPv6Unicast), NextHops: []string{"::"}, Nlris: []*anypb.Any{nlri},
+	})
+	return &api.Path{Family: familyAPI(FamilyIPv6Unicast), Nlri: nlri, Pattrs: []*anypb.Any{origin, mp}}
+}
+
+func familyAPI(f string) *api.Family {
+	if f == FamilyIPv6Unicast {
+		return &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}
+	}
+	return &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
+}
+
+// peerAPI is a neighbour as GoBGP wants it.
+func peerAPI(localAS uint32, n Neighbor) *api.Peer {
+	p := &api.Peer{
+		Conf: &api.PeerConf{
+			NeighborAddress: n.Address,
+			PeerAsn:         n.PeerAS,
+			AuthPassword:    n.Password,
+		},
+		Timers: &api.Timers{Config: &api.TimersConfig{
+			HoldTime:          uint64(n.HoldTime / time.Second),
+			KeepaliveInterval: uint64(n.KeepaliveInterval / time.Second),
+			ConnectRetry:      5, // a peer that restarts is back quickly
+		}},
+		Transport: &api.Transport{
+			LocalAddress: n.LocalAddress,
+			PassiveMode:  n.Passive,
+		},
+	}
+	if n.MultihopTTL > 0 {
+		p.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: n.MultihopTTL}
+	}
+	for _, f := range n.Families {
+		af := &api.AfiSafi{Config: &api.AfiSafiConfig{Family: familyAPI(f), Enabled: true}}
+		if n.MaxPrefixes > 0 {
+			af.PrefixLimits = &api.PrefixLimit{Family: familyAPI(f), MaxPrefixes: n.MaxPrefixes}
+		}
+		p.AfiSafis = append(p.AfiSafis, af)
+	}
+	return p
+}

@@ -1,0 +1,497 @@
+package fib
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Defaults of RoutesConfig. The metric is not the kernel's default (0) so
+// that our routes are distinct kernel routes from an operator's static route
+// for the same prefix: NLM_F_REPLACE matches on prefix, table and metric and
+// ignores the protocol, so with the same metric we would overwrite it.
+const (
+	// ProtocolBGP is rtnetlink's RTPROT_BGP, the protocol our routes carry.
+	ProtocolBGP = 186
+	// DefaultMetric is the metric of the routes we write.
+	DefaultMetric = 20
+	// DefaultTable is the main routing table.
+	DefaultTable = 254
+	// DefaultStaleTimeout is how long routes found in the kernel at start are
+	// kept without being confirmed by the RIB, so that a restart does not
+	// blackhole traffic while the sessions come up again.
+	DefaultStaleTimeout = 2 * time.Minute
+	// DefaultResyncInterval is the period of the full diff against the
+	// kernel, the safety net for routes removed behind our back (link down
+	// flushes the routes through it, an operator's `ip route flush`).
+	DefaultResyncInterval = 5 * time.Minute
+)
+
+// RoutesConfig says which kernel routes are ours and how long to wait.
+// Zero values take the defaults above.
+type RoutesConfig struct {
+	// StaleTimeout: routes found in the kernel at start and not set again
+	// within it are removed (unless Sweep is called earlier).
+	StaleTimeout time.Duration
+	// ResyncInterval is the period of the full diff; negative disables it.
+	ResyncInterval time.Duration
+	// RemoveOnStop removes every route we installed when Run returns; off
+	// keeps them so that forwarding survives a restart (graceful restart).
+	RemoveOnStop bool
+}
+
+func (c RoutesConfig) withDefaults() RoutesConfig {
+	if c.StaleTimeout == 0 {
+		c.StaleTimeout = DefaultStaleTimeout
+	}
+	if c.ResyncInterval == 0 {
+		c.ResyncInterval = DefaultResyncInterval
+	}
+	return c
+}
+
+// Nexthop is one kernel next hop: a gateway on a connected subnet and the
+// interface to reach it through.
+type Nexthop struct {
+	Gateway   netip.Addr `json:"gateway"`
+	LinkIndex int        `json:"link_index"`
+}
+
+// InstalledRoute is one route of ours in the kernel.
+type InstalledRoute struct {
+	Prefix netip.Prefix `json:"prefix"`
+	// NextHops are the next hops as BGP gave them (before resolution); nil
+	// for a route found in the kernel at start and not yet confirmed.
+	NextHops []netip.Addr `json:"next_hops,omitempty"`
+	// Kernel are the next hops the kernel holds, after resolution.
+	Kernel []Nexthop `json:"kernel"`
+}
+
+// Writer writes our routes into a FIB. The kernel implementation is
+// KernelWriter; tests inject a fake so the reconcile logic runs without root.
+// Errors it returns are classified with IsTransient.
+type Writer interface {
+	// Replace installs prefix via nexthops (one route, multipath when more
+	// than one), resolving next hops that are not on a connected subnet, and
+	// returns the next hops it installed.
+	Replace(prefix netip.Prefix, nexthops []netip.Addr) ([]Nexthop, error)
+	// Delete removes our route for prefix; a route already gone is no error.
+	Delete(prefix netip.Prefix) error
+	// List returns all our routes (our protocol, table and metric).
+	List() ([]InstalledRoute, error)
+}
+
+// IsTransient reports whether a netlink error is worth retrying: the kernel
+// was short of buffers or busy, nothing was wrong with the request.
+func IsTransient(err error) bool {
+	return errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.ENOBUFS) ||
+		errors.Is(err, syscall.EBUSY) || errors.Is(err, syscall.EINTR)
+}
+
+// RoutesStats counts what the worker did, for metrics and `xrouter routes`.
+type RoutesStats struct {
+	Installed int    `json:"installed"`
+	Desired   int    `json:"desired"`
+	Pending   int    `json:"pending"`
+	Replaces  uint64 `json:"replaces"`
+	Deletes   uint64 `json:"deletes"`
+	Retries   uint64 `json:"retries"`
+	Failures  uint64 `json:"failures"`
+}
+
+// Routes owns the kernel routes xrouter writes. Producers (the BGP speaker)
+// call Set and Delete, which only record the latest wish per prefix and
+// never block on the kernel; one worker (Run) drains those wishes and applies
+// them. So a burst of changes to one prefix costs one kernel write, and the
+// memory held is bounded by the number of prefixes, not by the churn.
+//
+// The worker keeps the desired state (what BGP wants) and the installed state
+// (what the kernel holds, as far as our successful writes say); the installed
+// state changes only when a write succeeded, so a failed write is retried by
+// the next resync instead of being forgotten.
+type Routes struct {
+	w   Writer
+	log *slog.Logger
+	cfg RoutesConfig
+
+	mu      sync.Mutex
+	pending map[netip.Prefix][]netip.Addr // nil slice: delete
+	kick    chan struct{}
+	sweep   chan struct{}
+
+	// Owned by the worker; read by Installed and Stats under stateMu.
+	stateMu   sync.Mutex
+	desired   map[netip.Prefix][]netip.Addr
+	installed map[netip.Prefix]InstalledRoute
+	stale     map[netip.Prefix]struct{}
+	stats     RoutesStats
+
+	// backoff is the wait before retry i (i from 0); a variable so tests run fast.
+	backoff func(i int) time.Duration
+}
+
+// retries is how many times a transient error is retried before it is
+// reported as a failure.
+const retries = 4
+
+// NewRoutes returns the route owner; nothing is written before Run.
+func NewRoutes(w Writer, cfg RoutesConfig, log *slog.Logger) *Routes {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Routes{
+		w:         w,
+		log:       log,
+		cfg:       cfg.withDefaults(),
+		pending:   make(map[netip.Prefix][]netip.Addr),
+		kick:      make(chan struct{}, 1),
+		sweep:     make(chan struct{}, 1),
+		desired:   make(map[netip.Prefix][]netip.Addr),
+		installed: make(map[netip.Prefix]InstalledRoute),
+		stale:     make(map[netip.Prefix]struct{}),
+		backoff:   func(i int) time.Duration { return 10 * time.Millisecond << (2 * i) },
+	}
+}
+
+// Set asks for prefix to be routed via nexthops (ECMP when more than one).
+// It replaces any earlier wish for the prefix that the worker has not
+// applied yet. An empty nexthops is a Delete.
+func (r *Routes) Set(prefix netip.Prefix, nexthops []netip.Addr) {
+	if len(nexthops) == 0 {
+		r.Delete(prefix)
+		return
+	}
+	nh := normalise(nexthops)
+	r.mu.Lock()
+	r.pending[prefix.Masked()] = nh
+	r.mu.Unlock()
+	r.wake()
+}
+
+// Delete asks for our route for prefix to be removed.
+func (r *Routes) Delete(prefix netip.Prefix) {
+	r.mu.Lock()
+	r.pending[prefix.Masked()] = nil
+	r.mu.Unlock()
+	r.wake()
+}
+
+// Sweep removes now the routes found in the kernel at start that the RIB did
+// not confirm, instead of waiting for the stale timeout: call it when every
+// peer has sent End-of-RIB.
+func (r *Routes) Sweep() {
+	select {
+	case r.sweep <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Routes) wake() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Installed returns our routes as the kernel holds them, sorted by prefix.
+func (r *Routes) Installed() []InstalledRoute {
+	r.stateMu.Lock()
+	defer r.stateMu.Unlock()
+	out := make([]InstalledRoute, 0, len(r.installed))
+	for _, ir := range r.installed {
+		out = append(out, ir)
+	}
+	slices.SortFunc(out, func(a, b InstalledRoute) int { return comparePrefix(a.Prefix, b.Prefix) })
+	return out
+}
+
+// Stats returns the worker's counters.
+func (r *Routes) Stats() RoutesStats {
+	r.mu.Lock()
+	pending := len(r.pending)
+	r.mu.Unlock()
+	r.stateMu.Lock()
+	defer r.stateMu.Unlock()
+	s := r.stats
+	s.Installed, s.Desired, s.Pending = len(r.installed), len(r.desired), pending
+	return s
+}
+
+// Run lists our routes already in the kernel (left by an earlier run), then
+// applies wishes until ctx is done. Routes found at start are kept until
+// they are set again, or removed at Sweep or the stale timeout; they are
+// never flushed blindly. Run returns an error only when the start-up listing
+// fails.
+func (r *Routes) Run(ctx context.Context) error {
+	if err := r.load(); err != nil {
+		return err
+	}
+	staleTimer := time.NewTimer(r.cfg.StaleTimeout)
+	defer staleTimer.Stop()
+	var resync <-chan time.Time
+	if r.cfg.ResyncInterval > 0 {
+		t := time.NewTicker(r.cfg.ResyncInterval)
+		defer t.Stop()
+		resync = t.C
+	}
+	r.drain(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			if r.cfg.RemoveOnStop {
+				r.removeAll()
+			}
+			return nil
+		case <-r.kick:
+			r.drain(ctx)
+		case <-staleTimer.C:
+			r.sweepStale(ctx)
+		case <-r.sweep:
+			r.sweepStale(ctx)
+		case <-resync:
+			r.Resync(ctx)
+		}
+	}
+}
+
+// load takes the kernel's routes of ours as installed and stale.
+func (r *Routes) load() error {
+	found, err := r.w.List()
+	if err != nil {
+		return fmt.Errorf("listing our routes at start: %w", err)
+	}
+	r.stateMu.Lock()
+	defer r.stateMu.Unlock()
+	for _, ir := range found {
+		ir.NextHops = nil
+		r.installed[ir.Prefix] = ir
+		r.stale[ir.Prefix] = struct{}{}
+	}
+	if len(found) > 0 {
+		r.log.Info("found routes of an earlier run; keeping them until the RIB confirms them",
+			"routes", len(found), "stale_timeout", r.cfg.StaleTimeout)
+	}
+	return nil
+}
+
+// drain applies every pending wish, taking the whole map at once so that
+// producers never wait for the kernel.
+func (r *Routes) drain(ctx context.Context) {
+	r.mu.Lock()
+	batch := r.pending
+	r.pending = make(map[netip.Prefix][]netip.Addr, len(batch))
+	r.mu.Unlock()
+	for p, nh := range batch {
+		if ctx.Err() != nil {
+			// Put the rest back: nothing is lost if Run is started again.
+			r.mu.Lock()
+			for q, n := range batch {
+				if _, newer := r.pending[q]; !newer {
+					r.pending[q] = n
+				}
+			}
+			r.mu.Unlock()
+			return
+		}
+		delete(batch, p)
+		r.apply(ctx, p, nh)
+	}
+}
+
+// apply brings one prefix to the wished state: nh nil deletes.
+func (r *Routes) apply(ctx context.Context, p netip.Prefix, nh []netip.Addr) {
+	r.stateMu.Lock()
+	delete(r.stale, p)
+	if nh == nil {
+		delete(r.desired, p)
+	} else {
+		r.desired[p] = nh
+	}
+	cur, have := r.installed[p]
+	r.stateMu.Unlock()
+
+	if nh == nil {
+		if have {
+			r.remove(ctx, p)
+		}
+		return
+	}
+	if have && slices.Equal(cur.NextHops, nh) {
+		return
+	}
+	r.install(ctx, p, nh)
+}
+
+func (r *Routes) install(ctx context.Context, p netip.Prefix, nh []netip.Addr) {
+	var kernel []Nexthop
+	err := r.retry(ctx, func() error {
+		var err error
+		kernel, err = r.w.Replace(p, nh)
+		return err
+	})
+	r.stateMu.Lock()
+	defer r.stateMu.Unlock()
+	if err != nil {
+		r.stats.Failures++
+		r.log.Error("installing route", "prefix", p, "next_hops", nh, "err", err)
+		return
+	}
+	r.stats.Replaces++
+	r.installed[p] = InstalledRoute{Prefix: p, NextHops: nh, Kernel: kernel}
+}
+
+func (r *Routes) remove(ctx context.Context, p netip.Prefix) {
+	err := r.retry(ctx, func() error { return r.w.Delete(p) })
+	r.stateMu.Lock()
+	defer r.stateMu.Unlock()
+	if err != nil {
+		r.stats.Failures++
+		r.log.Error("removing route", "prefix", p, "err", err)
+		return
+	}
+	r.stats.Deletes++
+	delete(r.installed, p)
+}
+
+// retry runs op until it succeeds, fails permanently, or the transient
+// retries are used up.
+func (r *Routes) retry(ctx context.Context, op func() error) error {
+	var err error
+	for i := 0; ; i++ {
+		if err = op(); err == nil || !IsTransient(err) || i == retries {
+			return err
+		}
+		r.stateMu.Lock()
+		r.stats.Retries++
+		r.stateMu.Unlock()
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (giving up: %w)", err, ctx.Err())
+		case <-time.After(r.backoff(i)):
+		}
+	}
+}
+
+// sweepStale removes the routes found at start that were not confirmed.
+func (r *Routes) sweepStale(ctx context.Context) {
+	r.drain(ctx) // a wish already queued may confirm a stale route
+	r.stateMu.Lock()
+	var gone []netip.Prefix
+	for p := range r.stale {
+		if _, want := r.desired[p]; !want {
+			gone = append(gone, p)
+		}
+	}
+	clear(r.stale)
+	r.stateMu.Unlock()
+	if len(gone) > 0 {
+		r.log.Info("removing routes of an earlier run the RIB did not confirm", "routes", len(gone))
+	}
+	for _, p := range gone {
+		r.remove(ctx, p)
+	}
+}
+
+// Resync is the full diff: it lists the kernel and brings it, and the
+// installed state, back to the desired state. It repairs routes removed
+// behind our back and retries writes that failed.
+func (r *Routes) Resync(ctx context.Context) {
+	r.drain(ctx)
+	found, err := r.w.List()
+	if err != nil {
+		r.log.Error("resync: listing our routes", "err", err)
+		return
+	}
+	inKernel := make(map[netip.Prefix]InstalledRoute, len(found))
+	for _, ir := range found {
+		inKernel[ir.Prefix] = ir
+	}
+
+	type fix struct {
+		p  netip.Prefix
+		nh []netip.Addr
+	}
+	var fixes []fix
+	r.stateMu.Lock()
+	for p, ir := range r.installed {
+		k, ok := inKernel[p]
+		if !ok {
+			// Gone behind our back: forget it, reinstall below if wanted.
+			delete(r.installed, p)
+			continue
+		}
+		if !slices.Equal(k.Kernel, ir.Kernel) {
+			ir.Kernel = k.Kernel
+			ir.NextHops = nil // changed behind our back: rewrite below
+			r.installed[p] = ir
+		}
+	}
+	for p, k := range inKernel {
+		if _, ok := r.installed[p]; !ok {
+			// Ours but unknown (a write we thought failed went through).
+			k.NextHops = nil
+			r.installed[p] = k
+		}
+	}
+	for p, nh := range r.desired {
+		if ir, ok := r.installed[p]; !ok || !slices.Equal(ir.NextHops, nh) {
+			fixes = append(fixes, fix{p, nh})
+		}
+	}
+	for p := range r.installed {
+		_, want := r.desired[p]
+		_, stale := r.stale[p]
+		if !want && !stale {
+			fixes = append(fixes, fix{p, nil})
+		}
+	}
+	r.stateMu.Unlock()
+
+	if len(fixes) > 0 {
+		r.log.Info("resync: kernel differs from the RIB", "fixes", len(fixes))
+	}
+	for _, f := range fixes {
+		if f.nh == nil {
+			r.remove(ctx, f.p)
+		} else {
+			r.install(ctx, f.p, f.nh)
+		}
+	}
+}
+
+func (r *Routes) removeAll() {
+	r.stateMu.Lock()
+	all := make([]netip.Prefix, 0, len(r.installed))
+	for p := range r.installed {
+		all = append(all, p)
+	}
+	r.stateMu.Unlock()
+	// ctx is done: removal gets its own bound so that a stuck kernel cannot
+	// hold up shutdown forever.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, p := range all {
+		r.remove(ctx, p)
+	}
+}
+
+// normalise sorts and deduplicates next hops so that equal sets compare
+// equal whatever order BGP listed them in.
+func normalise(nh []netip.Addr) []netip.Addr {
+	out := slices.Clone(nh)
+	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
+	return slices.Compact(out)
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
+}

@@ -1,0 +1,203 @@
+package fib
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// routesNetns creates a namespace with a veth pair (both ends inside, up)
+// carrying 10.78.0.1/24 and 2001:db8:78::1/64, and returns its name. It is
+// deleted when the test ends.
+func routesNetns(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces and writes kernel routes")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("needs iproute2's ip")
+	}
+	name := fmt.Sprintf("xrbgp-fib-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
+	ipCmd(t, "netns", "add", name)
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("deleting namespace %s: %v: %s", name, err, out)
+		}
+	})
+	for _, args := range [][]string{
+		{"link", "add", "r0", "type", "veth", "peer", "name", "r1"},
+		{"link", "set", "lo", "up"},
+		{"link", "set", "r0", "up"},
+		{"link", "set", "r1", "up"},
+		{"addr", "add", "10.78.0.1/24", "dev", "r0"},
+		{"addr", "add", "2001:db8:78::1/64", "dev", "r0", "nodad"},
+	} {
+		ipCmd(t, append([]string{"-n", name}, args...)...)
+	}
+	return name
+}
+
+func ipCmd(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func TestKernelWriterPrivileged(t *testing.T) {
+	ns := routesNetns(t)
+	w, err := NewKernelWriter(KernelConfig{NetNS: "/run/netns/" + ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+
+	// An operator's static route for the prefix BGP will also install.
+	ipCmd(t, "-n", ns, "route", "add", "198.51.100.0/24", "via", "10.78.0.3", "proto", "static")
+	// The route to a BGP next hop that is not on a connected subnet.
+	ipCmd(t, "-n", ns, "route", "add", "192.0.2.0/24", "via", "10.78.0.4", "proto", "static")
+
+	single := netip.MustParsePrefix("198.51.100.0/24")
+	got, err := w.Replace(single, []netip.Addr{netip.MustParseAddr("10.78.0.2")})
+	if err != nil {
+		t.Fatalf("Replace: %v", err)
+	}
+	if len(got) != 1 || got[0].Gateway != netip.MustParseAddr("10.78.0.2") || got[0].LinkIndex == 0 {
+		t.Errorf("Replace returned %v", got)
+	}
+	// Replace again with another next hop: still one route of ours.
+	if _, err := w.Replace(single, []netip.Addr{netip.MustParseAddr("10.78.0.5")}); err != nil {
+		t.Fatalf("second Replace: %v", err)
+	}
+	show := ipCmd(t, "-n", ns, "route", "show", "198.51.100.0/24")
+	if !strings.Contains(show, "via 10.78.0.3 dev r0 proto static") {
+		t.Errorf("operator's static route was touched:\n%s", show)
+	}
+	if !strings.Contains(show, "via 10.78.0.5 dev r0 proto bgp metric 20") || strings.Contains(show, "10.78.0.2") {
+		t.Errorf("want exactly one bgp route via 10.78.0.5 metric 20:\n%s", show)
+	}
+
+	ecmp := netip.MustParsePrefix("203.0.113.0/24")
+	if _, err := w.Replace(ecmp, []netip.Addr{netip.MustParseAddr("10.78.0.2"), netip.MustParseAddr("10.78.0.3")}); err != nil {
+		t.Fatalf("ECMP Replace: %v", err)
+	}
+	show = ipCmd(t, "-n", ns, "route", "show", "203.0.113.0/24")
+	if !strings.Contains(show, "proto bgp metric 20") || !strings.Contains(show, "nexthop via 10.78.0.2") || !strings.Contains(show, "nexthop via 10.78.0.3") {
+		t.Errorf("want one multipath route via .2 and .3:\n%s", show)
+	}
+
+	recursive := netip.MustParsePrefix("100.64.0.0/16")
+	got, err = w.Replace(recursive, []netip.Addr{netip.MustParseAddr("192.0.2.1")})
+	if err != nil {
+		t.Fatalf("recursive Replace: %v", err)
+	}
+	if len(got) != 1 || got[0].Gateway != netip.MustParseAddr("10.78.0.4") {
+		t.Errorf("next hop 192.0.2.1 resolved to %v, want gateway 10.78.0.4", got)
+	}
+	show = ipCmd(t, "-n", ns, "route", "show", "100.64.0.0/16")
+	if !strings.Contains(show, "via 10.78.0.4 dev r0 proto bgp metric 20") {
+		t.Errorf("recursive route:\n%s", show)
+	}
+
+	v6 := netip.MustParsePrefix("2001:db8:77::/48")
+	if _, err := w.Replace(v6, []netip.Addr{netip.MustParseAddr("2001:db8:78::2"), netip.MustParseAddr("2001:db8:78::3")}); err != nil {
+		t.Fatalf("IPv6 ECMP Replace: %v", err)
+	}
+	show = ipCmd(t, "-n", ns, "-6", "route", "show", "2001:db8:77::/48")
+	if !strings.Contains(show, "proto bgp metric 20") || !strings.Contains(show, "2001:db8:78::2") || !strings.Contains(show, "2001:db8:78::3") {
+		t.Errorf("IPv6 multipath route:\n%s", show)
+	}
+
+	// Unreachable and own-address next hops are permanent errors naming the prefix.
+	if _, err := w.Replace(netip.MustParsePrefix("100.65.0.0/16"), []netip.Addr{netip.MustParseAddr("10.99.0.1")}); err == nil || !strings.Contains(err.Error(), "100.65.0.0/16") || IsTransient(err) {
+		t.Errorf("unreachable next hop: err = %v, want a permanent error naming the prefix", err)
+	}
+	if _, err := w.Replace(netip.MustParsePrefix("100.66.0.0/16"), []netip.Addr{netip.MustParseAddr("10.78.0.1")}); err == nil {
+		t.Error("own address accepted as next hop")
+	}
+
+	list, err := w.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prefixes []string
+	for _, ir := range list {
+		prefixes = append(prefixes, ir.Prefix.String())
+	}
+	want := "100.64.0.0/16 198.51.100.0/24 2001:db8:77::/48 203.0.113.0/24"
+	slices.Sort(prefixes)
+	if got := strings.Join(prefixes, " "); got != want {
+		t.Errorf("List = %s, want %s (our routes only, not the static ones)", got, want)
+	}
+	for _, ir := range list {
+		if ir.Prefix == ecmp && len(ir.Kernel) != 2 {
+			t.Errorf("List: ECMP route has next hops %v", ir.Kernel)
+		}
+	}
+
+	for _, p := range []netip.Prefix{single, ecmp, recursive, v6} {
+		if err := w.Delete(p); err != nil {
+			t.Errorf("Delete %s: %v", p, err)
+		}
+	}
+	if err := w.Delete(single); err != nil {
+		t.Errorf("deleting a route already gone: %v", err)
+	}
+	if out := ipCmd(t, "-n", ns, "route", "show", "proto", "bgp"); strings.TrimSpace(out) != "" {
+		t.Errorf("bgp routes left:\n%s", out)
+	}
+	if show := ipCmd(t, "-n", ns, "route", "show", "198.51.100.0/24"); !strings.Contains(show, "via 10.78.0.3 dev r0 proto static") {
+		t.Errorf("operator's static route gone after our delete:\n%s", show)
+	}
+}
+
+// TestRoutesKernelPrivileged runs the worker against the kernel: a restart
+// finds our routes, keeps them, and the sweep removes the unconfirmed one.
+func TestRoutesKernelPrivileged(t *testing.T) {
+	ns := routesNetns(t)
+	w, err := NewKernelWriter(KernelConfig{NetNS: "/run/netns/" + ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	a, b := netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("203.0.113.0/24")
+	gw := netip.MustParseAddr("10.78.0.2")
+
+	run := func(r *Routes) (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx) }()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		}
+	}
+	r1 := NewRoutes(w, RoutesConfig{ResyncInterval: -1}, quiet())
+	stop := run(r1)
+	r1.Set(a, []netip.Addr{gw})
+	r1.Set(b, []netip.Addr{gw})
+	eventually(t, "two routes", func() bool { return r1.Stats().Installed == 2 })
+	stop() // RemoveOnStop off: routes survive, as for graceful restart
+
+	r2 := NewRoutes(w, RoutesConfig{ResyncInterval: -1, StaleTimeout: time.Hour}, quiet())
+	stop = run(r2)
+	defer stop()
+	eventually(t, "routes found at start", func() bool { return r2.Stats().Installed == 2 })
+	r2.Set(a, []netip.Addr{gw})
+	r2.Sweep()
+	eventually(t, "unconfirmed route swept", func() bool { return r2.Stats().Installed == 1 })
+	out := ipCmd(t, "-n", ns, "route", "show", "proto", "bgp")
+	if !strings.Contains(out, "198.51.100.0/24 via 10.78.0.2") || strings.Contains(out, "203.0.113.0") {
+		t.Errorf("after restart and sweep:\n%s", out)
+	}
+}
