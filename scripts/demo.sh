@@ -52,6 +52,8 @@ dataplane:
   manage_forwarding: true   # the demo router enables its own forwarding sysctls
 log:
   level: info
+api:
+  socket: $WORK/xrouter.sock
 YAML
 say "config"
 cat "$WORK/xrouter.yaml"

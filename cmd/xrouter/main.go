@@ -27,7 +27,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("netns", "", "run in the named network namespace (/run/netns/NAME), keeping the host's mounts")
-	root.AddCommand(runCmd(), statsCmd(), statusCmd(), configCmd(), detachCmd(), versionCmd())
+	root.AddCommand(runCmd(), statsCmd(), statusCmd(), peersCmd(), routesCmd(), configCmd(), detachCmd(), versionCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "xrouter:", err)
 		var ee exitError

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/xrouter/xrouter/internal/bgp"
 	"github.com/xrouter/xrouter/internal/config"
 	"github.com/xrouter/xrouter/internal/dataplane"
 	"github.com/xrouter/xrouter/internal/devmap"
@@ -88,6 +89,25 @@ func run(cfg *config.Config, log *slog.Logger) error {
 	if err := checkInterfaces(cfg); err != nil {
 		return err
 	}
+	ctl := &control{}
+	bgpOn := cfg.BGP.AS != 0
+	if bgpOn {
+		kw, err := fib.NewKernelWriter(fib.KernelConfig{Metric: cfg.FIB.Metric, Table: cfg.FIB.Table})
+		if err != nil {
+			return fmt.Errorf("fib: %w", err)
+		}
+		defer kw.Close()
+		ctl.routes = fib.NewRoutes(kw, fib.RoutesConfig{
+			StaleTimeout:   cfg.FIB.StaleTimeout,
+			ResyncInterval: cfg.FIB.ResyncInterval,
+			RemoveOnStop:   cfg.FIB.RemoveOnStop,
+		}, log)
+		sp, err := bgp.New(cfg.BGP, ctl.routes, log)
+		if err != nil {
+			return fmt.Errorf("config %s: %w", cfg.File, err)
+		}
+		ctl.speaker = sp
+	}
 	if err := devmap.EnsureBpffs(d.PinPath); err != nil {
 		return err
 	}
@@ -132,6 +152,27 @@ func run(cfg *config.Config, log *slog.Logger) error {
 		}
 	}
 
+	if cfg.API.Socket != "" {
+		if err := serveAPI(ctx, cfg.API.Socket, ctl, log); err != nil {
+			return err
+		}
+	}
+	routesDone := make(chan error, 1)
+	if bgpOn {
+		// Routes left by an earlier run are loaded first and kept until
+		// the peers confirm them or End-of-RIB: no blind flush.
+		go func() { routesDone <- ctl.routes.Run(ctx) }()
+		if err := ctl.speaker.Start(ctx); err != nil {
+			return fmt.Errorf("starting BGP: %w", err)
+		}
+		defer func() {
+			ctl.speaker.Stop()
+			if routesDone != nil {
+				<-routesDone
+			}
+		}()
+	}
+
 	log.Info("xrouter running", "version", version, "pid", os.Getpid(), "interfaces", len(mgr.Ports()), "config", cfg.File)
 	done := make(chan error, 1)
 	go func() { done <- mgr.Run(ctx, d.ResyncInterval) }()
@@ -141,6 +182,11 @@ func run(cfg *config.Config, log *slog.Logger) error {
 			log.Info("SIGHUP: re-checking interfaces")
 			mgr.Resync()
 			reportWarnings(d.PinPath, log)
+		case err := <-routesDone:
+			routesDone = nil
+			if err != nil {
+				return fmt.Errorf("fib: %w", err)
+			}
 		case err := <-done:
 			if err != nil {
 				return err

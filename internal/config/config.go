@@ -18,6 +18,8 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+
+	"github.com/xrouter/xrouter/internal/bgp"
 )
 
 // Config is the whole daemon configuration.
@@ -25,6 +27,10 @@ type Config struct {
 	Dataplane Dataplane `mapstructure:"dataplane"`
 	Log       Log       `mapstructure:"log"`
 	Metrics   Metrics   `mapstructure:"metrics"`
+	API       API       `mapstructure:"api"`
+	FIB       FIB       `mapstructure:"fib"`
+	// BGP configures the embedded speaker; it is off while bgp.as is 0.
+	BGP bgp.Config `mapstructure:"bgp"`
 
 	// File is the config file the values came from ("" when none).
 	File string `mapstructure:"-"`
@@ -64,6 +70,30 @@ type Metrics struct {
 	Listen string `mapstructure:"listen"`
 }
 
+// API configures the daemon's local control socket, which `xrouter peers`
+// and `xrouter routes` query.
+type API struct {
+	// Socket is the path of the unix socket; empty turns it off.
+	Socket string `mapstructure:"socket"`
+}
+
+// FIB configures the kernel routes xrouter writes for BGP.
+type FIB struct {
+	// Metric of xrouter's routes; distinct from operator routes, so that a
+	// replace never overwrites one.
+	Metric int `mapstructure:"metric"`
+	// Table is the routing table xrouter's routes go to (254 is main).
+	Table int `mapstructure:"table"`
+	// StaleTimeout: routes left by an earlier run and not confirmed by a
+	// peer (or End-of-RIB) within it are removed.
+	StaleTimeout time.Duration `mapstructure:"stale_timeout"`
+	// ResyncInterval is the period of the full diff against the kernel.
+	ResyncInterval time.Duration `mapstructure:"resync_interval"`
+	// RemoveOnStop removes xrouter's routes on a clean stop; by default
+	// they stay for graceful restart.
+	RemoveOnStop bool `mapstructure:"remove_on_stop"`
+}
+
 // Modes are the accepted dataplane.mode values.
 var Modes = []string{"auto", "native", "generic"}
 
@@ -79,7 +109,18 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("log.level", "info")
 	v.SetDefault("log.format", "text")
 	v.SetDefault("metrics.listen", "")
+	v.SetDefault("api.socket", "/run/xrouter/xrouter.sock")
+	v.SetDefault("fib.metric", 20)
+	v.SetDefault("fib.table", 254)
+	v.SetDefault("fib.stale_timeout", "2m")
+	v.SetDefault("fib.resync_interval", "5m")
+	v.SetDefault("fib.remove_on_stop", false)
+	v.SetDefault("bgp.grpc_address", bgp.DefaultGRPCAddress)
 }
+
+// bgpKeys are checked by the decoder (ErrorUnused) rather than against the
+// defaults: neighbours and prefix lists are lists of maps.
+func isBGPKey(k string) bool { return k == "bgp" || strings.HasPrefix(k, "bgp.") }
 
 // Keys lists every configuration key, as written in the file.
 func Keys() []string {
@@ -118,7 +159,7 @@ func Load(file string, flags map[string]*pflag.Flag) (*Config, error) {
 		where = file
 		known := Keys()
 		for _, k := range v.AllKeys() {
-			if !slices.Contains(known, k) && !isPrefixOfKnown(k, known) {
+			if !slices.Contains(known, k) && !isPrefixOfKnown(k, known) && !isBGPKey(k) {
 				return nil, fmt.Errorf("config %s: unknown key %q", file, k)
 			}
 		}
@@ -252,6 +293,23 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		return fmt.Errorf("key \"log.format\": unknown format %q (want text or json)", c.Log.Format)
+	}
+	if c.FIB.Metric < 0 || c.FIB.Metric > 1<<31-1 {
+		return fmt.Errorf("key \"fib.metric\": %d out of range", c.FIB.Metric)
+	}
+	if c.FIB.Table <= 0 || c.FIB.Table == 255 {
+		return fmt.Errorf("key \"fib.table\": %d is not a usable routing table (254 is main; 255 is local)", c.FIB.Table)
+	}
+	if c.FIB.StaleTimeout <= 0 {
+		return fmt.Errorf("key \"fib.stale_timeout\": must be positive")
+	}
+	if c.API.Socket != "" && !filepath.IsAbs(c.API.Socket) {
+		return fmt.Errorf("key \"api.socket\": %q must be an absolute path", c.API.Socket)
+	}
+	if c.BGP.AS != 0 || len(c.BGP.Neighbors) > 0 || len(c.BGP.Networks) > 0 {
+		if err := c.BGP.Validate(); err != nil {
+			return errors.New(oneLine(err))
+		}
 	}
 	if c.Metrics.Listen != "" {
 		if _, err := netip.ParseAddrPort(c.Metrics.Listen); err != nil {

@@ -67,6 +67,10 @@ func TestLoadRejects(t *testing.T) {
 		{"bad metrics address", "metrics:\n  listen: localhost\n", []string{"metrics.listen"}},
 		{"bad level", "log:\n  level: loud\n", []string{"log.level"}},
 		{"not yaml", "dataplane: [\n", []string{"config "}},
+		{"bgp unknown neighbour key", "bgp:\n  as: 65001\n  router_id: 10.0.0.1\n  neighbors:\n    - address: 10.0.0.2\n      peer_as: 65002\n      families: [ipv4-unicast]\n      colour: red\n", []string{"colour"}},
+		{"bgp malformed network", "bgp:\n  as: 65001\n  router_id: 10.0.0.1\n  networks: [10.0.0.0/33]\n", []string{"bgp.networks", "10.0.0.0/33"}},
+		{"bgp neighbour without families", "bgp:\n  as: 65001\n  router_id: 10.0.0.1\n  neighbors:\n    - address: 10.0.0.2\n      peer_as: 65002\n", []string{"bgp.neighbors[0].families"}},
+		{"fib table local", "fib:\n  table: 255\n", []string{"fib.table"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := writeFile(t, tc.body)
@@ -142,7 +146,8 @@ func TestPatternMatches(t *testing.T) {
 func TestKeysListsEveryField(t *testing.T) {
 	want := []string{"dataplane.interfaces", "dataplane.interface_pattern", "dataplane.mode", "dataplane.pin_path",
 		"dataplane.detach_on_exit", "dataplane.manage_forwarding", "dataplane.resync_interval",
-		"log.level", "log.format", "metrics.listen"}
+		"log.level", "log.format", "metrics.listen", "api.socket", "fib.metric", "fib.table",
+		"fib.stale_timeout", "fib.resync_interval", "fib.remove_on_stop", "bgp.grpc_address"}
 	got := strings.Join(Keys(), ",")
 	for _, k := range want {
 		if !strings.Contains(got, k) {

@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/xrouter/xrouter/internal/bgp"
+	"github.com/xrouter/xrouter/internal/fib"
+)
+
+// control is what the daemon's local API exposes.
+type control struct {
+	speaker *bgp.Speaker // nil when BGP is off
+	routes  *fib.Routes  // nil when BGP is off
+}
+
+// peerRow is one line of `xrouter peers`.
+type peerRow struct {
+	bgp.PeerState
+	UptimeSeconds int64 `json:"uptime_seconds"`
+	Installed     int   `json:"installed"`
+}
+
+func (c *control) peers(ctx context.Context) ([]peerRow, error) {
+	if c.speaker == nil {
+		return []peerRow{}, nil
+	}
+	ps, err := c.speaker.Peers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// A route counts for the peer whose address BGP gave as its next hop.
+	byNH := map[netip.Addr]int{}
+	for _, r := range c.routes.Installed() {
+		for _, nh := range r.NextHops {
+			byNH[nh]++
+		}
+	}
+	out := make([]peerRow, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, peerRow{PeerState: p, UptimeSeconds: int64(p.Uptime.Seconds()), Installed: byNH[p.Address]})
+	}
+	return out, nil
+}
+
+func (c *control) installed() []fib.InstalledRoute {
+	if c.routes == nil {
+		return []fib.InstalledRoute{}
+	}
+	return c.routes.Installed()
+}
+
+// serveAPI listens on a unix socket (replacing a stale one) until ctx ends.
+func serveAPI(ctx context.Context, path string, c *control, log *slog.Logger) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("api socket directory: %w", err)
+	}
+	if conn, err := net.Dial("unix", path); err == nil {
+		conn.Close()
+		return fmt.Errorf("api socket %s: another xrouter is running there (set api.socket)", path)
+	}
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("api socket %s: %w", path, err)
+	}
+	_ = os.Chmod(path, 0o600)
+	mux := http.NewServeMux()
+	reply := func(w http.ResponseWriter, v any, err error) {
+		w.Header().Set("Content-Type", "application/json")
+		if err != nil {
+			w.WriteHeader(http.StatusInternalServerError)
+			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+			return
+		}
+		_ = json.NewEncoder(w).Encode(v)
+	}
+	mux.HandleFunc("GET /peers", func(w http.ResponseWriter, r *http.Request) {
+		ps, err := c.peers(r.Context())
+		reply(w, ps, err)
+	})
+	mux.HandleFunc("GET /routes", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, c.installed(), nil)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		_ = os.Remove(path)
+	}()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("api server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// apiGet asks the running daemon.
+func apiGet(socket, path string, v any) error {
+	if socket == "" {
+		return errors.New("api.socket is off: the daemon serves no local API")
+	}
+	cl := &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		}},
+	}
+	resp, err := cl.Get("http://xrouter" + path)
+	if err != nil {
+		return fmt.Errorf("asking the daemon at %s (is `xrouter run` running?): %w", socket, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("daemon: %s: %s", resp.Status, body)
+	}
+	return json.Unmarshal(body, v)
+}
+
+func peersCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "peers",
+		Short: "Show BGP neighbours: AS, state, uptime, prefixes received/accepted/installed",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			var rows []peerRow
+			if err := apiGet(cfg.API.Socket, "/peers", &rows); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(rows)
+			}
+			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "NEIGHBOR\tAS\tSTATE\tUPTIME\tRECEIVED\tACCEPTED\tINSTALLED")
+			for _, p := range rows {
+				up := "-"
+				if p.UptimeSeconds > 0 {
+					up = (time.Duration(p.UptimeSeconds) * time.Second).String()
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d\n", p.Address, p.PeerAS, p.State, up, p.Received, p.Accepted, p.Installed)
+			}
+			return tw.Flush()
+		},
+	}
+	configFlags(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON for scripts")
+	return cmd
+}
+
+func routesCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "routes [PREFIX]",
+		Short: "Show the routes xrouter installed; with a prefix, also what the kernel FIB does for it",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			var filter netip.Prefix
+			if len(args) == 1 {
+				filter, err = parsePrefixArg(args[0])
+				if err != nil {
+					return err
+				}
+			}
+			var routes []fib.InstalledRoute
+			if err := apiGet(cfg.API.Socket, "/routes", &routes); err != nil {
+				return err
+			}
+			if filter.IsValid() {
+				routes = slices.DeleteFunc(routes, func(r fib.InstalledRoute) bool { return !r.Prefix.Overlaps(filter) })
+			}
+			out := cmd.OutOrStdout()
+			var lookup *fib.Lookup
+			if filter.IsValid() {
+				l, err := fib.LookupAddr(filter.Addr())
+				if err != nil {
+					return err
+				}
+				lookup = &l
+			}
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(struct {
+					Routes []fib.InstalledRoute `json:"routes"`
+					Kernel *fib.Lookup          `json:"kernel,omitempty"`
+				}{routes, lookup})
+			}
+			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "PREFIX\tBGP NEXT HOP (PEER)\tKERNEL NEXT HOP")
+			for _, r := range routes {
+				for i := 0; i < max(len(r.NextHops), len(r.Kernel)); i++ {
+					p, bgpNH, kNH := "", "", ""
+					if i == 0 {
+						p = r.Prefix.String()
+					}
+					if i < len(r.NextHops) {
+						bgpNH = r.NextHops[i].String()
+					}
+					if i < len(r.Kernel) {
+						kNH = fmt.Sprintf("%s ifindex %d", r.Kernel[i].Gateway, r.Kernel[i].LinkIndex)
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", p, bgpNH, kNH)
+				}
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if lookup != nil {
+				fmt.Fprintf(out, "kernel FIB for %s: %s\n", filter.Addr(), lookup)
+			}
+			return nil
+		},
+	}
+	configFlags(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON for scripts")
+	return cmd
+}
+
+func parsePrefixArg(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	return netip.Prefix{}, fmt.Errorf("routes: %q is neither a prefix nor an address", s)
+}
