@@ -59,8 +59,15 @@ func checkInterfaces(cfg *config.Config) error {
 		where = "defaults"
 	}
 	for _, name := range cfg.Dataplane.Interfaces {
-		if _, err := net.InterfaceByName(name); err != nil {
+		ifc, err := net.InterfaceByName(name)
+		if err != nil {
 			return fmt.Errorf("config %s: key \"dataplane.interfaces\": interface %q does not exist", where, name)
+		}
+		if ifc.Flags&net.FlagLoopback != 0 {
+			return fmt.Errorf("config %s: key \"dataplane.interfaces\": interface %q is a loopback and cannot forward", where, name)
+		}
+		if len(ifc.HardwareAddr) != 6 {
+			return fmt.Errorf("config %s: key \"dataplane.interfaces\": interface %q is not an Ethernet interface", where, name)
 		}
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -111,8 +112,14 @@ func run(cfg *config.Config, log *slog.Logger) error {
 	if err := devmap.EnsureBpffs(d.PinPath); err != nil {
 		return err
 	}
+	// A failed start must leave nothing behind; but pins an earlier run
+	// left are a data plane still forwarding, and stay.
+	fresh := !pinned(d.PinPath)
 	dp, err := dataplane.Load(d.PinPath)
 	if err != nil {
+		if fresh {
+			_, _ = devmap.Detach(d.PinPath)
+		}
 		return err
 	}
 	defer dp.Close()
@@ -122,8 +129,12 @@ func run(cfg *config.Config, log *slog.Logger) error {
 		Match:    d.Matches,
 		Mode:     devmap.Mode(d.Mode),
 		PinPath:  d.PinPath,
+		OnAttach: func(name string) { checkForwarding(name, d.ManageForwarding, log) },
 	}, dp, log)
 	if err := mgr.Start(); err != nil {
+		if fresh {
+			_, _ = devmap.Detach(d.PinPath)
+		}
 		return fmt.Errorf("attaching data plane: %w", err)
 	}
 	detach := d.DetachOnExit
@@ -195,6 +206,12 @@ func run(cfg *config.Config, log *slog.Logger) error {
 			return nil
 		}
 	}
+}
+
+// pinned reports whether an earlier run left a data plane in pinPath.
+func pinned(pinPath string) bool {
+	_, err := os.Stat(filepath.Join(pinPath, dataplane.StatsMapName))
+	return err == nil
 }
 
 func checkForwarding(iface string, manage bool, log *slog.Logger) {

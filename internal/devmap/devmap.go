@@ -43,6 +43,9 @@ type Config struct {
 	Mode Mode
 	// PinPath is the bpffs directory shared with the dataplane's maps.
 	PinPath string
+	// OnAttach, if set, is called with the name of every interface attached
+	// after Start (hot-plug), so the daemon can check its sysctls.
+	OnAttach func(name string)
 }
 
 // Port is one interface xrouter forwards on.

@@ -82,11 +82,9 @@ func Inspect(pinPath string) ([]Status, error) {
 			s.Warnings = append(s.Warnings, "interface is up but not in the devmap: packets routed to it take the slow path")
 		}
 		if v, ok := l.(*netlink.Veth); ok {
-			peer, warn := checkVethPeer(v)
+			peer, warns := checkVethPeer(v)
 			s.VethPeer = peer
-			if warn != "" {
-				s.Warnings = append(s.Warnings, warn)
-			}
+			s.Warnings = append(s.Warnings, warns...)
 		}
 		out = append(out, s)
 	}
@@ -96,32 +94,49 @@ func Inspect(pinPath string) ([]Status, error) {
 // checkVethPeer finds the other end of a veth and reports whether frames
 // redirected into this end can arrive: the peer must run an XDP program or
 // have GRO on, or redirected frames vanish without a counter moving.
-func checkVethPeer(v *netlink.Veth) (peer string, warning string) {
+func checkVethPeer(v *netlink.Veth) (peer string, warnings []string) {
+	peer, w, csum := checkVethPeerXDP(v)
+	for _, x := range []string{csum, w} {
+		if x != "" {
+			warnings = append(warnings, x)
+		}
+	}
+	return peer, warnings
+}
+
+func checkVethPeerXDP(v *netlink.Veth) (peer, warning, csumWarning string) {
 	peerIdx, err := netlink.VethPeerIndex(v)
 	if err != nil {
-		return "?", fmt.Sprintf("cannot find the veth peer: %v", err)
+		return "?", fmt.Sprintf("cannot find the veth peer: %v", err), ""
 	}
 	nsid := v.Attrs().NetNsID
 	h, nsName, closeNs, err := peerHandle(nsid)
 	if err != nil {
-		return fmt.Sprintf("ifindex %d in netns id %d", peerIdx, nsid), fmt.Sprintf("cannot check the veth peer: %v", err)
+		return fmt.Sprintf("ifindex %d in netns id %d", peerIdx, nsid), fmt.Sprintf("cannot check the veth peer: %v", err), ""
 	}
 	defer closeNs()
 	pl, err := h.LinkByIndex(peerIdx)
 	if err != nil {
-		return fmt.Sprintf("ifindex %d", peerIdx), fmt.Sprintf("cannot read the veth peer: %v", err)
+		return fmt.Sprintf("ifindex %d", peerIdx), fmt.Sprintf("cannot read the veth peer: %v", err), ""
 	}
 	peer = pl.Attrs().Name
 	if nsName != "" {
 		peer += "@" + nsName
 	}
+	if on, err := ethtoolGet(nsid, nsName, pl.Attrs().Name, ethtoolGTXCSUM); err == nil && on {
+		// The peer hands its packets over with a partial checksum
+		// (CHECKSUM_PARTIAL); kernel forwarding keeps that state, XDP turns
+		// the skb into a bare frame and loses it, so the receiver drops the
+		// packet with a checksum error.
+		csumWarning = fmt.Sprintf("veth peer %s has TX checksum offload on: its UDP/TCP packets leave the fast path with incomplete checksums and are dropped by the receiver (turn it off: ethtool -K %s tx off)", peer, pl.Attrs().Name)
+	}
 	if x := pl.Attrs().Xdp; x != nil && x.Attached {
-		return peer, ""
+		return peer, "", csumWarning
 	}
 	if gro, err := vethGRO(nsid, nsName, pl.Attrs().Name); err == nil && gro {
-		return peer, ""
+		return peer, "", csumWarning
 	}
-	return peer, fmt.Sprintf("veth peer %s has no XDP program and GRO off: frames xrouter redirects into %s are silently dropped (attach an XDP program to the peer or enable GRO on it)", peer, v.Attrs().Name)
+	return peer, fmt.Sprintf("veth peer %s has no XDP program and GRO off: frames xrouter redirects into %s are silently dropped (attach an XDP program to the peer or enable GRO on it)", peer, v.Attrs().Name), csumWarning
 }
 
 // peerHandle opens a netlink handle in the namespace a link's netnsid names,
@@ -162,9 +177,20 @@ func findNetns(nsid int) (string, netns.NsHandle, error) {
 	return "", 0, fmt.Errorf("peer namespace (netnsid %d) is not named in /run/netns", nsid)
 }
 
-// vethGRO asks the kernel whether GRO is on for an interface, from a socket
-// opened inside its namespace.
+// ethtool commands read with ethtoolGet.
+const (
+	ethtoolGTXCSUM = 0x16
+	ethtoolGGRO    = 0x2b
+)
+
+// vethGRO asks the kernel whether GRO is on for an interface.
 func vethGRO(nsid int, nsName, ifname string) (bool, error) {
+	return ethtoolGet(nsid, nsName, ifname, ethtoolGGRO)
+}
+
+// ethtoolGet reads one ethtool_value setting of an interface, from a socket
+// opened inside its namespace.
+func ethtoolGet(nsid int, nsName, ifname string, cmd uint32) (bool, error) {
 	var on bool
 	err := inNetns(nsid, nsName, func() error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
@@ -173,8 +199,7 @@ func vethGRO(nsid int, nsName, ifname string) (bool, error) {
 		}
 		defer unix.Close(fd)
 		type ethtoolValue struct{ cmd, data uint32 }
-		const ethtoolGGRO = 0x2b
-		val := ethtoolValue{cmd: ethtoolGGRO}
+		val := ethtoolValue{cmd: cmd}
 		var ifr [40]byte
 		copy(ifr[:16], ifname)
 		*(*uintptr)(unsafe.Pointer(&ifr[16])) = uintptr(unsafe.Pointer(&val))

@@ -118,6 +118,10 @@ func (m *Manager) apply(l netlink.Link) {
 	case !known && selected:
 		if _, err := m.attach(l); err != nil {
 			m.log.Error("attaching new interface", "interface", a.Name, "err", err)
+			return
+		}
+		if m.cfg.OnAttach != nil {
+			m.cfg.OnAttach(a.Name)
 		}
 	}
 }

@@ -1,0 +1,57 @@
+package netnstests
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+var (
+	// xrBin is the xrouter binary built for this run.
+	xrBin string
+	// sinkObj is the counting pass-through XDP program the end hosts' veths
+	// run, so that frames the router redirects into its veth arrive.
+	sinkObj string
+)
+
+// TestMain builds the real binary once. Without root the tests skip
+// themselves (testbed.RequireRoot), so nothing is built.
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	if os.Geteuid() != 0 {
+		return m.Run()
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "netns-tests:", err)
+		return 1
+	}
+	sinkObj = filepath.Join(root, "internal", "dataplane", "sink_bpfel.o")
+	if _, err := os.Stat(sinkObj); err != nil {
+		fmt.Fprintln(os.Stderr, "netns-tests: sink program:", err)
+		return 1
+	}
+	dir, err := os.MkdirTemp("", "xrnt-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "netns-tests:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	xrBin = filepath.Join(dir, "xrouter")
+	goTool := "go"
+	if p := filepath.Join(os.Getenv("GOROOT"), "bin", "go"); os.Getenv("GOROOT") != "" {
+		goTool = p
+	}
+	build := exec.Command(goTool, "build", "-o", xrBin, "./cmd/xrouter")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "netns-tests: go build ./cmd/xrouter: %v\n%s", err, out)
+		return 1
+	}
+	return m.Run()
+}
