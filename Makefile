@@ -28,7 +28,7 @@ generate:
 
 # Fails when the committed objects differ from a fresh `make generate`.
 check-generate: generate
-	git diff --exit-code -- internal/dataplane
+	git diff --exit-code -- 'internal/dataplane/*_bpfel.go' 'internal/dataplane/*_bpfel.o'
 
 vet:
 	$(GO) vet ./...

@@ -109,8 +109,9 @@ static __always_inline enum xr_outcome lookup_outcome(int rc)
 
 /* The first four bytes of TCP, UDP, UDP-Lite and SCTP are the ports; they
  * give the kernel's multipath hash the entropy it has on the slow path.
- * Returns 0, or -1 when the L4 header is cut short. */
-static __always_inline int l4_ports(void *l4, void *data_end, __u8 proto,
+ * l4_len is what the IP header says the payload holds. Returns 0, or -1
+ * when such a header is cut short. */
+static __always_inline int l4_ports(void *l4, void *data_end, __u32 l4_len, __u8 proto,
 				    struct bpf_fib_lookup *p)
 {
 	switch (proto) {
@@ -120,7 +121,7 @@ static __always_inline int l4_ports(void *l4, void *data_end, __u8 proto,
 	case IPPROTO_SCTP: {
 		__be16 *ports = l4;
 
-		if ((void *)(ports + 2) > data_end)
+		if (l4_len < 4 || (void *)(ports + 2) > data_end)
 			return -1;
 		p->sport = ports[0];
 		p->dport = ports[1];
@@ -320,11 +321,8 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags)
 			return PASS(XR_PASS_MALFORMED);
 		if (icmp4_special(*type))
 			return PASS(XR_PASS_ICMP_SPECIAL);
-	} else if (tot_len < sizeof(*iph) + 4 ||
-		   l4_ports(iph + 1, data_end, iph->protocol, &p)) {
-		if (iph->protocol == IPPROTO_TCP || iph->protocol == IPPROTO_UDP ||
-		    iph->protocol == IPPROTO_UDPLITE || iph->protocol == IPPROTO_SCTP)
-			return PASS(XR_PASS_MALFORMED);
+	} else if (l4_ports(iph + 1, data_end, tot_len - sizeof(*iph), iph->protocol, &p)) {
+		return PASS(XR_PASS_MALFORMED);
 	}
 
 	p.family = AF_INET;
@@ -387,11 +385,8 @@ static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags)
 			return PASS(XR_PASS_MALFORMED);
 		if (icmp6_special(*type))
 			return PASS(XR_PASS_ICMP_SPECIAL);
-	} else if (tot_len < sizeof(*ip6h) + 4 ||
-		   l4_ports(ip6h + 1, data_end, ip6h->nexthdr, &p)) {
-		if (ip6h->nexthdr == IPPROTO_TCP || ip6h->nexthdr == IPPROTO_UDP ||
-		    ip6h->nexthdr == IPPROTO_UDPLITE || ip6h->nexthdr == IPPROTO_SCTP)
-			return PASS(XR_PASS_MALFORMED);
+	} else if (l4_ports(ip6h + 1, data_end, tot_len - sizeof(*ip6h), ip6h->nexthdr, &p)) {
+		return PASS(XR_PASS_MALFORMED);
 	}
 
 	p.family = AF_INET6;

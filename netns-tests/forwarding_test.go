@@ -72,26 +72,23 @@ func TestFastPathBypassesKernelPrivileged(t *testing.T) {
 	// The first packet to an unresolved neighbour goes through the kernel
 	// (no_neigh); resolve everything before the baseline.
 	warmUp(t, tp.Src, dst4, dst6)
-	base := readStats(t, tp.Pin)
-	k4, k6 := kernelForwarded(t, tp.Router)
-
 	const udp, pings = 200, 50
-	sendUDP(t, s4, r4, dst4, 1, udp, time.Millisecond)
-	sendUDP(t, s6, r6, dst6, 2, udp, time.Millisecond)
-	pingOK(t, tp.Src, dst4, pings)
-	pingOK(t, tp.Src, dst6, pings)
-
-	d := readStats(t, tp.Pin).sub(base)
-	k4b, k6b := kernelForwarded(t, tp.Router)
-	t.Logf("stats growth: %v; kernel ForwDatagrams +%d, Ip6OutForwDatagrams +%d", d, k4b-k4, k6b-k6)
+	g := measure(t, tp, func() {
+		sendUDP(t, s4, r4, dst4, 1, udp, time.Millisecond)
+		sendUDP(t, s6, r6, dst6, 2, udp, time.Millisecond)
+		pingOK(t, tp.Src, dst4, pings)
+		pingOK(t, tp.Src, dst6, pings)
+	})
+	d := g.stats
+	t.Logf("stats growth: %v; kernel ForwDatagrams +%d, Ip6OutForwDatagrams +%d", d, g.kernel4, g.kernel6)
 	if want := uint64(2*udp + 2*2*pings); d["forwarded"] != want {
 		t.Errorf("forwarded grew by %d, want exactly %d (%d UDP datagrams + %d echo requests and replies)", d["forwarded"], want, 2*udp, 2*2*pings)
 	}
-	if k4b != k4 {
-		t.Errorf("kernel Ip ForwDatagrams grew by %d, want 0: packets took the slow path", k4b-k4)
+	if g.kernel4 != 0 {
+		t.Errorf("kernel Ip ForwDatagrams grew by %d, want 0: packets took the slow path", g.kernel4)
 	}
-	if k6b != k6 {
-		t.Errorf("kernel Ip6OutForwDatagrams grew by %d, want 0: packets took the slow path", k6b-k6)
+	if g.kernel6 != 0 {
+		t.Errorf("kernel Ip6OutForwDatagrams grew by %d, want 0: packets took the slow path", g.kernel6)
 	}
 	for _, o := range []string{"no_neigh", "fwd_disabled", "not_in_devmap", "ingress_unknown", "malformed", "lookup_other"} {
 		if d[o] != 0 {
@@ -241,15 +238,12 @@ func TestNoNeighbourPrivileged(t *testing.T) {
 		if out := tp.Router.IP(t, c.family, "neigh", "show", c.dst, "dev", testbed.LineRouterDstDev); strings.Contains(out, "lladdr") {
 			t.Fatalf("neighbour %s still resolved after flush: %s", c.dst, out)
 		}
-		base := readStats(t, tp.Pin)
-		k4, k6 := kernelForwarded(t, tp.Router)
 		const count = 5
-		r := ping(t, tp.Src, c.family, "-c", "5", "-i", "0.1", "-W", "2", c.dst)
-		d := readStats(t, tp.Pin).sub(base)
-		k4b, k6b := kernelForwarded(t, tp.Router)
-		kernel := k4b - k4
+		var r pingResult
+		g := measure(t, tp, func() { r = ping(t, tp.Src, c.family, "-c", "5", "-i", "0.1", "-W", "2", c.dst) })
+		d, kernel := g.stats, g.kernel4
 		if c.family == "-6" {
-			kernel = k6b - k6
+			kernel = g.kernel6
 		}
 		t.Logf("ping %s %s: stats growth %v, kernel forwarded +%d", c.family, c.dst, d, kernel)
 		if r.Received != count {
@@ -301,15 +295,13 @@ func TestRouteDeleteReaddPrivileged(t *testing.T) {
 
 	fastPath := func(phase string) {
 		t.Helper()
-		base := readStats(t, tp.Pin)
-		k4, k6 := kernelForwarded(t, tp.Router)
 		const count = 10
-		pingOK(t, tp.Src, far4, count)
-		pingOK(t, tp.Src, far6, count)
-		d := readStats(t, tp.Pin).sub(base)
-		k4b, k6b := kernelForwarded(t, tp.Router)
-		if d["forwarded"] != 4*count || k4b != k4 || k6b != k6 {
-			t.Errorf("%s: forwarded +%d (want %d), kernel forwarded +%d/+%d (want 0); stats growth: %v", phase, d["forwarded"], 4*count, k4b-k4, k6b-k6, d)
+		g := measure(t, tp, func() {
+			pingOK(t, tp.Src, far4, count)
+			pingOK(t, tp.Src, far6, count)
+		})
+		if d := g.stats; d["forwarded"] != 4*count || g.kernel4 != 0 || g.kernel6 != 0 {
+			t.Errorf("%s: forwarded +%d (want %d), kernel forwarded +%d/+%d (want 0); stats growth: %v", phase, d["forwarded"], 4*count, g.kernel4, g.kernel6, d)
 		}
 	}
 	// slowPath sends pings that must fail from the source address src (one

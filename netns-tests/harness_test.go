@@ -426,6 +426,23 @@ func xdpLinks(t *testing.T, ns *testbed.Netns) []string {
 	return names
 }
 
+// growth is what a stretch of traffic moved: xrouter's counters, and the
+// kernel's own forwarding counters in the router namespace.
+type growth struct {
+	stats            stats
+	kernel4, kernel6 uint64 // Ip ForwDatagrams, Ip6OutForwDatagrams
+}
+
+// measure runs traffic and returns what it moved.
+func measure(t *testing.T, tp *topo, traffic func()) growth {
+	t.Helper()
+	base := readStats(t, tp.Pin)
+	k4, k6 := kernelForwarded(t, tp.Router)
+	traffic()
+	k4b, k6b := kernelForwarded(t, tp.Router)
+	return growth{stats: readStats(t, tp.Pin).sub(base), kernel4: k4b - k4, kernel6: k6b - k6}
+}
+
 // kernelForwarded reads the router namespace's own forwarding counters:
 // Ip ForwDatagrams (/proc/net/snmp) and Ip6OutForwDatagrams
 // (/proc/net/snmp6). Packets the fast path forwards never reach them.

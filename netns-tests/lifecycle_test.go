@@ -47,28 +47,26 @@ func TestHotPlugPrivileged(t *testing.T) {
 	t.Logf("%s attached and in status as egress %v after it was set up", branchDev, time.Since(start).Round(time.Millisecond))
 
 	warmUp(t, tp.Src, new4, new6)
-	base := readStats(t, tp.Pin)
-	k4, k6 := kernelForwarded(t, tp.Router)
 	const udp, pings = 200, 20
-	for _, c := range []struct {
-		family, dst string
-		id          uint32
-	}{{"udp4", new4, 1}, {"udp6", new6, 2}} {
-		sendUDP(t, newUDPSender(t, tp.Src, c.family), listenUDP(t, third, c.dst), c.dst, c.id, udp, time.Millisecond)
-	}
-	pingOK(t, tp.Src, new4, pings)
-	pingOK(t, tp.Src, new6, pings)
-	dd := readStats(t, tp.Pin).sub(base)
-	k4b, k6b := kernelForwarded(t, tp.Router)
-	if want := uint64(2*udp + 4*pings); dd["forwarded"] != want || k4b != k4 || k6b != k6 {
-		t.Errorf("to the hot-plugged namespace: forwarded +%d (want %d), kernel forwarded +%d/+%d (want 0); stats growth %v", dd["forwarded"], want, k4b-k4, k6b-k6, dd)
+	g := measure(t, tp, func() {
+		for _, c := range []struct {
+			family, dst string
+			id          uint32
+		}{{"udp4", new4, 1}, {"udp6", new6, 2}} {
+			sendUDP(t, newUDPSender(t, tp.Src, c.family), listenUDP(t, third, c.dst), c.dst, c.id, udp, time.Millisecond)
+		}
+		pingOK(t, tp.Src, new4, pings)
+		pingOK(t, tp.Src, new6, pings)
+	})
+	if want, dd := uint64(2*udp+4*pings), g.stats; dd["forwarded"] != want || g.kernel4 != 0 || g.kernel6 != 0 {
+		t.Errorf("to the hot-plugged namespace: forwarded +%d (want %d), kernel forwarded +%d/+%d (want 0); stats growth %v", dd["forwarded"], want, g.kernel4, g.kernel6, dd)
 	}
 
 	// Delete an interface while a stream crosses the other path.
 	warmUp(t, tp.Src, dst4)
 	r := listenUDP(t, tp.Dst, dst4)
 	s := newUDPSender(t, tp.Src, "udp4")
-	base = readStats(t, tp.Pin)
+	base := readStats(t, tp.Pin)
 	const stream = 1000
 	errc := make(chan error, 1)
 	go func() { errc <- s.send(dst4, 10, stream, time.Millisecond) }()
@@ -294,17 +292,15 @@ func TestDetachOnExitPrivileged(t *testing.T) {
 				t.Errorf("no XDP on %s after SIGTERM without detach_on_exit", dev)
 			}
 		}
-		base := readStats(t, tp.Pin)
-		k4, k6 := kernelForwarded(t, tp.Router)
 		const udp, pings = 300, 20
-		sendUDP(t, s4, r4, dst4, 1, udp, time.Millisecond)
-		sendUDP(t, s6, r6, dst6, 2, udp, time.Millisecond)
-		pingOK(t, tp.Src, dst4, pings)
-		pingOK(t, tp.Src, dst6, pings)
-		dd := readStats(t, tp.Pin).sub(base)
-		k4b, k6b := kernelForwarded(t, tp.Router)
-		if want := uint64(2*udp + 4*pings); dd["forwarded"] != want || k4b != k4 || k6b != k6 {
-			t.Errorf("with the daemon gone: forwarded +%d (want %d), kernel forwarded +%d/+%d (want 0); stats growth %v", dd["forwarded"], want, k4b-k4, k6b-k6, dd)
+		g := measure(t, tp, func() {
+			sendUDP(t, s4, r4, dst4, 1, udp, time.Millisecond)
+			sendUDP(t, s6, r6, dst6, 2, udp, time.Millisecond)
+			pingOK(t, tp.Src, dst4, pings)
+			pingOK(t, tp.Src, dst6, pings)
+		})
+		if want, dd := uint64(2*udp+4*pings), g.stats; dd["forwarded"] != want || g.kernel4 != 0 || g.kernel6 != 0 {
+			t.Errorf("with the daemon gone: forwarded +%d (want %d), kernel forwarded +%d/+%d (want 0); stats growth %v", dd["forwarded"], want, g.kernel4, g.kernel6, dd)
 		}
 
 		// `xrouter detach` hands forwarding back to the kernel.
@@ -318,10 +314,10 @@ func TestDetachOnExitPrivileged(t *testing.T) {
 		if entries, err := os.ReadDir(tp.Pin); err == nil {
 			t.Errorf("pin path %s still there after xrouter detach, holding %v", tp.Pin, names(entries))
 		}
-		k4, k6 = kernelForwarded(t, tp.Router)
+		k4, k6 := kernelForwarded(t, tp.Router)
 		pingOK(t, tp.Src, dst4, 10)
 		pingOK(t, tp.Src, dst6, 10)
-		k4b, k6b = kernelForwarded(t, tp.Router)
+		k4b, k6b := kernelForwarded(t, tp.Router)
 		if k4b-k4 != 20 || k6b-k6 != 20 {
 			t.Errorf("after xrouter detach: kernel forwarded +%d/+%d, want +20/+20", k4b-k4, k6b-k6)
 		}

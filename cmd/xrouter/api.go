@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -44,12 +43,7 @@ func (c *control) peers(ctx context.Context) ([]peerRow, error) {
 		return nil, err
 	}
 	// A route counts for the peer whose address BGP gave as its next hop.
-	byNH := map[netip.Addr]int{}
-	for _, r := range c.routes.Installed() {
-		for _, nh := range r.NextHops {
-			byNH[nh]++
-		}
-	}
+	byNH := c.routes.CountByNextHop()
 	out := make([]peerRow, 0, len(ps))
 	for _, p := range ps {
 		out = append(out, peerRow{PeerState: p, UptimeSeconds: int64(p.Uptime.Seconds()), Installed: byNH[p.Address]})
@@ -64,28 +58,36 @@ func (c *control) installed() []fib.InstalledRoute {
 	return c.routes.Installed()
 }
 
-// serveAPI listens on a unix socket (replacing a stale one) until ctx ends.
-func serveAPI(ctx context.Context, path string, c *control, log *slog.Logger) error {
+// listenAPI opens the unix socket, replacing a stale one but never one a
+// running daemon answers on.
+func listenAPI(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("api socket directory: %w", err)
+		return nil, fmt.Errorf("api socket directory: %w", err)
 	}
 	if conn, err := net.Dial("unix", path); err == nil {
 		conn.Close()
-		return fmt.Errorf("api socket %s: another xrouter is running there (set api.socket)", path)
+		return nil, fmt.Errorf("api socket %s: another xrouter is running there", path)
 	}
 	_ = os.Remove(path)
 	ln, err := net.Listen("unix", path)
 	if err != nil {
-		return fmt.Errorf("api socket %s: %w", path, err)
+		return nil, fmt.Errorf("api socket %s: %w", path, err)
 	}
-	_ = os.Chmod(path, 0o600)
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("api socket %s: %w", path, err)
+	}
+	return ln, nil
+}
+
+// handler serves the local API.
+func (c *control) handler() http.Handler {
 	mux := http.NewServeMux()
 	reply := func(w http.ResponseWriter, v any, err error) {
 		w.Header().Set("Content-Type", "application/json")
 		if err != nil {
 			w.WriteHeader(http.StatusInternalServerError)
-			_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
-			return
+			v = map[string]string{"error": err.Error()}
 		}
 		_ = json.NewEncoder(w).Encode(v)
 	}
@@ -96,20 +98,7 @@ func serveAPI(ctx context.Context, path string, c *control, log *slog.Logger) er
 	mux.HandleFunc("GET /routes", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, c.installed(), nil)
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		_ = os.Remove(path)
-	}()
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("api server stopped", "err", err)
-		}
-	}()
-	return nil
+	return mux
 }
 
 // apiGet asks the running daemon.
@@ -153,9 +142,7 @@ func peersCmd() *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(rows)
+				return writeJSON(out, rows)
 			}
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "NEIGHBOR\tAS\tSTATE\tUPTIME\tRECEIVED\tACCEPTED\tINSTALLED")
@@ -209,9 +196,7 @@ func routesCmd() *cobra.Command {
 				lookup = &l
 			}
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(struct {
+				return writeJSON(out, struct {
 					Routes []fib.InstalledRoute `json:"routes"`
 					Kernel *fib.Lookup          `json:"kernel,omitempty"`
 				}{routes, lookup})

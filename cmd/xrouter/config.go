@@ -2,11 +2,11 @@ package main
 
 import (
 	"fmt"
-	"net"
 
 	"github.com/spf13/cobra"
 
 	"github.com/xrouter/xrouter/internal/config"
+	"github.com/xrouter/xrouter/internal/devmap"
 )
 
 func configCmd() *cobra.Command {
@@ -59,15 +59,8 @@ func checkInterfaces(cfg *config.Config) error {
 		where = "defaults"
 	}
 	for _, name := range cfg.Dataplane.Interfaces {
-		ifc, err := net.InterfaceByName(name)
-		if err != nil {
-			return fmt.Errorf("config %s: key \"dataplane.interfaces\": interface %q does not exist", where, name)
-		}
-		if ifc.Flags&net.FlagLoopback != 0 {
-			return fmt.Errorf("config %s: key \"dataplane.interfaces\": interface %q is a loopback and cannot forward", where, name)
-		}
-		if len(ifc.HardwareAddr) != 6 {
-			return fmt.Errorf("config %s: key \"dataplane.interfaces\": interface %q is not an Ethernet interface", where, name)
+		if err := devmap.CheckInterface(name); err != nil {
+			return fmt.Errorf("config %s: key \"dataplane.interfaces\": interface %q: %w", where, name, err)
 		}
 	}
 	return nil

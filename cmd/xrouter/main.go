@@ -3,8 +3,10 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 
@@ -30,17 +32,16 @@ func main() {
 	root.AddCommand(runCmd(), statsCmd(), statusCmd(), peersCmd(), routesCmd(), configCmd(), detachCmd(), versionCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "xrouter:", err)
-		var ee exitError
-		if errors.As(err, &ee) {
-			os.Exit(int(ee))
-		}
 		os.Exit(1)
 	}
 }
 
-type exitError int
-
-func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+// writeJSON is every command's --json output: indented, one document.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
 
 // enterNetns handles --netns before anything else runs: Go cannot move a
 // whole process between network namespaces, so the process moves one thread

@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -109,17 +113,38 @@ func run(cfg *config.Config, log *slog.Logger) error {
 		}
 		ctl.speaker = sp
 	}
+	// Listeners are opened before anything is attached: an address in use
+	// must not leave a half-started router behind.
+	var metricsLn, apiLn net.Listener
+	if cfg.Metrics.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
+		if err != nil {
+			return fmt.Errorf("config %s: key \"metrics.listen\": %w", cfg.File, err)
+		}
+		defer ln.Close()
+		metricsLn = ln
+	}
+	if cfg.API.Socket != "" {
+		ln, err := listenAPI(cfg.API.Socket)
+		if err != nil {
+			return fmt.Errorf("config %s: key \"api.socket\": %w", cfg.File, err)
+		}
+		defer ln.Close()
+		apiLn = ln
+	}
 	if err := devmap.EnsureBpffs(d.PinPath); err != nil {
 		return err
 	}
 	// A failed start must leave nothing behind; but pins an earlier run
 	// left are a data plane still forwarding, and stay.
-	fresh := !pinned(d.PinPath)
-	dp, err := dataplane.Load(d.PinPath)
-	if err != nil {
-		if fresh {
+	fresh, started := !pinned(d.PinPath), false
+	defer func() {
+		if fresh && !started {
 			_, _ = devmap.Detach(d.PinPath)
 		}
+	}()
+	dp, err := dataplane.Load(d.PinPath)
+	if err != nil {
 		return err
 	}
 	defer dp.Close()
@@ -132,11 +157,9 @@ func run(cfg *config.Config, log *slog.Logger) error {
 		OnAttach: func(name string) { checkForwarding(name, d.ManageForwarding, log) },
 	}, dp, log)
 	if err := mgr.Start(); err != nil {
-		if fresh {
-			_, _ = devmap.Detach(d.PinPath)
-		}
 		return fmt.Errorf("attaching data plane: %w", err)
 	}
+	started = true
 	detach := d.DetachOnExit
 	defer func() {
 		mgr.Close(detach)
@@ -156,17 +179,12 @@ func run(cfg *config.Config, log *slog.Logger) error {
 	}
 	reportWarnings(d.PinPath, log)
 
-	if cfg.Metrics.Listen != "" {
-		col := metrics.NewCollector(dp.Stats, mgr.Ports)
-		if err := metrics.Serve(ctx, cfg.Metrics.Listen, col, log); err != nil {
-			return err
-		}
+	if metricsLn != nil {
+		serveHTTP(ctx, metricsLn, metrics.Handler(metrics.NewCollector(dp.Stats, mgr.Ports)), log)
+		log.Info("serving metrics", "addr", metricsLn.Addr().String())
 	}
-
-	if cfg.API.Socket != "" {
-		if err := serveAPI(ctx, cfg.API.Socket, ctl, log); err != nil {
-			return err
-		}
+	if apiLn != nil {
+		serveHTTP(ctx, apiLn, ctl.handler(), log)
 	}
 	routesDone := make(chan error, 1)
 	if bgpOn {
@@ -206,6 +224,22 @@ func run(cfg *config.Config, log *slog.Logger) error {
 			return nil
 		}
 	}
+}
+
+// serveHTTP serves h on ln until ctx ends.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
 }
 
 // pinned reports whether an earlier run left a data plane in pinPath.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -102,9 +101,7 @@ func writeStatsJSON(w io.Writer, s dataplane.Stats, r *dataplane.Stats, interval
 		}
 		out.Outcomes = append(out.Outcomes, row)
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return writeJSON(w, out)
 }
 
 func writeStatsTable(w io.Writer, s dataplane.Stats, r *dataplane.Stats, all bool) {

@@ -132,29 +132,25 @@ func (d *Dataplane) DeleteEgress(ifindex int) error {
 
 // Egresses lists the ifindexes in the devmap.
 func (d *Dataplane) Egresses() ([]int, error) {
-	var out []int
-	var k, v uint32
-	it := d.objs.XrDevmap.Iterate()
-	for it.Next(&k, &v) {
-		out = append(out, int(k))
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("listing %s: %w", DevmapMapName, err)
-	}
-	return out, nil
+	return ifindexes[uint32](d.objs.XrDevmap, DevmapMapName)
 }
 
 // Ports lists the ifindexes in the ports map.
 func (d *Dataplane) Ports() ([]int, error) {
+	return ifindexes[fwdXrPort](d.objs.XrPorts, PortsMapName)
+}
+
+// ifindexes lists the keys of a map keyed by ifindex.
+func ifindexes[V any](m *ebpf.Map, name string) ([]int, error) {
 	var out []int
 	var k uint32
-	var v fwdXrPort
-	it := d.objs.XrPorts.Iterate()
+	var v V
+	it := m.Iterate()
 	for it.Next(&k, &v) {
 		out = append(out, int(k))
 	}
 	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("listing %s: %w", PortsMapName, err)
+		return nil, fmt.Errorf("listing %s: %w", name, err)
 	}
 	return out, nil
 }

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xrouter/xrouter/internal/dataplane"
+	"github.com/xrouter/xrouter/internal/fib"
 )
 
 // Mode is how the XDP program is attached.
@@ -130,6 +131,21 @@ func (m *Manager) Start() error {
 	return nil
 }
 
+// CheckInterface says why the named interface of this network namespace
+// cannot take part in forwarding, or nil: it must exist, and be an Ethernet
+// interface other than loopback.
+func CheckInterface(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return errors.New("no such interface")
+		}
+		return err
+	}
+	return eligible(l)
+}
+
 // eligible says why an interface cannot take part, or nil.
 func eligible(l netlink.Link) error {
 	a := l.Attrs()
@@ -143,6 +159,13 @@ func eligible(l netlink.Link) error {
 		return errors.New("no Ethernet address")
 	}
 	return nil
+}
+
+// portFlags tells the fast path the interface's sysctls that kernel
+// forwarding obeys and bpf_fib_lookup does not.
+func portFlags(iface string) dataplane.PortFlags {
+	p := fib.ReadPolicy(iface)
+	return dataplane.PortFlags{RPFilter: p.RPFilter, AcceptLocal: p.AcceptLocal, NoForward6: !p.ForwardIPv6}
 }
 
 func up(l netlink.Link) bool {
@@ -273,7 +296,15 @@ func explainAttach(err error) error {
 // attachedMode reads the attach mode the kernel reports for ifindex.
 func attachedMode(ifindex int) string {
 	l, err := netlink.LinkByIndex(ifindex)
-	if err != nil || l.Attrs().Xdp == nil || !l.Attrs().Xdp.Attached {
+	if err != nil {
+		return "none"
+	}
+	return modeOf(l)
+}
+
+// modeOf names the XDP attach mode of a link as netlink reported it.
+func modeOf(l netlink.Link) string {
+	if l.Attrs().Xdp == nil || !l.Attrs().Xdp.Attached {
 		return "none"
 	}
 	switch l.Attrs().Xdp.AttachMode {

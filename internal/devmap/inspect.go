@@ -76,7 +76,7 @@ func Inspect(pinPath string) ([]Status, error) {
 		}
 		s.Name = l.Attrs().Name
 		s.MAC = l.Attrs().HardwareAddr.String()
-		s.Mode = attachedMode(idx)
+		s.Mode = modeOf(l)
 		s.Up = up(l)
 		if s.Up && !s.Egress {
 			s.Warnings = append(s.Warnings, "interface is up but not in the devmap: packets routed to it take the slow path")

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -22,8 +23,9 @@ type Forwarding struct {
 	Interface string `json:"interface"`
 	IPv4      bool   `json:"ipv4"`
 	IPv6      bool   `json:"ipv6"`
-	// IPv6All is net.ipv6.conf.all.forwarding: the kernel's slow path
-	// (ip6_forward) forwards only when it is on, whatever the interface says.
+	// IPv6All: ip6_forward runs for this interface, which takes
+	// net.ipv6.conf.all.forwarding (or the interface's force_forwarding),
+	// whatever the interface's own forwarding says.
 	IPv6All bool `json:"ipv6_all"`
 }
 
@@ -37,7 +39,7 @@ func (f Forwarding) Problems() []string {
 	if !f.IPv6 {
 		out = append(out, fmt.Sprintf("%s: IPv6 forwarding is off (net.ipv6.conf.%s.forwarding=0): packets go to the kernel as fwd_disabled and are not routed", f.Interface, f.Interface))
 	} else if !f.IPv6All {
-		out = append(out, fmt.Sprintf("%s: net.ipv6.conf.all.forwarding=0: the kernel's slow path will not forward IPv6 the fast path forwards", f.Interface))
+		out = append(out, fmt.Sprintf("%s: net.ipv6.conf.all.forwarding=0: the kernel does not forward IPv6, so the fast path passes it as fwd_disabled", f.Interface))
 	}
 	return out
 }
@@ -58,9 +60,7 @@ func CheckForwarding(iface string) (Forwarding, error) {
 		f.IPv6, f.IPv6All = true, true
 		return f, nil
 	}
-	if f.IPv6All, err = readBool("net/ipv6/conf", "all", "forwarding"); err != nil {
-		return f, err
-	}
+	f.IPv6All = ReadPolicy(iface).ForwardIPv6
 	return f, nil
 }
 
@@ -87,13 +87,56 @@ func sysctlPath(dir, iface, key string) string {
 	return filepath.Join(ProcSys, dir, iface, key)
 }
 
-func readBool(dir, iface, key string) (bool, error) {
+func readInt(dir, iface, key string) (int, error) {
 	p := sysctlPath(dir, iface, key)
 	b, err := os.ReadFile(p)
 	if err != nil {
-		return false, fmt.Errorf("reading %s: %w", p, err)
+		return 0, fmt.Errorf("reading %s: %w", p, err)
 	}
-	return strings.TrimSpace(string(b)) != "0", nil
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, fmt.Errorf("reading %s: %w", p, err)
+	}
+	return v, nil
+}
+
+func readBool(dir, iface, key string) (bool, error) {
+	v, err := readInt(dir, iface, key)
+	return v != 0, err
+}
+
+// intOr reads an integer sysctl; a missing or unreadable one reads as def.
+func intOr(def int, dir, iface, key string) int {
+	v, err := readInt(dir, iface, key)
+	if err != nil {
+		return def
+	}
+	return v
+}
+
+// Policy is what besides the FIB decides whether the kernel forwards an
+// IPv4 or IPv6 packet arriving on an interface. bpf_fib_lookup checks none
+// of it, so the fast path is told.
+type Policy struct {
+	// RPFilter is the effective rp_filter, the larger of "all" and the
+	// interface's: 0 off, 1 strict, 2 loose.
+	RPFilter int
+	// AcceptLocal: local IPv4 source addresses are accepted (all or iface).
+	AcceptLocal bool
+	// ForwardIPv6: ip6_forward forwards at all, which needs
+	// net.ipv6.conf.all.forwarding or the interface's force_forwarding
+	// (Linux 6.17+).
+	ForwardIPv6 bool
+}
+
+// ReadPolicy reads an interface's Policy the way the kernel combines the
+// sysctls.
+func ReadPolicy(iface string) Policy {
+	return Policy{
+		RPFilter:    max(intOr(0, "net/ipv4/conf", "all", "rp_filter"), intOr(0, "net/ipv4/conf", iface, "rp_filter")),
+		AcceptLocal: intOr(0, "net/ipv4/conf", "all", "accept_local") != 0 || intOr(0, "net/ipv4/conf", iface, "accept_local") != 0,
+		ForwardIPv6: intOr(1, "net/ipv6/conf", "all", "forwarding") != 0 || intOr(0, "net/ipv6/conf", iface, "force_forwarding") != 0,
+	}
 }
 
 func writeSysctl(dir, iface, key, val string) error {

@@ -211,6 +211,20 @@ func (r *Routes) Installed() []InstalledRoute {
 	return out
 }
 
+// CountByNextHop counts installed routes per next hop as BGP gave it (the
+// peer's address, for eBGP), without copying the table.
+func (r *Routes) CountByNextHop() map[netip.Addr]int {
+	r.stateMu.Lock()
+	defer r.stateMu.Unlock()
+	out := map[netip.Addr]int{}
+	for _, ir := range r.installed {
+		for _, nh := range ir.NextHops {
+			out[nh]++
+		}
+	}
+	return out
+}
+
 // Stats returns the worker's counters.
 func (r *Routes) Stats() RoutesStats {
 	r.mu.Lock()

@@ -2,13 +2,7 @@
 package metrics
 
 import (
-	"context"
-	"errors"
-	"fmt"
-	"log/slog"
-	"net"
 	"net/http"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -72,31 +66,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// Serve exposes /metrics on addr until ctx ends. The listener is opened
-// before Serve returns, so a bad address is reported at start-up.
-func Serve(ctx context.Context, addr string, col prometheus.Collector, log *slog.Logger) error {
+// Handler serves /metrics from col alone (no Go runtime metrics: the
+// router's numbers, not the daemon's).
+func Handler(col prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
-	if err := reg.Register(col); err != nil {
-		return fmt.Errorf("registering collector: %w", err)
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("metrics listener %s: %w", addr, err)
-	}
+	reg.MustRegister(col)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server stopped", "err", err)
-		}
-	}()
-	log.Info("serving metrics", "addr", ln.Addr().String())
-	return nil
+	return mux
 }

@@ -121,12 +121,7 @@ func (n *Netns) Path() string { return filepath.Join("/run/netns", n.name) }
 // its combined output. Note that `ip netns exec` gives the command a fresh
 // sysfs, so BPFFS is not mounted there; use Do or nsenter for BPF work.
 func (n *Netns) Exec(args ...string) (string, error) {
-	cmd := exec.Command("ip", append([]string{"netns", "exec", n.name}, args...)...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("netns %s: %s: %w: %s", n.name, strings.Join(args, " "), err, bytesTrim(out))
-	}
-	return string(out), nil
+	return runIP(fmt.Sprintf("netns %s: %s", n.name, strings.Join(args, " ")), append([]string{"netns", "exec", n.name}, args...))
 }
 
 // Run is Exec that fails the test on error.
@@ -141,9 +136,15 @@ func (n *Netns) Run(t testing.TB, args ...string) string {
 
 // IPExec runs `ip -n NAME args...` and returns its combined output.
 func (n *Netns) IPExec(args ...string) (string, error) {
-	out, err := exec.Command("ip", append([]string{"-n", n.name}, args...)...).CombinedOutput()
+	return runIP(fmt.Sprintf("ip -n %s %s", n.name, strings.Join(args, " ")), append([]string{"-n", n.name}, args...))
+}
+
+// runIP runs ip(8) and returns its combined output; an error carries what
+// (the command as the caller names it) and the output.
+func runIP(what string, args []string) (string, error) {
+	out, err := exec.Command("ip", args...).CombinedOutput()
 	if err != nil {
-		return string(out), fmt.Errorf("ip -n %s %s: %w: %s", n.name, strings.Join(args, " "), err, bytesTrim(out))
+		return string(out), fmt.Errorf("%s: %w: %s", what, err, bytesTrim(out))
 	}
 	return string(out), nil
 }
