@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
 )
@@ -11,6 +12,9 @@ import (
 // gobgpLogger sends GoBGP's logs to slog, so the daemon has one log stream.
 type gobgpLogger struct {
 	log *slog.Logger
+
+	mu          sync.Mutex
+	dialFailure map[string]string // neighbour → last connect error warned about
 }
 
 func (l *gobgpLogger) emit(level slog.Level, msg string, fields gobgplog.Fields) {
@@ -45,11 +49,37 @@ func (l *gobgpLogger) Warn(msg string, fields gobgplog.Fields) {
 }
 
 func (l *gobgpLogger) Info(msg string, fields gobgplog.Fields) {
+	if msg == "Peer Up" {
+		l.mu.Lock()
+		delete(l.dialFailure, fmt.Sprint(fields["Key"]))
+		l.mu.Unlock()
+	}
 	l.emit(slog.LevelInfo, msg, fields)
 }
 
 func (l *gobgpLogger) Debug(msg string, fields gobgplog.Fields) {
+	// GoBGP reports a neighbour it cannot connect to only at debug level,
+	// at every retry. An operator must see it: warn once per neighbour and
+	// error, again after the session was up in between.
+	if msg == "failed to connect" && l.newDialFailure(fields) {
+		l.emit(slog.LevelWarn, "bgp neighbour: cannot connect", fields)
+		return
+	}
 	l.emit(slog.LevelDebug, msg, fields)
+}
+
+func (l *gobgpLogger) newDialFailure(fields gobgplog.Fields) bool {
+	key, errText := fmt.Sprint(fields["Key"]), fmt.Sprint(fields["Error"])
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.dialFailure == nil {
+		l.dialFailure = map[string]string{}
+	}
+	if last, ok := l.dialFailure[key]; ok && last == errText {
+		return false
+	}
+	l.dialFailure[key] = errText
+	return true
 }
 
 // SetLevel is ignored: the slog handler decides.
