@@ -6,7 +6,7 @@ BIN       := bin/xrouter
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 # Packages the tests and the demo use; clang-14/llvm-14 only for `make generate`.
-DEB_PKGS  := iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev procps bird2
+DEB_PKGS  := iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev procps bird2 frr
 TEST_TIMEOUT ?= 60m
 
 .PHONY: all build deps generate check-generate vet test test-unit test-root demo clean
