@@ -1,6 +1,7 @@
 package netnstests
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -512,4 +513,52 @@ func icmpOutDestUnreachs(t *testing.T, ns *testbed.Netns) uint64 {
 		}
 	}
 	return n
+}
+
+// TestBGPBadConfigPrivileged: a malformed prefix or address in the bgp
+// section makes `config check` and `run` fail with one line naming the key
+// and the file; nothing is attached or pinned.
+func TestBGPBadConfigPrivileged(t *testing.T) {
+	tp := newTopo(t)
+	pin := tp.Pin + "/bad" // must never be created
+	const head = "dataplane:\n  interfaces: [r-src, r-dst]\n  pin_path: PIN\napi:\n  socket: \"\"\nbgp:\n  as: 65001\n  router_id: 10.201.2.1\n  listen_port: -1\n  grpc_address: \"\"\n"
+	const nb = "  neighbors:\n    - {address: 10.201.2.2, peer_as: 65002, families: [ipv4-unicast], import: l}\n"
+	const pl = "  prefix_lists:\n    - {name: l, entries: [{prefix: 10.99.0.0/16, le: 32}]}\n"
+	for _, c := range []struct {
+		name, yaml, key string
+	}{
+		{"network out of range", head + "  networks: [10.201.1.0/33]\n" + pl + nb, "bgp.networks"},
+		{"network host bits", head + "  networks: [10.201.1.1/24]\n" + pl + nb, "bgp.networks"},
+		{"prefix list entry", head + "  prefix_lists:\n    - {name: l, entries: [{prefix: \"10.99.0.0/16x\"}]}\n" + nb, "bgp.prefix_lists[0].entries[0].prefix"},
+		{"neighbour address", head + pl + "  neighbors:\n    - {address: 10.201.2.300, peer_as: 65002, families: [ipv4-unicast]}\n", "bgp.neighbors[0].address"},
+	} {
+		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
+			file := writeFile(t, "bad.yaml", strings.ReplaceAll(c.yaml, "PIN", pin))
+			for _, cmd := range [][]string{
+				{"config", "check", "-c", file, "--netns", tp.Router.Name()},
+				{"run", "-c", file, "--netns", tp.Router.Name()},
+			} {
+				stdout, stderr, err := xrTimeout(10*time.Second, cmd...)
+				line := strings.TrimSpace(stderr)
+				name := strings.Join(cmd[:len(cmd)-4], " ")
+				if exitCode(err) <= 0 {
+					t.Errorf("xrouter %s: exit %v, want a non-zero exit status; stdout %q stderr %q", name, err, stdout, stderr)
+					continue
+				}
+				if countLines(stderr) != 1 || !strings.Contains(line, file) || !strings.Contains(line, c.key) {
+					t.Errorf("xrouter %s: stderr %q; want one line naming %s and %s", name, stderr, c.key, file)
+				}
+				t.Logf("xrouter %s: %s", name, line)
+			}
+			if got := xdpLinks(t, tp.Router); len(got) != 0 {
+				t.Errorf("XDP attached to %v after a rejected config", got)
+			}
+			if _, err := os.Stat(pin); !os.IsNotExist(err) {
+				t.Errorf("pin path %s exists after a rejected config (%v)", pin, err)
+			}
+			if out := tp.Router.IP(t, "route", "show", "proto", "bgp"); strings.TrimSpace(out) != "" {
+				t.Errorf("routes installed after a rejected config: %s", out)
+			}
+		})
+	}
 }
