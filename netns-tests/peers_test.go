@@ -1,6 +1,7 @@
 package netnstests
 
 import (
+	"encoding/json"
 	"os"
 	"slices"
 	"strings"
@@ -116,7 +117,9 @@ var routerBGP = `bgp:
 // configured neighbour that does not exist. On one topology, in order:
 // sessions, install and fast-path forwarding, announcement to the peers,
 // ECMP over both peers, an operator's routes left alone, withdrawal to the
-// slow path, and finally the peers failing (bgpd killed, BIRD's link down).
+// slow path, and finally the peers failing: bgpd killed with SIGKILL (and
+// started again: the routes and ECMP come back), then BIRD's link down
+// (noticed at hold-time expiry; ECMP traffic moves to FRR alone).
 func TestPeersBIRDAndFRRPrivileged(t *testing.T) {
 	tp := newTopo(t)
 	frrHost := addPeerHost(t, tp, 3, "frr")
@@ -276,7 +279,12 @@ func TestPeersBIRDAndFRRPrivileged(t *testing.T) {
 			{"10.99.7.0/24", "10.99.7.1", "udp4", []string{bird4, frr4}},
 			{"fd00:99:7::/48", "fd00:99:7::1", "udp6", []string{bird6, frr6}},
 		} {
-			t.Run(c.family, func(t *testing.T) { ecmpSpread(t, tp, frrHost, c.prefix, c.dst, c.family, c.gws) })
+			t.Run(c.family, func(t *testing.T) {
+				ecmpSpread(t, tp, frrHost, c.prefix, c.dst, c.family, c.gws)
+				if got := xrouterNextHops(t, cfgPath, tp.Router, c.prefix); !slices.Equal(got, c.gws) {
+					t.Errorf("xrouter routes %s: next hops %v, want %v", c.prefix, got, c.gws)
+				}
+			})
 		}
 	})
 
@@ -348,32 +356,64 @@ func TestPeersBIRDAndFRRPrivileged(t *testing.T) {
 		}
 	})
 
+	// bgpd comes back (started here: it must live until the test ends, not
+	// the subtest): xrouter reconnects (its connect retry is 5 s) and the
+	// routes, ECMP included, return.
+	frr = startFRR(t, frrHost.NS, frrConf)
+	t.Run("peer_back", func(t *testing.T) {
+		for _, c := range []struct {
+			prefix string
+			gws    []string
+		}{
+			{"10.99.2.0/24", []string{frr4}},
+			{"fd00:99:2::/48", []string{frr6}},
+			{"10.99.7.0/24", []string{bird4, frr4}},
+			{"fd00:99:7::/48", []string{bird6, frr6}},
+		} {
+			waitBGPRoute(t, tp.Router, c.prefix, 20*time.Second, c.gws...)
+		}
+	})
+
 	t.Run("link_down", func(t *testing.T) {
 		// Link down on BIRD's side: no FIN, no RST, nothing. xrouter
 		// notices only when the hold time (3 s) expires; until then the
-		// routes stay (the kernel keeps them, marked linkdown).
+		// routes stay (the kernel keeps them, marked linkdown). The ECMP
+		// routes keep FRR's next hop only.
 		tp.Dst.IP(t, "link", "set", "dev", testbed.LineDstDev, "down")
 		start := time.Now()
 		var gone time.Duration
 		if !waitFor(3*time.Second+6*time.Second, func() bool {
 			_, ok1 := bgpRoute(t, tp.Router, "10.99.1.0/24")
 			_, ok2 := bgpRoute(t, tp.Router, "fd00:99:1::/48")
-			_, ok3 := bgpRoute(t, tp.Router, "10.99.7.0/24")
+			r3, _ := bgpRoute(t, tp.Router, "10.99.7.0/24")
+			r4, _ := bgpRoute(t, tp.Router, "fd00:99:7::/48")
 			gone = time.Since(start)
-			return !ok1 && !ok2 && !ok3
+			return !ok1 && !ok2 && slices.Equal(r3.gateways(), []string{frr4}) && slices.Equal(r4.gateways(), []string{frr6})
 		}) {
-			t.Fatalf("BIRD's routes still installed 9 s after its link went down:\n%s", tp.Router.IP(t, "route", "show", "proto", "bgp"))
+			t.Fatalf("BIRD's routes and next hops still installed 9 s after its link went down:\n%s", tp.Router.IP(t, "route", "show", "proto", "bgp"))
 		}
 		t.Logf("BIRD's routes removed %s after link down (hold time 3 s)", gone.Round(10*time.Millisecond))
 		// The last keepalive came at most 1 s before the link went down.
 		if gone < 1500*time.Millisecond {
 			t.Errorf("routes removed %s after link down, before the 3 s hold time could expire", gone)
 		}
+		// Every flow to the ECMP prefix now takes the remaining next hop.
+		rcv := listenUDP(t, frrHost.NS, "10.99.7.1")
+		const flows, per = 8, 10
+		g := measure(t, tp, func() {
+			for i := range flows {
+				s := newUDPSender(t, tp.Src, "udp4")
+				sendUDP(t, s, rcv, "10.99.7.1", uint32(200+i), per, 0)
+			}
+		})
+		if g.stats["forwarded"] != flows*per || g.kernel4 != 0 {
+			t.Errorf("UDP to 10.99.7.1 after BIRD's link went down: forwarded +%d, kernel +%d; want +%d and 0 (%s)", g.stats["forwarded"], g.kernel4, flows*per, g.stats)
+		}
 		if !strings.Contains(d.log.String(), "hold timer expired") {
 			t.Errorf("daemon log does not mention the hold timer expiring")
 		}
 		peers := readPeers(t, cfgPath)
-		if peers[bird4].State == "established" || peers[bird6].State == "established" {
+		if peers[bird4].State == "established" || peers[bird6].State == "established" || peers[frr4].State != "established" {
 			t.Errorf("after BIRD's link went down: %+v", peers)
 		}
 		checkOperatorRoutes(t, tp.Router)
@@ -482,6 +522,32 @@ func ecmpSpread(t *testing.T, tp *topo, frrHost *peerHost, prefix, dst, family s
 	if g.stats["forwarded"] != flows*per || g.kernel4+g.kernel6 != 0 {
 		t.Errorf("forwarded +%d, kernel +%d/+%d; want +%d and 0 (%s)", g.stats["forwarded"], g.kernel4, g.kernel6, flows*per, g.stats)
 	}
+}
+
+// xrouterNextHops returns the BGP next hops `xrouter routes PREFIX --json`
+// shows for prefix, sorted.
+func xrouterNextHops(t *testing.T, cfgPath string, ns *testbed.Netns, prefix string) []string {
+	t.Helper()
+	stdout, stderr, err := xr("routes", prefix, "--json", "-c", cfgPath, "--netns", ns.Name())
+	if err != nil {
+		t.Fatalf("xrouter routes %s: %v: %s", prefix, err, stderr)
+	}
+	var doc struct {
+		Routes []struct {
+			Prefix   string   `json:"prefix"`
+			NextHops []string `json:"next_hops"`
+		} `json:"routes"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+		t.Fatalf("parsing xrouter routes --json: %v\n%s", err, stdout)
+	}
+	for _, r := range doc.Routes {
+		if r.Prefix == prefix {
+			slices.Sort(r.NextHops)
+			return r.NextHops
+		}
+	}
+	return nil
 }
 
 // icmpOutDestUnreachs is the router namespace's count of ICMP and ICMPv6
