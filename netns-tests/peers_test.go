@@ -419,8 +419,47 @@ func TestPeersBIRDAndFRRPrivileged(t *testing.T) {
 		checkOperatorRoutes(t, tp.Router)
 	})
 
+	t.Run("veth_deleted", func(t *testing.T) {
+		// FRR's veth disappears: the kernel drops the routes through it at
+		// once; the session ends at hold-time expiry, and xrouter must not
+		// put the routes back in between or after.
+		frrHost.NS.IP(t, "link", "del", "dev", frrHost.HostDev)
+		start := time.Now()
+		for _, p := range []string{"10.99.2.0/24", "fd00:99:2::/48", "10.99.7.0/24", "fd00:99:7::/48"} {
+			waitBGPRoute(t, tp.Router, p, 2*time.Second)
+		}
+		if !waitFor(3*time.Second+6*time.Second, func() bool {
+			p := readPeers(t, cfgPath)
+			return p[frr4].State != "established" && p[frr6].State != "established"
+		}) {
+			t.Fatalf("FRR's sessions still established 9 s after its veth was deleted: %+v", readPeers(t, cfgPath))
+		}
+		t.Logf("FRR's sessions down %s after its veth was deleted", time.Since(start).Round(10*time.Millisecond))
+		if !waitFor(5*time.Second, func() bool { return len(xrouterNextHops(t, cfgPath, tp.Router, "10.99.2.0/24")) == 0 }) {
+			t.Errorf("xrouter routes still lists 10.99.2.0/24 after the session ended")
+		}
+		time.Sleep(time.Second)
+		if out := tp.Router.IP(t, "route", "show", "proto", "bgp"); strings.TrimSpace(out) != "" {
+			t.Errorf("routes of proto bgp after both peers went away:\n%s", out)
+		}
+		if out := tp.Router.IP(t, "-6", "route", "show", "proto", "bgp"); strings.TrimSpace(out) != "" {
+			t.Errorf("IPv6 routes of proto bgp after both peers went away:\n%s", out)
+		}
+		checkOperatorRoutes(t, tp.Router)
+		if st := readStatus(t, tp.Router, tp.Pin); !slices.Equal(st.attachedNames(), []string{testbed.LineRouterDstDev, testbed.LineRouterSrcDev}) {
+			t.Errorf("attached after the veth was deleted: %v, want r-dst and r-src", st.attachedNames())
+		}
+	})
+
 	if !d.running() {
 		t.Error("daemon exited")
+	}
+	// Peers failing is routine for a router: nothing of it is an error of
+	// the daemon's own.
+	for _, l := range strings.Split(d.log.String(), "\n") {
+		if strings.Contains(l, "level=ERROR") {
+			t.Errorf("daemon logged an error: %s", l)
+		}
 	}
 }
 
