@@ -142,6 +142,16 @@ func startFRR(t *testing.T, ns *testbed.Netns, conf string) *frrPeer {
 	f := &frrPeer{dir: dir, peerProc: startPeerProc(t, "frr bgpd", ns, frrBgpd,
 		"-f", confPath, "-Z", "-S", "-n", "-P", "0",
 		"--vty_socket", dir, "-i", filepath.Join(dir, "bgpd.pid"), "--log", "stdout")}
+	// bgpd keeps a crash-log buffer in /var/tmp/frr/bgpd.PID (not
+	// configurable) and removes it only on a clean exit: remove it after
+	// the kill. Registered after startPeerProc's cleanup, so it runs first
+	// and kills by itself.
+	t.Cleanup(func() {
+		f.kill(t)
+		if err := os.RemoveAll(fmt.Sprintf("/var/tmp/frr/bgpd.%d", f.pid())); err != nil {
+			t.Errorf("removing bgpd's crash-log buffer: %v", err)
+		}
+	})
 	sock := filepath.Join(dir, "bgpd.vty")
 	if !waitFor(10*time.Second, func() bool { _, err := os.Stat(sock); return err == nil || !f.running() }) || !f.running() {
 		t.Fatalf("bgpd did not open its vty socket %s; log:\n%s", sock, f.log.String())
