@@ -1,0 +1,174 @@
+package netnstests
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xrouter/xrouter/internal/testbed"
+)
+
+// Helpers of the BGP feature tests (graceful restart, reload,
+// redistribution, max-prefix).
+
+// bgpRouterConfig writes the line router's config with an api socket and
+// the given bgp section (YAML, indented two spaces under "bgp:").
+func bgpRouterConfig(t *testing.T, tp *topo, sock, bgpBody string) string {
+	t.Helper()
+	return writeFile(t, "xrouter.yaml", bgpConfigText(tp, sock, bgpBody))
+}
+
+func bgpConfigText(tp *topo, sock, bgpBody string) string {
+	return fmt.Sprintf(`dataplane:
+  interfaces: [%s, %s]
+  mode: native
+  pin_path: %s
+  manage_forwarding: true
+log:
+  level: debug
+  format: text
+api:
+  socket: %s
+bgp:
+%s`, testbed.LineRouterSrcDev, testbed.LineRouterDstDev, tp.Pin, sock, bgpBody)
+}
+
+// rewriteConfig replaces the file's content at once (for a SIGHUP
+// reload), so the daemon never reads half a file.
+func rewriteConfig(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// routeMonitor is `ip -n NS monitor route` running for the test.
+type routeMonitor struct {
+	cmd *exec.Cmd
+	out *lockedBuffer
+}
+
+func startRouteMonitor(t *testing.T, ns *testbed.Netns) *routeMonitor {
+	t.Helper()
+	m := &routeMonitor{out: &lockedBuffer{}}
+	m.cmd = exec.Command("ip", "-n", ns.Name(), "monitor", "route")
+	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := m.cmd.Start(); err != nil {
+		t.Fatalf("ip monitor route: %v", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = m.cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = m.cmd.Process.Kill()
+		<-done
+	})
+	time.Sleep(100 * time.Millisecond) // subscribed before anything happens
+	return m
+}
+
+// lines returns the monitor's lines mentioning prefix.
+func (m *routeMonitor) lines(prefix string) []string {
+	var out []string
+	for _, l := range strings.Split(m.out.String(), "\n") {
+		if strings.Contains(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// kernelRoute is `ip route show PREFIX proto bgp` in ns ("" when absent).
+func kernelRoute(ns *testbed.Netns, prefix string) string {
+	out, _ := ns.IPExec("route", "show", prefix, "proto", "bgp")
+	return strings.TrimSpace(out)
+}
+
+// birdRoutes is BIRD's `show route protocol P`.
+func (b *birdPeer) routesFrom(proto string) string {
+	return b.birdc("show", "route", "protocol", proto)
+}
+
+// protoLine is BIRD's `show protocols P` line for P: name, proto, table,
+// state, since, info.
+func (b *birdPeer) protoLine(proto string) []string {
+	for _, l := range strings.Split(b.birdc("show", "protocols", proto), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 0 && f[0] == proto {
+			return f
+		}
+	}
+	return nil
+}
+
+// established reports whether BIRD's session P is Established, and since
+// when (BIRD's since column).
+func (b *birdPeer) established(proto string) (bool, string) {
+	f := b.protoLine(proto)
+	if len(f) < 6 {
+		return false, ""
+	}
+	return f[len(f)-1] == "Established", strings.Join(f[4:len(f)-1], " ")
+}
+
+// peerJSON is one entry of `xrouter peers --json`.
+type peerJSON struct {
+	Address       string `json:"address"`
+	PeerAS        uint32 `json:"peer_as"`
+	State         string `json:"state"`
+	UptimeSeconds int64  `json:"uptime_seconds"`
+	Received      uint64 `json:"received"`
+	Accepted      uint64 `json:"accepted"`
+	Installed     int    `json:"installed"`
+}
+
+func xrPeers(t *testing.T, cfgPath string) map[string]peerJSON {
+	t.Helper()
+	stdout, stderr, err := xr("peers", "--json", "-c", cfgPath)
+	if err != nil {
+		t.Fatalf("xrouter peers --json: %v: %s", err, stderr)
+	}
+	var ps []peerJSON
+	if err := json.Unmarshal([]byte(stdout), &ps); err != nil {
+		t.Fatalf("xrouter peers --json: %v: %s", err, stdout)
+	}
+	out := map[string]peerJSON{}
+	for _, p := range ps {
+		out[p.Address] = p
+	}
+	return out
+}
+
+// birdConfGR is BIRD on the dst host of a Line: announces its static
+// routes to the router (AS 65001) with graceful restart on and short
+// timers.
+func birdConfGR(statics []string, restartTime int, extra string) string {
+	var st strings.Builder
+	for _, r := range statics {
+		fmt.Fprintf(&st, " route %s blackhole;", r)
+	}
+	return fmt.Sprintf(`router id 10.201.2.2;
+protocol device {}
+protocol static st { ipv4;%s }
+protocol bgp xr {
+	local 10.201.2.2 as 65002;
+	neighbor 10.201.2.1 as 65001;
+	hold time 9;
+	connect retry time 1;
+	error wait time 1, 2;
+	graceful restart on;
+	graceful restart time %d;
+	ipv4 { import all; export where proto = "st"; };
+	%s
+}
+`, st.String(), restartTime, extra)
+}
