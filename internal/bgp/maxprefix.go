@@ -74,6 +74,10 @@ func (s *Speaker) onPrefixLimit(neighbor, family string) {
 			"neighbor", a, "peer_as", n.PeerAS, "family", family, "limit", mp.Limit, "action", mp.Action)
 	}
 	go func() {
+		// GoBGP logs before it sends the NOTIFICATION: let it go out
+		// first, so that the peer learns why (it reconnects only after
+		// its idle hold time, 5 s).
+		time.Sleep(500 * time.Millisecond)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := s.srv.DisablePeer(ctx, &api.DisablePeerRequest{
