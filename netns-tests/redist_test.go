@@ -15,7 +15,7 @@ import (
 func TestRedistributePrivileged(t *testing.T) {
 	tp := newTopo(t)
 	tp.Router.IP(t, "addr", "add", "10.88.1.1/24", "dev", "r-src")
-	tp.Router.IP(t, "route", "add", "10.88.9.0/24", "via", "10.201.1.2")                   // proto boot
+	tp.Router.IP(t, "route", "add", "10.88.9.0/24", "via", "10.201.1.2")                    // proto boot
 	tp.Router.IP(t, "route", "add", "10.55.0.0/24", "via", "10.201.1.2", "proto", "static") // not in the list
 	bird := startBIRD(t, tp.Dst, `router id 10.201.2.2;
 protocol device {}
