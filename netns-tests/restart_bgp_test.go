@@ -39,7 +39,7 @@ const grBGP = `  as: 65001
 // delivered, the kernel route is never deleted (ip monitor shows no
 // Deleted line for it: reconciled, not flushed and re-added), BIRD keeps
 // our network through the restart (graceful restart, helper side) and
-// the session comes back.
+// the session comes back. Then the same across SIGTERM and start.
 func TestGracefulRestartKill9Privileged(t *testing.T) {
 	tp := newTopo(t)
 	tp.Dst.IP(t, "addr", "add", "10.99.5.1/32", "dev", "lo")
@@ -125,6 +125,33 @@ func TestGracefulRestartKill9Privileged(t *testing.T) {
 	ps := xrPeers(t, cfgPath)
 	if p := ps["10.201.2.2"]; p.State != "established" || p.Installed != 1 {
 		t.Errorf("xrouter peers after the restart: %+v", p)
+	}
+
+	// A planned restart (SIGTERM, then start) is graceful too: the
+	// sessions close without a NOTIFICATION, BIRD keeps our network.
+	if err := d2.signal(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("xrouter run after SIGTERM: %v", err)
+	}
+	if !strings.Contains(d2.log.String(), "without NOTIFICATION (graceful restart)") {
+		t.Errorf("SIGTERM did not leave the sessions for graceful restart:\n%s", d2.log.String())
+	}
+	if !waitFor(10*time.Second, func() bool { up, _ := bird.established("xr"); return !up }) {
+		t.Fatalf("BIRD still shows the session up 10 s after SIGTERM")
+	}
+	if got := bird.routesFrom("xr"); !strings.Contains(got, "10.201.1.0/24") {
+		t.Errorf("BIRD dropped 10.201.1.0/24 after our SIGTERM (graceful restart should keep it):\n%s", got)
+	}
+	startDaemon(t, tp.Router, cfgPath)
+	if !waitFor(20*time.Second, func() bool { up, _ := bird.established("xr"); return up }) {
+		t.Fatalf("session not re-established within 20 s after SIGTERM and start")
+	}
+	for _, l := range mon.lines("10.99.5.0/24") {
+		if strings.HasPrefix(l, "Deleted") {
+			t.Errorf("route deleted across SIGTERM and start: %q", l)
+		}
+	}
+	if kernelRoute(tp.Router, "10.99.5.0/24") == "" {
+		t.Error("10.99.5.0/24 gone after SIGTERM and start")
 	}
 }
 

@@ -199,15 +199,21 @@ func run(cfg *config.Config, log *slog.Logger, reload func() (*config.Config, er
 		if err := ctl.speaker.Start(ctx); err != nil {
 			return fmt.Errorf("starting BGP: %w", err)
 		}
-		if err := startRedistribution(ctx, ctl.speaker, log); err != nil {
-			return err
-		}
 		defer func() {
-			ctl.speaker.Stop()
+			// Routes and data plane staying: a graceful restart, peers
+			// keep our routes. Otherwise withdraw properly.
+			keep := !cfg.FIB.RemoveOnStop && !detach
+			if !keep || !ctl.speaker.Leave() {
+				ctl.speaker.Stop()
+			}
 			if routesDone != nil {
+				stop() // an error return has not cancelled ctx yet
 				<-routesDone
 			}
 		}()
+		if err := startRedistribution(ctx, ctl.speaker, log); err != nil {
+			return err
+		}
 	}
 
 	log.Info("xrouter running", "version", version, "pid", os.Getpid(), "interfaces", len(mgr.Ports()), "config", cfg.File)

@@ -258,6 +258,38 @@ func (s *Speaker) Announced() []netip.Prefix {
 	return out
 }
 
+// Leave is the stop of a graceful restart: it stops handing paths to the
+// sink but sends no NOTIFICATION, leaving the sessions to be closed by the
+// kernel when the process exits. Peers that negotiated graceful restart
+// take that as a restart and keep our routes for the restart time, while
+// the kernel routes and the data plane keep forwarding; the next start
+// (SetRestarting) resynchronises. It reports whether that applies: false
+// when no neighbour has graceful restart, in which case it did nothing and
+// Stop should be called.
+func (s *Speaker) Leave() bool {
+	cfg := s.config()
+	gr := false
+	for _, n := range cfg.Neighbors {
+		gr = gr || n.grEnabled(cfg.GracefulRestart)
+	}
+	if !gr {
+		return false
+	}
+	s.mu.Lock()
+	if s.stopped || s.srv == nil {
+		s.mu.Unlock()
+		return true
+	}
+	s.stopped = true
+	s.mu.Unlock()
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.log.Info("bgp: sessions left to close with the process, without NOTIFICATION (graceful restart): peers keep our routes while we restart",
+		"restart_time", cfg.GracefulRestart.RestartTime)
+	return true
+}
+
 // Stop closes the sessions (with a Cease NOTIFICATION) and stops GoBGP. The
 // routes already handed to the sink are left to it: whether they stay in
 // the kernel is the sink's decision.
