@@ -112,6 +112,7 @@ protocol bgp xr {
 	if !waitFor(10*time.Second, func() bool { return strings.Contains(birdA.routesFrom("xr"), "10.77.1.0/24") }) {
 		t.Fatalf("BIRD A did not learn 10.77.1.0/24:\n%s", birdA.birdc("show", "route"))
 	}
+	checkPeersTable(t, cfgPath, "10.201.1.2", "10.201.2.2")
 	time.Sleep(2 * time.Second) // so that a reset shows in the uptime
 	_, sinceA := birdA.established("xr")
 	upA := xrPeers(t, cfgPath)["10.201.2.2"].UptimeSeconds
@@ -188,4 +189,29 @@ func lastLine(log, substr string) string {
 		}
 	}
 	return ""
+}
+
+// checkPeersTable reads `xrouter peers` as an operator does: a header with
+// every column and one aligned row per neighbour.
+func checkPeersTable(t *testing.T, cfgPath string, neighbours ...string) {
+	t.Helper()
+	stdout, stderr, err := xr("peers", "-c", cfgPath)
+	if err != nil {
+		t.Fatalf("xrouter peers: %v: %s", err, stderr)
+	}
+	lines := strings.Split(strings.TrimRight(stdout, "\n"), "\n")
+	if len(lines) != 1+len(neighbours) {
+		t.Fatalf("xrouter peers: %d lines, want a header and %d rows:\n%s", len(lines), len(neighbours), stdout)
+	}
+	cols := []string{"NEIGHBOR", "AS", "STATE", "UPTIME", "RECEIVED", "ACCEPTED", "INSTALLED"}
+	if got := strings.Fields(lines[0]); strings.Join(got, " ") != strings.Join(cols, " ") {
+		t.Errorf("xrouter peers header = %q, want %q", got, cols)
+	}
+	state := strings.Index(lines[0], "STATE")
+	for i, n := range neighbours {
+		row := lines[1+i]
+		if !strings.HasPrefix(row, n+" ") || len(row) <= state || !strings.HasPrefix(row[state:], "established") {
+			t.Errorf("xrouter peers row %d = %q, want %s with state established under STATE:\n%s", i, row, n, stdout)
+		}
+	}
 }
