@@ -43,7 +43,7 @@ func restartKeys(cur, next Config) error {
 		{"bgp.multipath", cur.Multipath, next.Multipath},
 		{"bgp.grpc_address", cur.GRPCAddress, next.GRPCAddress},
 	} {
-		if !reflect.DeepEqual(k.cur, k.next) {
+		if fmt.Sprint(k.cur) != fmt.Sprint(k.next) { // nil and empty lists alike
 			return fmt.Errorf("%s: changing it needs a restart (%v → %v)", k.key, k.cur, k.next)
 		}
 	}

@@ -18,6 +18,13 @@
 // installed; when one of them becomes the best path for a prefix, any route
 // learned earlier for that prefix is removed.
 //
+// Graceful restart (RFC 4724) is GoBGP's, configured per neighbour; this
+// package decides when a start is a restart (SetRestarting) and lets a
+// planned stop look like one to peers (Leave). Reload applies a changed
+// configuration by difference, Redistribute announces kernel routes, and
+// the max-prefix actions GoBGP lacks (warn, hold-down, restart after a
+// delay) are added around its prefix limit.
+//
 // All GoBGP imports of xrouter live in this package.
 package bgp
 
