@@ -129,6 +129,9 @@ type peerJSON struct {
 	Received      uint64 `json:"received"`
 	Accepted      uint64 `json:"accepted"`
 	Installed     int    `json:"installed"`
+	GR            bool   `json:"graceful_restart"`
+	Restarting    bool   `json:"peer_restarting"`
+	HeldDown      string `json:"held_down"`
 }
 
 func xrPeers(t *testing.T, cfgPath string) map[string]peerJSON {

@@ -75,6 +75,9 @@ func TestMaxPrefixPrivileged(t *testing.T) {
 				if n := strings.Count(d.log.String(), "max-prefix limit exceeded"); n != 1 {
 					t.Errorf("limit logged %d times, want once (session held down)", n)
 				}
+				if p := xrPeers(t, cfgPath)["10.201.2.2"]; p.HeldDown != "max-prefix" {
+					t.Errorf("xrouter peers: %+v, want held_down max-prefix", p)
+				}
 			case "restart":
 				tripped := time.Now()
 				d.waitLog(t, "session re-enabled", 10*time.Second)

@@ -178,6 +178,12 @@ func TestGracefulRestartHelperPrivileged(t *testing.T) {
 	if kernelRoute(tp.Router, "10.99.5.0/24") == "" {
 		t.Fatal("route removed right after the GR-capable peer died")
 	}
+	if p := xrPeers(t, cfgPath)["10.201.2.2"]; !p.GR || !p.Restarting || p.Installed != 1 {
+		t.Errorf("xrouter peers while BIRD restarts: %+v, want graceful_restart and peer_restarting with the route installed", p)
+	}
+	if out, _, _ := xr("peers", "-c", cfgPath); !strings.Contains(out, "peer restarting, routes kept") {
+		t.Errorf("xrouter peers does not say the peer is restarting:\n%s", out)
+	}
 	// The second BIRD advertises a short restart time for part 2.
 	bird2 := startBIRD(t, tp.Dst, birdConfGR([]string{"10.99.5.0/24"}, 4, ""))
 	if !waitFor(20*time.Second, func() bool { up, _ := bird2.established("xr"); return up }) {

@@ -64,6 +64,14 @@ type PeerState struct {
 	Uptime   time.Duration `json:"uptime"`
 	Received uint64        `json:"received"`
 	Accepted uint64        `json:"accepted"`
+	// GracefulRestart: configured for the neighbour.
+	GracefulRestart bool `json:"graceful_restart"`
+	// PeerRestarting: the neighbour went away after negotiating graceful
+	// restart; its routes are kept (stale) until it is back or its
+	// restart time passes.
+	PeerRestarting bool `json:"peer_restarting,omitempty"`
+	// HeldDown names why xrouter keeps the session down ("max-prefix").
+	HeldDown string `json:"held_down,omitempty"`
 }
 
 // Speaker is the embedded BGP speaker.
@@ -339,11 +347,22 @@ func (s *Speaker) Peers(ctx context.Context) ([]PeerState, error) {
 				ps.Accepted += af.State.Accepted
 			}
 		}
+		if gr := p.GracefulRestart; gr != nil {
+			ps.GracefulRestart = gr.Enabled
+			ps.PeerRestarting = gr.PeerRestarting
+		}
 		out = append(out, ps)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing peers: %w", err)
 	}
+	s.mu.Lock()
+	for i := range out {
+		if st := s.limits[out[i].Address]; st != nil && st.tripped {
+			out[i].HeldDown = "max-prefix"
+		}
+	}
+	s.mu.Unlock()
 	slices.SortFunc(out, func(a, b PeerState) int { return a.Address.Compare(b.Address) })
 	return out, nil
 }
