@@ -1,14 +1,23 @@
 package netnstests
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/xrouter/xrouter/internal/testbed"
 )
@@ -174,4 +183,46 @@ protocol bgp xr {
 	%s
 }
 `, st.String(), restartTime, extra)
+}
+
+// grpcNeighbours lists the neighbours through GoBGP's gRPC API at addr in
+// ns, with GoBGP's own client (what the stock `gobgp neighbor` does). The
+// connection is dialled from inside ns.
+func grpcNeighbours(t *testing.T, ns *testbed.Netns, addr string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := grpc.DialContext(ctx, addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
+			var c net.Conn
+			err := ns.Do(func() error {
+				var d net.Dialer
+				var err error
+				c, err = d.DialContext(ctx, "tcp", a)
+				return err
+			})
+			return c, err
+		}))
+	if err != nil {
+		t.Fatalf("gRPC dial %s in %s: %v", addr, ns.Name(), err)
+	}
+	defer conn.Close()
+	stream, err := api.NewGobgpApiClient(conn).ListPeer(ctx, &api.ListPeerRequest{})
+	if err != nil {
+		t.Fatalf("gRPC ListPeer at %s: %v", addr, err)
+	}
+	var out []string
+	for {
+		r, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("gRPC ListPeer at %s: %v", addr, err)
+		}
+		out = append(out, r.Peer.Conf.NeighborAddress)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -3,6 +3,7 @@ package netnstests
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -10,12 +11,12 @@ import (
 )
 
 // reloadBGP is the router's bgp section for the reload test: neighbour A is
-// BIRD on the dst host, B is BIRD on the src host.
+// BIRD on the dst host, B is BIRD on the src host. grpc_address is left at
+// its default, 127.0.0.1:50051 in the router's namespace.
 func reloadBGP(networks string, withB bool, families string) string {
 	s := fmt.Sprintf(`  as: 65001
   router_id: 10.201.2.1
   listen_port: -1
-  grpc_address: ""
   networks: [%s]
   prefix_lists:
     - name: ours
@@ -113,6 +114,9 @@ protocol bgp xr {
 		t.Fatalf("BIRD A did not learn 10.77.1.0/24:\n%s", birdA.birdc("show", "route"))
 	}
 	checkPeersTable(t, cfgPath, "10.201.1.2", "10.201.2.2")
+	if got := grpcNeighbours(t, tp.Router, "127.0.0.1:50051"); !slices.Equal(got, []string{"10.201.1.2", "10.201.2.2"}) {
+		t.Errorf("GoBGP gRPC API on the default 127.0.0.1:50051 lists %v", got)
+	}
 	time.Sleep(2 * time.Second) // so that a reset shows in the uptime
 	_, sinceA := birdA.established("xr")
 	upA := xrPeers(t, cfgPath)["10.201.2.2"].UptimeSeconds
@@ -130,6 +134,9 @@ protocol bgp xr {
 	}
 	if !waitFor(10*time.Second, func() bool { up, _ := birdB.established("xr"); return !up }) {
 		t.Errorf("BIRD B still established after its neighbour was removed:\n%s", birdB.birdc("show", "protocols", "xr"))
+	}
+	if got := grpcNeighbours(t, tp.Router, "127.0.0.1:50051"); !slices.Equal(got, []string{"10.201.2.2"}) {
+		t.Errorf("GoBGP gRPC API after the reload lists %v", got)
 	}
 	ps := xrPeers(t, cfgPath)
 	if _, ok := ps["10.201.1.2"]; ok || len(ps) != 1 {
