@@ -47,9 +47,9 @@ bgp:
 %s`, testbed.LineRouterSrcDev, testbed.LineRouterDstDev, tp.Pin, sock, bgpBody)
 }
 
-// rewriteConfig replaces the file's content at once (for a SIGHUP
+// replaceConfig replaces the file's content at once (for a SIGHUP
 // reload), so the daemon never reads half a file.
-func rewriteConfig(t *testing.T, path, content string) {
+func replaceConfig(t *testing.T, path, content string) {
 	t.Helper()
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
@@ -60,15 +60,15 @@ func rewriteConfig(t *testing.T, path, content string) {
 	}
 }
 
-// routeMonitor is `ip -n NS monitor route` running for the test.
-type routeMonitor struct {
+// routeWatch is `ip -n NS monitor route` running for the test (watchRoutes).
+type routeWatch struct {
 	cmd *exec.Cmd
 	out *lockedBuffer
 }
 
-func startRouteMonitor(t *testing.T, ns *testbed.Netns) *routeMonitor {
+func watchRoutes(t *testing.T, ns *testbed.Netns) *routeWatch {
 	t.Helper()
-	m := &routeMonitor{out: &lockedBuffer{}}
+	m := &routeWatch{out: &lockedBuffer{}}
 	m.cmd = exec.Command("ip", "-n", ns.Name(), "monitor", "route")
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -86,7 +86,7 @@ func startRouteMonitor(t *testing.T, ns *testbed.Netns) *routeMonitor {
 }
 
 // lines returns the monitor's lines mentioning prefix.
-func (m *routeMonitor) lines(prefix string) []string {
+func (m *routeWatch) lines(prefix string) []string {
 	var out []string
 	for _, l := range strings.Split(m.out.String(), "\n") {
 		if strings.Contains(l, prefix) {
@@ -96,20 +96,20 @@ func (m *routeMonitor) lines(prefix string) []string {
 	return out
 }
 
-// kernelRoute is `ip route show PREFIX proto bgp` in ns ("" when absent).
-func kernelRoute(ns *testbed.Netns, prefix string) string {
+// bgpKernelRoute is `ip route show PREFIX proto bgp` in ns ("" when absent).
+func bgpKernelRoute(ns *testbed.Netns, prefix string) string {
 	out, _ := ns.IPExec("route", "show", prefix, "proto", "bgp")
 	return strings.TrimSpace(out)
 }
 
-// birdRoutes is BIRD's `show route protocol P`.
-func (b *birdPeer) routesFrom(proto string) string {
+// routesOf is BIRD's `show route protocol P`.
+func (b *birdPeer) routesOf(proto string) string {
 	return b.birdc("show", "route", "protocol", proto)
 }
 
-// protoLine is BIRD's `show protocols P` line for P: name, proto, table,
+// protocolLine is BIRD's `show protocols P` line for P: name, proto, table,
 // state, since, info.
-func (b *birdPeer) protoLine(proto string) []string {
+func (b *birdPeer) protocolLine(proto string) []string {
 	for _, l := range strings.Split(b.birdc("show", "protocols", proto), "\n") {
 		f := strings.Fields(l)
 		if len(f) > 0 && f[0] == proto {
@@ -119,18 +119,18 @@ func (b *birdPeer) protoLine(proto string) []string {
 	return nil
 }
 
-// established reports whether BIRD's session P is Established, and since
+// sessionUp reports whether BIRD's session P is Established, and since
 // when (BIRD's since column).
-func (b *birdPeer) established(proto string) (bool, string) {
-	f := b.protoLine(proto)
+func (b *birdPeer) sessionUp(proto string) (bool, string) {
+	f := b.protocolLine(proto)
 	if len(f) < 6 {
 		return false, ""
 	}
 	return f[len(f)-1] == "Established", strings.Join(f[4:len(f)-1], " ")
 }
 
-// peerJSON is one entry of `xrouter peers --json`.
-type peerJSON struct {
+// peerRowJSON is one entry of `xrouter peers --json`.
+type peerRowJSON struct {
 	Address       string `json:"address"`
 	PeerAS        uint32 `json:"peer_as"`
 	State         string `json:"state"`
@@ -143,17 +143,17 @@ type peerJSON struct {
 	HeldDown      string `json:"held_down"`
 }
 
-func xrPeers(t *testing.T, cfgPath string) map[string]peerJSON {
+func peersByAddr(t *testing.T, cfgPath string) map[string]peerRowJSON {
 	t.Helper()
 	stdout, stderr, err := xr("peers", "--json", "-c", cfgPath)
 	if err != nil {
 		t.Fatalf("xrouter peers --json: %v: %s", err, stderr)
 	}
-	var ps []peerJSON
+	var ps []peerRowJSON
 	if err := json.Unmarshal([]byte(stdout), &ps); err != nil {
 		t.Fatalf("xrouter peers --json: %v: %s", err, stdout)
 	}
-	out := map[string]peerJSON{}
+	out := map[string]peerRowJSON{}
 	for _, p := range ps {
 		out[p.Address] = p
 	}

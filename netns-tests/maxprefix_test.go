@@ -47,7 +47,7 @@ func TestMaxPrefixPrivileged(t *testing.T) {
 `, tc.action, tc.extra))
 			d := startDaemon(t, tp.Router, cfgPath)
 			d.waitLog(t, "max-prefix limit exceeded", 20*time.Second)
-			line := lastLine(d.log.String(), "max-prefix limit exceeded")
+			line := lastLogLine(d.log.String(), "max-prefix limit exceeded")
 			t.Logf("%s", line)
 			for _, want := range []string{"neighbor=10.201.2.2", "limit=3", "action=" + tc.action} {
 				if !strings.Contains(line, want) {
@@ -57,8 +57,8 @@ func TestMaxPrefixPrivileged(t *testing.T) {
 
 			switch tc.action {
 			case "teardown":
-				if !waitFor(5*time.Second, func() bool { return xrPeers(t, cfgPath)["10.201.2.2"].State != "established" }) {
-					t.Fatalf("session still established after the limit: %+v", xrPeers(t, cfgPath))
+				if !waitFor(5*time.Second, func() bool { return peersByAddr(t, cfgPath)["10.201.2.2"].State != "established" }) {
+					t.Fatalf("session still established after the limit: %+v", peersByAddr(t, cfgPath))
 				}
 				if !strings.Contains(bird.birdc("show", "protocols", "all", "xr"), "Maximum number of prefixes") {
 					t.Logf("BIRD does not show the Cease reason:\n%s", bird.birdc("show", "protocols", "all", "xr"))
@@ -66,16 +66,16 @@ func TestMaxPrefixPrivileged(t *testing.T) {
 				// Still down after GoBGP's own idle hold time (5 s) would
 				// have reconnected it.
 				time.Sleep(7 * time.Second)
-				if p := xrPeers(t, cfgPath)["10.201.2.2"]; p.State == "established" {
+				if p := peersByAddr(t, cfgPath)["10.201.2.2"]; p.State == "established" {
 					t.Errorf("torn-down session came back: %+v", p)
 				}
-				if up, _ := bird.established("xr"); up {
+				if up, _ := bird.sessionUp("xr"); up {
 					t.Errorf("BIRD re-established the torn-down session")
 				}
 				if n := strings.Count(d.log.String(), "max-prefix limit exceeded"); n != 1 {
 					t.Errorf("limit logged %d times, want once (session held down)", n)
 				}
-				if p := xrPeers(t, cfgPath)["10.201.2.2"]; p.HeldDown != "max-prefix" {
+				if p := peersByAddr(t, cfgPath)["10.201.2.2"]; p.HeldDown != "max-prefix" {
 					t.Errorf("xrouter peers: %+v, want held_down max-prefix", p)
 				}
 			case "restart":
@@ -90,7 +90,7 @@ func TestMaxPrefixPrivileged(t *testing.T) {
 				}
 			case "warn":
 				time.Sleep(2 * time.Second)
-				p := xrPeers(t, cfgPath)["10.201.2.2"]
+				p := peersByAddr(t, cfgPath)["10.201.2.2"]
 				if p.State != "established" || p.Received != 5 || p.Installed != 5 {
 					t.Errorf("warn: peer %+v, want established with 5 received and installed", p)
 				}

@@ -50,7 +50,7 @@ protocol bgp xr {
 `)
 	d := startDaemon(t, tp.Router, cfgPath)
 
-	has := func(p string) bool { return strings.Contains(bird.routesFrom("xr"), p+" ") }
+	has := func(p string) bool { return strings.Contains(bird.routesOf("xr"), p+" ") }
 	for _, p := range []string{"10.88.1.0/24", "10.88.9.0/24"} {
 		if !waitFor(20*time.Second, func() bool { return has(p) }) {
 			t.Fatalf("BIRD did not learn %s within 20 s:\n%s\n%s", p, bird.birdc("show", "route"), bird.birdc("show", "protocols", "all", "xr"))
@@ -58,27 +58,27 @@ protocol bgp xr {
 	}
 	for _, p := range []string{"10.55.0.0/24", "10.201.1.0/24", "10.201.2.0/24"} {
 		if has(p) {
-			t.Errorf("BIRD learned %s, which the redistribution list does not match:\n%s", p, bird.routesFrom("xr"))
+			t.Errorf("BIRD learned %s, which the redistribution list does not match:\n%s", p, bird.routesOf("xr"))
 		}
 	}
 
 	// Added while running (proto static): announced.
 	tp.Router.IP(t, "route", "add", "10.88.10.0/24", "via", "10.201.1.2", "proto", "static")
 	if !waitFor(10*time.Second, func() bool { return has("10.88.10.0/24") }) {
-		t.Errorf("static route added while running not announced:\n%s", bird.routesFrom("xr"))
+		t.Errorf("static route added while running not announced:\n%s", bird.routesOf("xr"))
 	}
 	// Removed: withdrawn.
 	tp.Router.IP(t, "route", "del", "10.88.9.0/24", "via", "10.201.1.2")
 	if !waitFor(10*time.Second, func() bool { return !has("10.88.9.0/24") }) {
-		t.Errorf("static route removed but still announced:\n%s", bird.routesFrom("xr"))
+		t.Errorf("static route removed but still announced:\n%s", bird.routesOf("xr"))
 	}
 	// A connected subnet that goes away is withdrawn too.
 	tp.Router.IP(t, "addr", "del", "10.88.1.1/24", "dev", "r-src")
 	if !waitFor(10*time.Second, func() bool { return !has("10.88.1.0/24") }) {
-		t.Errorf("connected subnet removed but still announced:\n%s", bird.routesFrom("xr"))
+		t.Errorf("connected subnet removed but still announced:\n%s", bird.routesOf("xr"))
 	}
 	if !has("10.88.10.0/24") {
-		t.Errorf("10.88.10.0/24 withdrawn with the others:\n%s", bird.routesFrom("xr"))
+		t.Errorf("10.88.10.0/24 withdrawn with the others:\n%s", bird.routesOf("xr"))
 	}
 	if !d.running() {
 		t.Error("daemon exited")

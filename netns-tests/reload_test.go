@@ -38,9 +38,9 @@ func reloadBGP(networks string, withB bool, families string) string {
 	return s
 }
 
-// hup sends SIGHUP by PID and waits until the log holds one more line
+// sighup sends SIGHUP by PID and waits until the log holds one more line
 // containing one of the outcomes; it returns the outcome seen.
-func (d *daemon) hup(t *testing.T, outcomes ...string) string {
+func (d *daemon) sighup(t *testing.T, outcomes ...string) string {
 	t.Helper()
 	count := func() map[string]int {
 		log := d.log.String()
@@ -105,12 +105,12 @@ protocol bgp xr {
 	d := startDaemon(t, tp.Router, cfgPath)
 
 	if !waitFor(20*time.Second, func() bool {
-		ps := xrPeers(t, cfgPath)
+		ps := peersByAddr(t, cfgPath)
 		return ps["10.201.2.2"].State == "established" && ps["10.201.1.2"].State == "established"
 	}) {
-		t.Fatalf("sessions not established within 20 s: %+v", xrPeers(t, cfgPath))
+		t.Fatalf("sessions not established within 20 s: %+v", peersByAddr(t, cfgPath))
 	}
-	if !waitFor(10*time.Second, func() bool { return strings.Contains(birdA.routesFrom("xr"), "10.77.1.0/24") }) {
+	if !waitFor(10*time.Second, func() bool { return strings.Contains(birdA.routesOf("xr"), "10.77.1.0/24") }) {
 		t.Fatalf("BIRD A did not learn 10.77.1.0/24:\n%s", birdA.birdc("show", "route"))
 	}
 	checkPeersTable(t, cfgPath, "10.201.1.2", "10.201.2.2")
@@ -118,55 +118,55 @@ protocol bgp xr {
 		t.Errorf("GoBGP gRPC API on the default 127.0.0.1:50051 lists %v", got)
 	}
 	time.Sleep(2 * time.Second) // so that a reset shows in the uptime
-	_, sinceA := birdA.established("xr")
-	upA := xrPeers(t, cfgPath)["10.201.2.2"].UptimeSeconds
+	_, sinceA := birdA.sessionUp("xr")
+	upA := peersByAddr(t, cfgPath)["10.201.2.2"].UptimeSeconds
 	if upA < 1 {
 		t.Fatalf("uptime of A is %d s after 2 s established", upA)
 	}
 
 	// Remove B, add a network.
-	rewriteConfig(t, cfgPath, bgpConfigText(tp, sock, reloadBGP("10.77.1.0/24, 10.77.2.0/24", false, "ipv4-unicast")))
-	if got := d.hup(t, "config reloaded", "config reload rejected"); got != "config reloaded" {
+	replaceConfig(t, cfgPath, bgpConfigText(tp, sock, reloadBGP("10.77.1.0/24, 10.77.2.0/24", false, "ipv4-unicast")))
+	if got := d.sighup(t, "config reloaded", "config reload rejected"); got != "config reloaded" {
 		t.Fatalf("reload rejected:\n%s", d.log.String())
 	}
-	if !waitFor(10*time.Second, func() bool { return strings.Contains(birdA.routesFrom("xr"), "10.77.2.0/24") }) {
+	if !waitFor(10*time.Second, func() bool { return strings.Contains(birdA.routesOf("xr"), "10.77.2.0/24") }) {
 		t.Errorf("BIRD A did not learn the added network 10.77.2.0/24:\n%s", birdA.birdc("show", "route"))
 	}
-	if !waitFor(10*time.Second, func() bool { up, _ := birdB.established("xr"); return !up }) {
+	if !waitFor(10*time.Second, func() bool { up, _ := birdB.sessionUp("xr"); return !up }) {
 		t.Errorf("BIRD B still established after its neighbour was removed:\n%s", birdB.birdc("show", "protocols", "xr"))
 	}
 	if got := grpcNeighbours(t, tp.Router, "127.0.0.1:50051"); !slices.Equal(got, []string{"10.201.2.2"}) {
 		t.Errorf("GoBGP gRPC API after the reload lists %v", got)
 	}
-	ps := xrPeers(t, cfgPath)
+	ps := peersByAddr(t, cfgPath)
 	if _, ok := ps["10.201.1.2"]; ok || len(ps) != 1 {
 		t.Errorf("xrouter peers after removing B: %+v", ps)
 	}
 	if a := ps["10.201.2.2"]; a.State != "established" || a.UptimeSeconds < upA {
 		t.Errorf("A after the reload: %+v, want established with uptime >= %d s (not reset)", a, upA)
 	}
-	if up, since := birdA.established("xr"); !up || since != sinceA {
+	if up, since := birdA.sessionUp("xr"); !up || since != sinceA {
 		t.Errorf("BIRD A session: up %v since %q, want up since %q (not reset)", up, since, sinceA)
 	}
 	upA = ps["10.201.2.2"].UptimeSeconds
 
 	// A broken config: rejected, naming the key; nothing changes.
-	rewriteConfig(t, cfgPath, bgpConfigText(tp, sock, reloadBGP("10.77.1.0/24", false, "ipv5-unicast")))
-	if got := d.hup(t, "config reloaded", "config reload rejected"); got != "config reload rejected" {
+	replaceConfig(t, cfgPath, bgpConfigText(tp, sock, reloadBGP("10.77.1.0/24", false, "ipv5-unicast")))
+	if got := d.sighup(t, "config reloaded", "config reload rejected"); got != "config reload rejected" {
 		t.Fatalf("broken config accepted:\n%s", d.log.String())
 	}
-	if !strings.Contains(lastLine(d.log.String(), "config reload rejected"), "bgp.neighbors[0].families") {
-		t.Errorf("rejection does not name the key: %s", lastLine(d.log.String(), "config reload rejected"))
+	if !strings.Contains(lastLogLine(d.log.String(), "config reload rejected"), "bgp.neighbors[0].families") {
+		t.Errorf("rejection does not name the key: %s", lastLogLine(d.log.String(), "config reload rejected"))
 	}
 	// A key that needs a restart: rejected too.
-	rewriteConfig(t, cfgPath, strings.Replace(bgpConfigText(tp, sock, reloadBGP("10.77.1.0/24", false, "ipv4-unicast")), "as: 65001", "as: 65009", 1))
-	if got := d.hup(t, "config reloaded", "config reload rejected"); got != "config reload rejected" {
+	replaceConfig(t, cfgPath, strings.Replace(bgpConfigText(tp, sock, reloadBGP("10.77.1.0/24", false, "ipv4-unicast")), "as: 65001", "as: 65009", 1))
+	if got := d.sighup(t, "config reloaded", "config reload rejected"); got != "config reload rejected" {
 		t.Fatalf("bgp.as change accepted:\n%s", d.log.String())
 	}
-	if l := lastLine(d.log.String(), "config reload rejected"); !strings.Contains(l, "bgp.as") {
+	if l := lastLogLine(d.log.String(), "config reload rejected"); !strings.Contains(l, "bgp.as") {
 		t.Errorf("rejection does not name bgp.as: %s", l)
 	}
-	t.Logf("reloaded: %s", lastLine(d.log.String(), "config reloaded"))
+	t.Logf("reloaded: %s", lastLogLine(d.log.String(), "config reloaded"))
 	for _, l := range strings.Split(d.log.String(), "\n") {
 		if strings.Contains(l, "config reload rejected") {
 			t.Logf("rejected: %s", l)
@@ -176,19 +176,19 @@ protocol bgp xr {
 	if !d.running() {
 		t.Fatal("daemon exited after a rejected reload")
 	}
-	if got := birdA.routesFrom("xr"); !strings.Contains(got, "10.77.2.0/24") || !strings.Contains(got, "10.77.1.0/24") {
+	if got := birdA.routesOf("xr"); !strings.Contains(got, "10.77.2.0/24") || !strings.Contains(got, "10.77.1.0/24") {
 		t.Errorf("after rejected reloads BIRD A has lost a network:\n%s", got)
 	}
-	if a := xrPeers(t, cfgPath)["10.201.2.2"]; a.State != "established" || a.UptimeSeconds < upA {
+	if a := peersByAddr(t, cfgPath)["10.201.2.2"]; a.State != "established" || a.UptimeSeconds < upA {
 		t.Errorf("A after rejected reloads: %+v", a)
 	}
-	if up, since := birdA.established("xr"); !up || since != sinceA {
+	if up, since := birdA.sessionUp("xr"); !up || since != sinceA {
 		t.Errorf("BIRD A session after rejected reloads: up %v since %q, want since %q", up, since, sinceA)
 	}
 }
 
-// lastLine is the last log line containing substr.
-func lastLine(log, substr string) string {
+// lastLogLine is the last log line containing substr.
+func lastLogLine(log, substr string) string {
 	lines := strings.Split(log, "\n")
 	for i := len(lines) - 1; i >= 0; i-- {
 		if strings.Contains(lines[i], substr) {

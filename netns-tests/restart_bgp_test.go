@@ -48,17 +48,17 @@ func TestGracefulRestartKill9Privileged(t *testing.T) {
 	cfgPath := bgpRouterConfig(t, tp, sock, grBGP)
 	d := startDaemon(t, tp.Router, cfgPath)
 
-	if !waitFor(20*time.Second, func() bool { return kernelRoute(tp.Router, "10.99.5.0/24") != "" }) {
+	if !waitFor(20*time.Second, func() bool { return bgpKernelRoute(tp.Router, "10.99.5.0/24") != "" }) {
 		t.Fatalf("10.99.5.0/24 not installed within 20 s; bird:\n%s", bird.birdc("show", "protocols", "all", "xr"))
 	}
-	if !waitFor(10*time.Second, func() bool { return strings.Contains(bird.routesFrom("xr"), "10.201.1.0/24") }) {
+	if !waitFor(10*time.Second, func() bool { return strings.Contains(bird.routesOf("xr"), "10.201.1.0/24") }) {
 		t.Fatalf("BIRD did not learn 10.201.1.0/24:\n%s", bird.birdc("show", "route"))
 	}
 	if out := bird.birdc("show", "protocols", "all", "xr"); !strings.Contains(out, "graceful restart") && !strings.Contains(out, "Graceful restart") {
 		t.Logf("BIRD protocol details (graceful restart capability not shown?):\n%s", out)
 	}
-	before := kernelRoute(tp.Router, "10.99.5.0/24")
-	mon := startRouteMonitor(t, tp.Router)
+	before := bgpKernelRoute(tp.Router, "10.99.5.0/24")
+	mon := watchRoutes(t, tp.Router)
 
 	r := listenUDP(t, tp.Dst, "10.99.5.1")
 	s := newUDPSender(t, tp.Src, "udp4")
@@ -76,20 +76,20 @@ func TestGracefulRestartKill9Privileged(t *testing.T) {
 	killedAt := r.count(1)
 	// BIRD noticed (the kernel closed our TCP session) and keeps our
 	// network as stale instead of withdrawing it.
-	if !waitFor(10*time.Second, func() bool { up, _ := bird.established("xr"); return !up }) {
+	if !waitFor(10*time.Second, func() bool { up, _ := bird.sessionUp("xr"); return !up }) {
 		t.Fatalf("BIRD still shows the session up 10 s after kill -9:\n%s", bird.birdc("show", "protocols", "xr"))
 	}
-	if got := bird.routesFrom("xr"); !strings.Contains(got, "10.201.1.0/24") {
+	if got := bird.routesOf("xr"); !strings.Contains(got, "10.201.1.0/24") {
 		t.Errorf("BIRD dropped 10.201.1.0/24 while we restart (graceful restart should keep it):\n%s", got)
 	}
-	if kernelRoute(tp.Router, "10.99.5.0/24") == "" {
+	if bgpKernelRoute(tp.Router, "10.99.5.0/24") == "" {
 		t.Error("kernel route 10.99.5.0/24 gone while the daemon is down")
 	}
 
 	d2 := startDaemon(t, tp.Router, cfgPath)
 	restartedAt := r.count(1)
 	d2.waitLog(t, "restarting=true", 5*time.Second)
-	if !waitFor(20*time.Second, func() bool { up, _ := bird.established("xr"); return up }) {
+	if !waitFor(20*time.Second, func() bool { up, _ := bird.sessionUp("xr"); return up }) {
 		t.Fatalf("session not re-established within 20 s:\n%s", bird.birdc("show", "protocols", "all", "xr"))
 	}
 	// End-of-RIB from BIRD ends the stale phase: the route stays, confirmed.
@@ -106,7 +106,7 @@ func TestGracefulRestartKill9Privileged(t *testing.T) {
 		t.Errorf("%d of %d datagrams arrived across kill -9 and restart, want >= 99%%", got, stream)
 	}
 
-	after := kernelRoute(tp.Router, "10.99.5.0/24")
+	after := bgpKernelRoute(tp.Router, "10.99.5.0/24")
 	if after == "" {
 		t.Fatalf("10.99.5.0/24 gone after the restart; monitor:\n%s", strings.Join(mon.lines("10.99.5.0/24"), "\n"))
 	}
@@ -122,7 +122,7 @@ func TestGracefulRestartKill9Privileged(t *testing.T) {
 	}) {
 		t.Errorf("BIRD does not have a fresh 10.201.1.0/24 after the restart:\n%s", bird.birdc("show", "route", "protocol", "xr", "all"))
 	}
-	ps := xrPeers(t, cfgPath)
+	ps := peersByAddr(t, cfgPath)
 	if p := ps["10.201.2.2"]; p.State != "established" || p.Installed != 1 {
 		t.Errorf("xrouter peers after the restart: %+v", p)
 	}
@@ -135,14 +135,14 @@ func TestGracefulRestartKill9Privileged(t *testing.T) {
 	if !strings.Contains(d2.log.String(), "without NOTIFICATION (graceful restart)") {
 		t.Errorf("SIGTERM did not leave the sessions for graceful restart:\n%s", d2.log.String())
 	}
-	if !waitFor(10*time.Second, func() bool { up, _ := bird.established("xr"); return !up }) {
+	if !waitFor(10*time.Second, func() bool { up, _ := bird.sessionUp("xr"); return !up }) {
 		t.Fatalf("BIRD still shows the session up 10 s after SIGTERM")
 	}
-	if got := bird.routesFrom("xr"); !strings.Contains(got, "10.201.1.0/24") {
+	if got := bird.routesOf("xr"); !strings.Contains(got, "10.201.1.0/24") {
 		t.Errorf("BIRD dropped 10.201.1.0/24 after our SIGTERM (graceful restart should keep it):\n%s", got)
 	}
 	startDaemon(t, tp.Router, cfgPath)
-	if !waitFor(20*time.Second, func() bool { up, _ := bird.established("xr"); return up }) {
+	if !waitFor(20*time.Second, func() bool { up, _ := bird.sessionUp("xr"); return up }) {
 		t.Fatalf("session not re-established within 20 s after SIGTERM and start")
 	}
 	for _, l := range mon.lines("10.99.5.0/24") {
@@ -150,7 +150,7 @@ func TestGracefulRestartKill9Privileged(t *testing.T) {
 			t.Errorf("route deleted across SIGTERM and start: %q", l)
 		}
 	}
-	if kernelRoute(tp.Router, "10.99.5.0/24") == "" {
+	if bgpKernelRoute(tp.Router, "10.99.5.0/24") == "" {
 		t.Error("10.99.5.0/24 gone after SIGTERM and start")
 	}
 }
@@ -166,19 +166,19 @@ func TestGracefulRestartHelperPrivileged(t *testing.T) {
 	cfgPath := bgpRouterConfig(t, tp, sock, grBGP)
 	bird := startBIRD(t, tp.Dst, birdConfGR([]string{"10.99.5.0/24"}, 20, ""))
 	d := startDaemon(t, tp.Router, cfgPath)
-	if !waitFor(20*time.Second, func() bool { return kernelRoute(tp.Router, "10.99.5.0/24") != "" }) {
+	if !waitFor(20*time.Second, func() bool { return bgpKernelRoute(tp.Router, "10.99.5.0/24") != "" }) {
 		t.Fatalf("10.99.5.0/24 not installed within 20 s; bird:\n%s", bird.birdc("show", "protocols", "all", "xr"))
 	}
-	mon := startRouteMonitor(t, tp.Router)
+	mon := watchRoutes(t, tp.Router)
 
 	// 1. BIRD dies and comes back within its restart time (20 s).
 	_ = bird.cmd.Process.Kill()
 	d.waitLog(t, "peer graceful restart", 10*time.Second)
 	time.Sleep(time.Second)
-	if kernelRoute(tp.Router, "10.99.5.0/24") == "" {
+	if bgpKernelRoute(tp.Router, "10.99.5.0/24") == "" {
 		t.Fatal("route removed right after the GR-capable peer died")
 	}
-	if p := xrPeers(t, cfgPath)["10.201.2.2"]; !p.GR || !p.Restarting || p.Installed != 1 {
+	if p := peersByAddr(t, cfgPath)["10.201.2.2"]; !p.GR || !p.Restarting || p.Installed != 1 {
 		t.Errorf("xrouter peers while BIRD restarts: %+v, want graceful_restart and peer_restarting with the route installed", p)
 	}
 	if out, _, _ := xr("peers", "-c", cfgPath); !strings.Contains(out, "peer restarting, routes kept") {
@@ -186,11 +186,11 @@ func TestGracefulRestartHelperPrivileged(t *testing.T) {
 	}
 	// The second BIRD advertises a short restart time for part 2.
 	bird2 := startBIRD(t, tp.Dst, birdConfGR([]string{"10.99.5.0/24"}, 4, ""))
-	if !waitFor(20*time.Second, func() bool { up, _ := bird2.established("xr"); return up }) {
+	if !waitFor(20*time.Second, func() bool { up, _ := bird2.sessionUp("xr"); return up }) {
 		t.Fatalf("session with the restarted BIRD not established within 20 s:\n%s", bird2.birdc("show", "protocols", "all", "xr"))
 	}
-	if !waitFor(5*time.Second, func() bool { return xrPeers(t, cfgPath)["10.201.2.2"].Installed == 1 }) {
-		t.Errorf("after BIRD came back: peers %+v", xrPeers(t, cfgPath))
+	if !waitFor(5*time.Second, func() bool { return peersByAddr(t, cfgPath)["10.201.2.2"].Installed == 1 }) {
+		t.Errorf("after BIRD came back: peers %+v", peersByAddr(t, cfgPath))
 	}
 	for _, l := range mon.lines("10.99.5.0/24") {
 		if strings.HasPrefix(l, "Deleted") {
@@ -202,14 +202,14 @@ func TestGracefulRestartHelperPrivileged(t *testing.T) {
 	// (4 s), then goes.
 	_ = bird2.cmd.Process.Kill()
 	died := time.Now()
-	if !waitFor(10*time.Second, func() bool { return xrPeers(t, cfgPath)["10.201.2.2"].State != "established" }) {
+	if !waitFor(10*time.Second, func() bool { return peersByAddr(t, cfgPath)["10.201.2.2"].State != "established" }) {
 		t.Fatal("session still established 10 s after BIRD was killed")
 	}
 	time.Sleep(time.Until(died.Add(2 * time.Second)))
-	if kernelRoute(tp.Router, "10.99.5.0/24") == "" {
+	if bgpKernelRoute(tp.Router, "10.99.5.0/24") == "" {
 		t.Errorf("route gone %s after the peer died, before its 4 s restart time", time.Since(died).Round(100*time.Millisecond))
 	}
-	if !waitFor(15*time.Second, func() bool { return kernelRoute(tp.Router, "10.99.5.0/24") == "" }) {
+	if !waitFor(15*time.Second, func() bool { return bgpKernelRoute(tp.Router, "10.99.5.0/24") == "" }) {
 		t.Fatalf("route still installed %s after the peer died (restart time 4 s)", time.Since(died).Round(time.Second))
 	}
 	gone := time.Since(died)
