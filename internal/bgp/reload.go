@@ -77,21 +77,33 @@ func session(cfg Config, n Neighbor) sessionView {
 // kernel routes re-filtered. The whole of next is checked first: a config
 // that fails validation, or that changes a setting GoBGP only takes at
 // start (bgp.as, router_id, listen_port, listen_addresses, multipath,
-// grpc_address), is rejected with nothing applied. An error from GoBGP
-// after that point (not expected for a validated config) is returned
-// after the rest has been applied.
+// grpc_address), is rejected with nothing applied. Should GoBGP refuse a
+// step after that (not expected for a validated config), the running
+// config is applied back and the error returned.
 func (s *Speaker) Reload(ctx context.Context, next Config) (ReloadSummary, error) {
-	var sum ReloadSummary
 	if err := next.Validate(); err != nil {
-		return sum, fmt.Errorf("bgp config: %w", err)
+		return ReloadSummary{}, fmt.Errorf("bgp config: %w", err)
 	}
 	next = next.withDefaults()
 	s.opMu.Lock()
 	defer s.opMu.Unlock()
 	cur := s.config()
 	if err := restartKeys(cur, next); err != nil {
-		return sum, err
+		return ReloadSummary{}, err
 	}
+	sum, err := s.apply(ctx, cur, next)
+	if err != nil {
+		if _, rerr := s.apply(ctx, next, cur); rerr != nil {
+			return sum, fmt.Errorf("%w; going back to the running config failed too: %w", err, rerr)
+		}
+		return sum, fmt.Errorf("%w; the running config was applied back", err)
+	}
+	return sum, nil
+}
+
+// apply brings GoBGP from cur to next. Call with opMu held.
+func (s *Speaker) apply(ctx context.Context, cur, next Config) (ReloadSummary, error) {
+	var sum ReloadSummary
 
 	curN := map[netip.Addr]Neighbor{}
 	for _, n := range cur.Neighbors {
