@@ -15,6 +15,10 @@ type gobgpLogger struct {
 
 	mu          sync.Mutex
 	dialFailure map[string]string // neighbour → last connect error warned about
+
+	// onPrefixLimit, when set, is told of GoBGP's "prefix limit reached"
+	// (it has just sent the Cease NOTIFICATION): GoBGP has no event for it.
+	onPrefixLimit func(neighbor, family string)
 }
 
 func (l *gobgpLogger) emit(level slog.Level, msg string, fields gobgplog.Fields) {
@@ -46,6 +50,13 @@ func (l *gobgpLogger) Error(msg string, fields gobgplog.Fields) {
 
 func (l *gobgpLogger) Warn(msg string, fields gobgplog.Fields) {
 	l.emit(slog.LevelWarn, msg, fields)
+	// The same message with "Pct" is the early-warning threshold, which
+	// we do not configure.
+	if _, pct := fields["Pct"]; msg == "prefix limit reached" && !pct && l.onPrefixLimit != nil {
+		key, _ := fields["Key"].(string)
+		fam := fmt.Sprint(fields["Family"])
+		l.onPrefixLimit(key, fam)
+	}
 }
 
 func (l *gobgpLogger) Info(msg string, fields gobgplog.Fields) {
