@@ -24,11 +24,12 @@ deps:
 # Regenerates the committed BPF objects with the pinned clang and CFLAGS in
 # internal/dataplane/gen.go.
 generate:
-	$(GO) generate ./internal/dataplane
+	$(GO) generate ./internal/dataplane ./internal/loadgen
 
 # Fails when the committed objects differ from a fresh `make generate`.
 check-generate: generate
-	git diff --exit-code -- 'internal/dataplane/*_bpfel.go' 'internal/dataplane/*_bpfel.o'
+	git diff --exit-code -- 'internal/dataplane/*_bpfel.go' 'internal/dataplane/*_bpfel.o' \
+		'internal/loadgen/*_bpfel.go' 'internal/loadgen/*_bpfel.o'
 
 vet:
 	$(GO) vet ./...
