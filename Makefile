@@ -45,7 +45,7 @@ test-unit:
 
 # The forwarding benchmark (netns-tests/bench): source ⇄ router ⇄ sink in
 # network namespaces, every router mode interleaved round by round on one
-# CPU; results and plots into docs/benchmarks.md and docs/img/. About 5–8
+# CPU; results and plots into docs/benchmarks.md and docs/img/. About 5–6
 # minutes on 2 cores. BENCH_FLAGS adds flags, e.g. -rounds 3 -dev.
 BENCH_FLAGS ?=
 bench: deps build

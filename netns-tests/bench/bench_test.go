@@ -17,7 +17,7 @@ var (
 	xrPath   = flag.String("xrouter", "bin/xrouter", "the xrouter binary to benchmark")
 	docs     = flag.String("docs", "", "docs/benchmarks.md to write the results into (empty: do not write)")
 	rounds   = flag.Int("rounds", 5, "rounds")
-	duration = flag.Duration("duration", 500*time.Millisecond, "duration of one measurement")
+	duration = flag.Duration("duration", 700*time.Millisecond, "duration of one measurement")
 	table    = flag.Int("table", 1_000_000, "full table size")
 	command  = flag.String("command", "make bench", "the command line to record in the docs")
 	dev      = flag.Bool("dev", false, "mark the docs as a development run on a shared machine")
