@@ -127,7 +127,7 @@ stats map and of the bare programs) was at least %.1f%% in this run.
 - **Modes** (router side), measured in the same run, interleaved: each round runs every mode once, in an order rotated by one per round,
   and every scenario inside each mode; %.1f s warm-up and %.1f s measurement per scenario.
   - *kernel*: Linux forwarding, no XDP on the router. A veth only receives frames sent to it with XDP_TX when its NAPI ring is on
-    (XDP attached or GRO enabled), so this mode turns GRO on on the router's ingress veth (ETHTOOL_SGRO) and off afterwards. GRO does
+    (XDP attached or GRO enabled), so this mode turns GRO on on the router's ingress veth (the ETHTOOL_SGRO ioctl, as `+"`ethtool -K r-src gro on`"+`) and off afterwards. GRO does
     not merge these UDP frames (no local socket), so each is forwarded on its own.
   - *xrouter*: the real daemon, `+"`xrouter run -c FILE`"+` started with nsenter in the router namespace, native XDP on all router
     interfaces, its default configuration (next-hop cache on where the build has one); stopped with SIGTERM (detach_on_exit) after
