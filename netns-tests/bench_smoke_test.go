@@ -28,10 +28,12 @@ func TestBenchSmokePrivileged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for m, why := range res.Skipped {
+		t.Logf("mode %s skipped: %s", m, why)
+	}
 	for _, sc := range res.Scenarios {
 		for _, m := range bench.AllModes {
-			if why := res.Skipped[m]; why != "" {
-				t.Logf("%s: mode %s skipped: %s", sc.Name, m, why)
+			if res.Skipped[m] != "" {
 				continue
 			}
 			ss := res.Samples[sc.Name][m]

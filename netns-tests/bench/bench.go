@@ -168,6 +168,13 @@ func Run(ctx context.Context, t testing.TB, o Options) (*Results, error) {
 		return nil, err
 	}
 	t.Cleanup(r.th.stop)
+	if runtime.NumCPU() > 1 {
+		restore, err := r.th.keepOthersOff(o.CPU)
+		if err != nil {
+			return nil, fmt.Errorf("moving the benchmark's other threads off CPU %d: %w", o.CPU, err)
+		}
+		t.Cleanup(restore)
+	}
 
 	why, err := r.checkModes()
 	if err != nil {

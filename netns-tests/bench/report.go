@@ -113,7 +113,8 @@ from a thread that entered the source namespace and is pinned to CPU %d with sch
 (the kernel recycles frame pages without re-initialising them) and sends it with XDP_TX out of the source veth into the router.
 The veth NAPI polls that this triggers — the router's ingress, then the sink's — run in softirq on the same CPU: generator, router
 and sink share one core, so a mode's rate is the whole pipeline's, and what the router costs shows as what is left for it.
-Every measurement checks this: the share of the counted frames processed on CPU %d (per-CPU counters of the sink, of xrouter's
+The benchmark's other threads (reading counters) and child processes (the daemon, ip) are kept off that CPU.
+Every measurement checks the single-CPU claim: the share of the counted frames processed on CPU %d (per-CPU counters of the sink, of xrouter's
 stats map and of the bare programs) was at least %.1f%% in this run.
 
 - **Frames**: Ethernet + IPv4/IPv6 + UDP; "64" and "1500" are the frame length as XDP sees it, from the Ethernet header to the end of

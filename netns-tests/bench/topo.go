@@ -250,6 +250,44 @@ func startGenThread(ns *testbed.Netns, cpu int) (*genThread, error) {
 	return g, nil
 }
 
+// keepOthersOff moves every thread of this process except the generator's
+// off cpu, so that the benchmark's own work (reading counters, starting
+// the daemon) does not share the measured CPU; threads and child processes
+// created later inherit the mask of the thread that creates them. The
+// returned function gives the threads every CPU back.
+func (g *genThread) keepOthersOff(cpu int) (restore func(), err error) {
+	var others, all unix.CPUSet
+	for i := 0; i < runtime.NumCPU(); i++ {
+		all.Set(i)
+		if i != cpu {
+			others.Set(i)
+		}
+	}
+	if err := setAffinityAll(&others, g.tid); err != nil {
+		return nil, err
+	}
+	// Threads created meanwhile inherited the narrower mask: give every
+	// thread all CPUs back, again by listing them.
+	return func() { _ = setAffinityAll(&all, 0) }, nil
+}
+
+// setAffinityAll sets the CPU mask of every thread of this process except
+// skip. Threads that exit meanwhile are not an error.
+func setAffinityAll(set *unix.CPUSet, skip int) error {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	for _, e := range tasks {
+		var tid int
+		if _, err := fmt.Sscan(e.Name(), &tid); err != nil || tid == skip {
+			continue
+		}
+		_ = unix.SchedSetaffinity(tid, set)
+	}
+	return nil
+}
+
 func (g *genThread) do(fn func() error) error {
 	errc := make(chan error, 1)
 	g.jobs <- func() { errc <- fn() }
