@@ -221,7 +221,7 @@ func (r *runner) progress(format string, args ...any) {
 func (r *runner) scenarios() []*Scenario {
 	tp := r.tp
 	base4 := loadgen.Traffic{
-		DstMAC: macOf(tp.RouterSrc.Link), SrcMAC: macOf(tp.SrcPort.Link),
+		DstMAC: tp.RouterSrc.MAC, SrcMAC: tp.SrcPort.MAC,
 		Src: tp.SrcPort.Addr4.Addr(), Flows: 256, SportBase: 10000, Dport: 9, TTL: 64,
 	}
 	base6 := base4

@@ -108,7 +108,7 @@ func (res *Results) Markdown(command string, development bool) string {
 
 	w("### Method\n\n")
 	w(`Three network namespaces in a row, source ⇄ router ⇄ sink, joined by veth pairs (plus %d more router ⇄ sink links for the ECMP route).
-The generator is an XDP program (bpf/gen.c) run with BPF_PROG_RUN in live-frames mode (BPF_F_TEST_XDP_LIVE_FRAMES, batches of 64)
+The generator is an XDP program (bpf/gen.c) run with BPF_PROG_RUN in live-frames mode (BPF_F_TEST_XDP_LIVE_FRAMES, batches of 64; a raw bpf(2) call rather than cilium/ebpf's Program.Run, which restarts an interrupted run, so that a signal to the thread ends it)
 from a thread that entered the source namespace and is pinned to CPU %d with sched_setaffinity. It writes every header of every frame
 (the kernel recycles frame pages without re-initialising them) and sends it with XDP_TX out of the source veth into the router.
 The veth NAPI polls that this triggers — the router's ingress, then the sink's — run in softirq on the same CPU: generator, router
@@ -137,6 +137,8 @@ stats map and of the bare programs) was at least %.1f%% in this run.
   - *bare redirect*: bpf/bare.c — rewrite both MACs to fixed values and redirect through a devmap to one fixed egress; no parsing,
     lookup or TTL. The upper bound of any XDP forwarder on this harness.
   - *bare drop*: bpf/bare.c — count and drop at the router's ingress. The ceiling of the harness itself.
+- **Rerun**: `+"`make bench`"+` (about 5 minutes on 2 cores); `+"`make bench BENCH_FLAGS=\"-rounds 7 -duration 1s\"`"+` for more and longer
+  rounds, `+"`-table N`"+` for another table size. Ctrl-C stops it and removes everything it created.
 - **Statistics**: every cell is the median over the rounds with the min–max range; a ratio is the median (range) of the ratios taken
   round by round, never a ratio of medians.
 - **Routes**: static neighbours on the sink links. One-route scenarios use 198.18.0.0/16 (IPv4) and 2001:db8:100::/48 (IPv6), one
@@ -236,6 +238,30 @@ stats map and of the bare programs) was at least %.1f%% in this run.
 			w("| %s | %s | %d | %d | %d | %s | %s | %s | %s |\n", sc.Name, modeLabel[m], t.gen, t.counted, t.ttlOK, fwd, div, slow, ttl)
 		}
 	}
+
+	w("\n<details><summary>Every measurement (Mpps per round)</summary>\n\n| scenario | mode |")
+	for i := range o.Rounds {
+		w(" round %d |", i+1)
+	}
+	w("\n|---|---|")
+	for range o.Rounds {
+		w("---|")
+	}
+	w("\n")
+	for _, sc := range res.Scenarios {
+		for _, m := range AllModes {
+			vs := res.Mpps(sc.Name, m)
+			if vs == nil {
+				continue
+			}
+			w("| %s | %s |", sc.Name, modeLabel[m])
+			for _, v := range vs {
+				w(" %.2f |", v)
+			}
+			w("\n")
+		}
+	}
+	w("\n</details>\n")
 	return b.String()
 }
 
@@ -308,6 +334,16 @@ func (res *Results) WriteDocs(docsFile, imgDir, command string, development bool
 	}
 	s := string(old)
 	i, j := strings.Index(s, markBegin), strings.Index(s, markEnd)
+	if i < 0 && j < 0 {
+		// A file started by the FIB benchmark: our section goes first.
+		pair := markBegin + "\n" + markEnd + "\n\n"
+		if k := strings.Index(s, fibMarkBegin); k >= 0 {
+			s = s[:k] + pair + s[k:]
+		} else {
+			s += "\n" + pair
+		}
+		i, j = strings.Index(s, markBegin), strings.Index(s, markEnd)
+	}
 	if i < 0 || j < i {
 		return fmt.Errorf("%s: markers %s … %s not found in order", docsFile, markBegin, markEnd)
 	}

@@ -10,7 +10,6 @@ package bench
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -315,9 +314,6 @@ func machine() string {
 	}
 	return fmt.Sprintf("%s, %d cores; %s", model, runtime.NumCPU(), kernel)
 }
-
-// macOf is a convenience for the generator's config.
-func macOf(l testbed.Link) net.HardwareAddr { return l.MAC }
 
 // lookPath fails early with a clear message for tools the benchmark runs.
 func lookPath(tools ...string) error {
