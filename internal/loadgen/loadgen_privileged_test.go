@@ -2,8 +2,10 @@ package loadgen
 
 import (
 	"net/netip"
-	"runtime"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xrouter/xrouter/internal/dataplane"
 	"github.com/xrouter/xrouter/internal/testbed"
@@ -26,12 +28,10 @@ func TestGeneratorSendsPrivileged(t *testing.T) {
 	defer sink.Close()
 	if err := b.Do(func() error {
 		l, err := AttachXDP(sink.Program(), lb.Index)
-		if err != nil {
-			return err
+		if err == nil {
+			t.Cleanup(func() { l.Close() })
 		}
-		runtime.KeepAlive(l) // the link stays until the sink's program is closed with the test
-		t.Cleanup(func() { l.Close() })
-		return nil
+		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -73,6 +73,72 @@ func TestGeneratorSendsPrivileged(t *testing.T) {
 		}
 		if bytes := after.Bytes - before.Bytes; bytes < (f1-f0)*uint64(tc.frameLen) || bytes > (f1-f0)*uint64(tc.frameLen)+5*200 {
 			t.Errorf("%s len %d: sink saw %d bytes in %d frames", tc.dst, tc.frameLen, bytes, got)
+		}
+	}
+}
+
+// TestGeneratorInterruptPrivileged starts a run far longer than the test
+// and ends it with Interrupt: the benchmark relies on this to measure over
+// a window of its choosing.
+func TestGeneratorInterruptPrivileged(t *testing.T) {
+	testbed.RequireRoot(t)
+	a := testbed.NewNetns(t, "xrlg-a")
+	b := testbed.NewNetns(t, "xrlg-b")
+	la, lb := testbed.Veth(t, a, "gen0", b, "peer0")
+	sink, err := dataplane.LoadSink(64, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	if err := b.Do(func() error {
+		l, err := AttachXDP(sink.Program(), lb.Index)
+		if err == nil {
+			t.Cleanup(func() { l.Close() })
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	g, err := LoadGenerator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if err := g.Configure(Traffic{DstMAC: lb.MAC, SrcMAC: la.MAC, Src: netip.MustParseAddr("192.0.2.1"),
+		Dsts: []netip.Addr{netip.MustParseAddr("198.18.0.1")}, TTL: 64}); err != nil {
+		t.Fatal(err)
+	}
+	tids := make(chan int, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- a.Do(func() error {
+			tids <- unix.Gettid()
+			return g.Run(la.Index, 64, 1<<31, 64) // minutes at any rate this machine reaches
+		})
+	}()
+	tid := <-tids
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	for {
+		if err := Interrupt(tid); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("interrupted run: %v", err)
+			}
+			frames, _, _ := g.Counts()
+			c, _ := sink.Counts()
+			if frames == 0 || frames >= 1<<31 || c.TTLOK != frames {
+				t.Fatalf("interrupted run sent %d frames, the sink saw %d", frames, c.TTLOK)
+			}
+			t.Logf("run stopped %s after the first signal, %d frames", time.Since(start).Round(time.Millisecond), frames)
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("run not interrupted within 5 s")
 		}
 	}
 }
