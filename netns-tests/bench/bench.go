@@ -123,8 +123,10 @@ type Results struct {
 	Skipped   map[string]string // mode -> why it was skipped
 	RouteRate []string          // route installation notes
 	Machine   string
-	Started   time.Time
-	Elapsed   time.Duration
+	// DaemonConfig is the xrouter mode's config file (pin path shortened).
+	DaemonConfig string
+	Started      time.Time
+	Elapsed      time.Duration
 }
 
 // runner holds the live state of one benchmark run.
@@ -179,6 +181,10 @@ func Run(ctx context.Context, t testing.TB, o Options) (*Results, error) {
 	why, err := r.checkModes()
 	if err != nil {
 		return nil, err
+	}
+	if path, err := r.daemonConfig(false); err == nil {
+		b, _ := os.ReadFile(path)
+		r.res.DaemonConfig = strings.ReplaceAll(string(b), r.tp.pin, filepath.Join(testbed.BPFFS, nsPrefix+"RANDOM"))
 	}
 	if why != "" {
 		r.res.Skipped[ModeNoCache] = why

@@ -150,6 +150,9 @@ stats map and of the bare programs) was at least %.1f%% in this run.
 
 `, ecmpLinks, o.CPU, o.CPU, 100*res.minCPUShare(), o.Warmup.Seconds(), o.Duration.Seconds(), mixText(), o.Active, strings.Join(res.RouteRate, "; "))
 
+	if res.DaemonConfig != "" {
+		w("The *xrouter* mode's config file (*cache off* adds `cache: {enabled: false}` under `dataplane`):\n\n```yaml\n%s```\n\n", res.DaemonConfig)
+	}
 	for m, why := range res.Skipped {
 		w("Mode *%s* was skipped: %s\n\n", modeLabel[m], why)
 	}
