@@ -143,7 +143,7 @@ type runner struct {
 }
 
 // Run runs the benchmark. Everything it creates is removed when t ends;
-// ctx cancels it between measurement chunks (Ctrl-C).
+// cancelling ctx (Ctrl-C) stops the measurement under way and returns.
 func Run(ctx context.Context, t testing.TB, o Options) (*Results, error) {
 	t.Helper()
 	testbed.RequireRoot(t)

@@ -142,7 +142,8 @@ stats map and of the bare programs) was at least %.1f%% in this run.
 - **Statistics**: every cell is the median over the rounds with the min–max range; a ratio is the median (range) of the ratios taken
   round by round, never a ratio of medians.
 - **Routes**: static neighbours on the sink links. One-route scenarios use 198.18.0.0/16 (IPv4) and 2001:db8:100::/48 (IPv6), one
-  destination address, 256 flows (UDP source ports). The ECMP route has 4 next hops on 4 sink links, 1024 flows, and the router uses
+  destination address, 256 flows (UDP source ports); besides that route the router's table holds only its connected subnets and the
+  other one-route scenarios' routes. The ECMP route has 4 next hops on 4 sink links, 1024 flows, and the router uses
   the L4 multipath hash (fib_multipath_hash_policy=1). Table scenarios add a synthetic IPv4 table (fixed seed) with this prefix-length
   mix: %s; routes via 4 next hops in turn. "%d active destinations" are random addresses in random prefixes of the installed table,
   picked at random per frame; "uniformly random" are one random address in every prefix of the table, picked at random per frame.
