@@ -409,7 +409,7 @@ func (res *Results) plotModes(file string) error {
 
 func (res *Results) plotSizes(file string) error {
 	p := plot.New()
-	p.Title.Text = "Mpps against table size (IPv4, 64 B, one core)"
+	p.Title.Text = "Mpps against table size (IPv4, 64 B, one core; median, min–max)"
 	p.X.Label.Text = "routes"
 	p.Y.Label.Text = "Mpps"
 	p.X.Scale = plot.LogScale{}
@@ -425,17 +425,26 @@ func (res *Results) plotSizes(file string) error {
 			continue
 		}
 		var xys plotter.XYs
+		var errs plotter.YErrors
 		for _, sc := range res.Scenarios {
 			if !sc.SizeSweep {
 				continue
 			}
-			if v := spreadOf(res.Mpps(sc.Name, m)).Median; !math.IsNaN(v) {
-				xys = append(xys, plotter.XY{X: float64(sc.Size), Y: v})
+			if v := spreadOf(res.Mpps(sc.Name, m)); v.N > 0 {
+				xys = append(xys, plotter.XY{X: float64(sc.Size), Y: v.Median})
+				errs = append(errs, struct{ Low, High float64 }{v.Median - v.Min, v.Max - v.Median})
 			}
 		}
 		if len(xys) == 0 {
 			continue
 		}
+		// Whiskers: the min–max range over the rounds.
+		eb, err := plotter.NewYErrorBars(xyErrors{xys, errs})
+		if err != nil {
+			return err
+		}
+		eb.Color = modeColor[m]
+		p.Add(eb)
 		l, pts, err := plotter.NewLinePoints(xys)
 		if err != nil {
 			return err
@@ -451,3 +460,11 @@ func (res *Results) plotSizes(file string) error {
 	p.Add(plotter.NewGrid())
 	return p.Save(160*vg.Millimeter, 100*vg.Millimeter, file)
 }
+
+// xyErrors is points with their error bars.
+type xyErrors struct {
+	plotter.XYs
+	plotter.YErrors
+}
+
+func (e xyErrors) Len() int { return len(e.XYs) }
