@@ -220,7 +220,7 @@ stats map and of the bare programs) was at least %.1f%% in this run.
 		w("\n")
 	}
 
-	w("\n### Counters cross-checked\n\nExact totals over whole generator runs (warm-up included, read while no traffic flowed), summed over the rounds. *sink* is what the sinks counted, *TTL ok* how many of those arrived with TTL/hop limit 63 (forwarded exactly once), *xrouter forwarded* and *ttl_exceeded* are xrouter's own counters (pinned stats map), *TTL-1 sent* the generator's slow-path frames.\n\n")
+	w("\n### Counters cross-checked\n\nExact totals over whole generator runs (warm-up included, read while no traffic flowed), summed over the rounds. *sink* is what the sinks counted, *TTL ok* how many of those arrived with TTL/hop limit 63 (forwarded exactly once), *xrouter forwarded* and *ttl_exceeded* are xrouter's own counters (pinned stats map), *TTL-1 sent* the generator's slow-path frames. *generated* equal to *sink* (plus the TTL-1 frames) means nothing was lost on the way: on one CPU the generator only runs again once the router's and the sink's softirq work for its last batch is done.\n\n")
 	w("| scenario | mode | generated | sink | TTL ok | xrouter forwarded | sink ÷ forwarded | TTL-1 sent | ttl_exceeded |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, sc := range res.Scenarios {
 		for _, m := range lookupModes {
