@@ -79,6 +79,20 @@ func (res *Results) ratio(scenario, num, den string) spread {
 	return spreadOf(rs)
 }
 
+// costNs is, per round, the nanoseconds per packet a mode takes beyond
+// the bare drop: 1000/Mpps(mode) - 1000/Mpps(drop).
+func (res *Results) costNs(scenario, mode string) spread {
+	a, d := res.Mpps(scenario, mode), res.Mpps(scenario, ModeDrop)
+	if a == nil || d == nil {
+		return spreadOf(nil)
+	}
+	cs := make([]float64, len(a))
+	for i := range a {
+		cs[i] = 1000/a[i] - 1000/d[i]
+	}
+	return spreadOf(cs)
+}
+
 func fmtSpread(s spread, unit string) string {
 	if s.N == 0 {
 		return "—"
@@ -184,6 +198,33 @@ stats map and of the bare programs) was at least %.1f%% in this run.
 	w("\nScenarios:\n\n")
 	for _, sc := range res.Scenarios {
 		w("- `%s`: %s; %d-byte frames.\n", sc.Name, sc.Desc, sc.FrameLen)
+	}
+
+	w("\n### Nanoseconds per packet above the harness\n\n")
+	w("On one core, 1000 ÷ Mpps is the time the whole pipeline spends per packet. Taking away the bare drop's time (generator, one veth hop, drop) leaves what the router mode, the second veth hop and the sink cost per counted packet (in `slow10` that includes the slow-path frames' share); round by round, median (range). Noise can make a small difference negative.\n\n| scenario |")
+	costModes := []string{ModeKernel, ModeXrouter, ModeNoCache, ModeRedirect}
+	for _, m := range costModes {
+		w(" %s |", modeLabel[m])
+	}
+	w("\n|---|")
+	for range costModes {
+		w("---|")
+	}
+	w("\n")
+	for _, sc := range res.Scenarios {
+		if res.Mpps(sc.Name, ModeDrop) == nil {
+			continue
+		}
+		w("| %s |", sc.Name)
+		for _, m := range costModes {
+			c := res.costNs(sc.Name, m)
+			if c.N == 0 {
+				w(" — |")
+				continue
+			}
+			w(" %.0f (%.0f–%.0f) |", c.Median, c.Min, c.Max)
+		}
+		w("\n")
 	}
 
 	w("\n### Mpps against table size\n\n![Mpps against table size](img/bench-table-size.png)\n\n")

@@ -43,6 +43,10 @@ func TestRatioPerRound(t *testing.T) {
 	if r := res.ratio("s", ModeXrouter, ModeKernel); r.N != 2 {
 		t.Errorf("ratio with a missing round = %+v, want 2 rounds", r)
 	}
+	res.Samples["s"][ModeDrop] = []*Sample{{Mpps: 10}, {Mpps: 10}, {Mpps: 10}}
+	if c := res.costNs("s", ModeXrouter); c.N != 3 || math.Abs(c.Min-(1000.0/12-100)) > 1e-9 || math.Abs(c.Max-(1000.0/3-100)) > 1e-9 {
+		t.Errorf("costNs = %+v, want 1000/Mpps - 100 ns per round", c)
+	}
 	if r := res.ratio("s", ModeNoCache, ModeKernel); r.N != 0 {
 		t.Errorf("ratio against an unmeasured mode = %+v, want none", r)
 	}
