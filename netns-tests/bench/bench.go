@@ -125,8 +125,11 @@ type Results struct {
 	Machine   string
 	// DaemonConfig is the xrouter mode's config file (pin path shortened).
 	DaemonConfig string
-	Started      time.Time
-	Elapsed      time.Duration
+	// LoadAvg is /proc/loadavg's first three fields at the start and the
+	// end: how busy the machine was besides the benchmark.
+	LoadAvg [2]string
+	Started time.Time
+	Elapsed time.Duration
 }
 
 // runner holds the live state of one benchmark run.
@@ -157,6 +160,7 @@ func Run(ctx context.Context, t testing.TB, o Options) (*Results, error) {
 		Opts: o, Samples: map[string]map[string][]*Sample{}, Skipped: map[string]string{},
 		Machine: machine(), Started: time.Now().UTC(),
 	}}
+	r.res.LoadAvg[0] = loadAvg()
 	r.progress("building topology (source ⇄ router ⇄ sink, %d ECMP links) and a %d-prefix table", ecmpLinks+1, o.Table)
 	r.tp = buildTopo(t)
 	r.table = makeTable(o.Table)
@@ -214,7 +218,17 @@ func Run(ctx context.Context, t testing.TB, o Options) (*Results, error) {
 		}
 	}
 	r.res.Elapsed = time.Since(r.res.Started)
+	r.res.LoadAvg[1] = loadAvg()
 	return r.res, nil
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
 }
 
 func (r *runner) progress(format string, args ...any) {

@@ -118,6 +118,7 @@ func (res *Results) Markdown(command string, development bool) string {
 	}
 	w("- Machine: %s\n", res.Machine)
 	w("- Date: %s (UTC), %d rounds, %.1f min in all\n", res.Started.Format("2006-01-02 15:04"), o.Rounds, res.Elapsed.Minutes())
+	w("- Load average (1, 5, 15 min) at the start: %s; at the end: %s\n", res.LoadAvg[0], res.LoadAvg[1])
 	w("- Command: `%s`\n\n", command)
 
 	w("### Method\n\n")
