@@ -370,7 +370,13 @@ func (r *runner) runMode(ctx context.Context, mode string, round int, scs []*Sce
 			continue
 		}
 		var s *Sample
-		s, merr = r.measure(ctx, sc, a)
+		for attempt := 1; ; attempt++ {
+			s, merr = r.measure(ctx, sc, a)
+			if !errors.Is(merr, errGenStopped) || attempt == 3 {
+				break
+			}
+			r.progress("[round %d/%d] %s %s: %v; measuring again", round+1, r.o.Rounds, sc.Name, mode, merr)
+		}
 		if merr != nil {
 			merr = fmt.Errorf("round %d, %s, mode %s: %w", round+1, sc.Name, mode, merr)
 			break
@@ -658,6 +664,11 @@ func (r *runner) read(a *active) (reading, error) {
 	return rd, nil
 }
 
+// errGenStopped is a generator run that ended before the measurement did:
+// a signal meant for the process (SIGCHLD, ...) landed on its thread. The
+// measurement is repeated.
+var errGenStopped = errors.New("generator run ended early (a stray signal on its thread)")
+
 // settle is the pause between setting up a mode and measuring it.
 const settle = 300 * time.Millisecond
 
@@ -712,7 +723,7 @@ func (r *runner) measure(ctx context.Context, sc *Scenario, a *active) (*Sample,
 		case err := <-done:
 			finished = true
 			if err == nil {
-				err = errors.New("generator stopped before the measurement ended")
+				err = errGenStopped
 			}
 			return err
 		case <-time.After(d):
