@@ -73,16 +73,28 @@ type InstalledRoute struct {
 	Kernel []Nexthop `json:"kernel"`
 }
 
+// Op is one write into the FIB: NextHops nil deletes our route for Prefix.
+type Op struct {
+	Prefix   netip.Prefix
+	NextHops []netip.Addr
+}
+
+// Result is the outcome of one Op: the next hops the kernel now holds (for
+// a replace), or the error. Errors are classified with IsTransient.
+type Result struct {
+	Kernel []Nexthop
+	Err    error
+}
+
 // Writer writes our routes into a FIB. The kernel implementation is
 // KernelWriter; tests inject a fake so the reconcile logic runs without root.
-// Errors it returns are classified with IsTransient.
 type Writer interface {
-	// Replace installs prefix via nexthops (one route, multipath when more
-	// than one), resolving next hops that are not on a connected subnet, and
-	// returns the next hops it installed.
-	Replace(prefix netip.Prefix, nexthops []netip.Addr) ([]Nexthop, error)
-	// Delete removes our route for prefix; a route already gone is no error.
-	Delete(prefix netip.Prefix) error
+	// Apply performs ops, which are for distinct prefixes, and stores the
+	// outcome of ops[i] in res[i] (len(res) == len(ops)). A replace installs
+	// the prefix via its next hops (one route, multipath when more than
+	// one), resolving next hops that are not on a connected subnet; a delete
+	// of a route already gone is no error.
+	Apply(ops []Op, res []Result)
 	// List returns all our routes (our protocol, table and metric).
 	List() ([]InstalledRoute, error)
 }
@@ -135,6 +147,10 @@ type Routes struct {
 	// backoff is the wait before retry i (i from 0); a variable so tests run fast.
 	backoff func(i int) time.Duration
 }
+
+// nexthopSettle is how long the worker waits after a kernel route change
+// before it re-resolves the next hops.
+const nexthopSettle = 50 * time.Millisecond
 
 // retries is how many times a transient error is retried before it is
 // reported as a failure.
@@ -254,9 +270,43 @@ func (r *Routes) Run(ctx context.Context) error {
 		defer t.Stop()
 		resync = t.C
 	}
+	var tr NexthopTracker
+	nhKick := make(chan struct{}, 1)
+	nhTimer := time.NewTimer(time.Hour)
+	nhTimer.Stop()
+	defer nhTimer.Stop()
+	nhArmed := false
+	if t, ok := r.w.(NexthopTracker); ok {
+		tr = t
+		wctx, cancel := context.WithCancel(ctx)
+		watchDone := make(chan struct{})
+		defer func() { cancel(); <-watchDone }()
+		go func() {
+			defer close(watchDone)
+			err := tr.Watch(wctx, func() {
+				select {
+				case nhKick <- struct{}{}:
+				default:
+				}
+			})
+			if err != nil {
+				r.log.Error("next-hop tracking stopped; dependent routes move only at resync", "err", err)
+			}
+		}()
+	}
 	r.drain(ctx)
 	for {
 		select {
+		case <-nhKick:
+			// Changes come in bursts: look once they settle a little.
+			if !nhArmed {
+				nhArmed = true
+				nhTimer.Reset(nexthopSettle)
+			}
+		case <-nhTimer.C:
+			nhArmed = false
+			r.drain(ctx)
+			r.renexthop(ctx, tr)
 		case <-ctx.Done():
 			if r.cfg.RemoveOnStop {
 				r.removeAll()
@@ -294,16 +344,28 @@ func (r *Routes) load() error {
 	return nil
 }
 
+// writeChunk is how many ops the worker hands the writer at once; the
+// installed state and the stats move after each chunk.
+const writeChunk = 8192
+
+// maxLoggedFailures bounds the per-route error lines of one write; the rest
+// are counted in one summary line.
+const maxLoggedFailures = 10
+
 // drain applies every pending wish, taking the whole map at once so that
 // producers never wait for the kernel.
 func (r *Routes) drain(ctx context.Context) {
 	r.mu.Lock()
 	batch := r.pending
-	r.pending = make(map[netip.Prefix][]netip.Addr, len(batch))
+	r.pending = make(map[netip.Prefix][]netip.Addr)
 	r.mu.Unlock()
+	ops := make([]Op, 0, min(len(batch), writeChunk))
 	for p, nh := range batch {
 		if ctx.Err() != nil {
 			// Put the rest back: nothing is lost if Run is started again.
+			for _, op := range ops {
+				batch[op.Prefix] = op.NextHops
+			}
 			r.mu.Lock()
 			for q, n := range batch {
 				if _, newer := r.pending[q]; !newer {
@@ -314,13 +376,22 @@ func (r *Routes) drain(ctx context.Context) {
 			return
 		}
 		delete(batch, p)
-		r.apply(ctx, p, nh)
+		if op, ok := r.want(p, nh); ok {
+			ops = append(ops, op)
+		}
+		if len(ops) == writeChunk {
+			r.write(ctx, ops)
+			ops = ops[:0]
+		}
 	}
+	r.write(ctx, ops)
 }
 
-// apply brings one prefix to the wished state: nh nil deletes.
-func (r *Routes) apply(ctx context.Context, p netip.Prefix, nh []netip.Addr) {
+// want records the wish for one prefix (nh nil: delete) and returns the
+// write that brings the kernel there, if one is needed.
+func (r *Routes) want(p netip.Prefix, nh []netip.Addr) (Op, bool) {
 	r.stateMu.Lock()
+	defer r.stateMu.Unlock()
 	delete(r.stale, p)
 	if nh == nil {
 		delete(r.desired, p)
@@ -328,67 +399,126 @@ func (r *Routes) apply(ctx context.Context, p netip.Prefix, nh []netip.Addr) {
 		r.desired[p] = nh
 	}
 	cur, have := r.installed[p]
-	r.stateMu.Unlock()
-
 	if nh == nil {
-		if have {
-			r.remove(ctx, p)
-		}
-		return
+		return Op{Prefix: p}, have
 	}
 	if have && slices.Equal(cur.NextHops, nh) {
-		return
+		return Op{}, false
 	}
-	r.install(ctx, p, nh)
+	return Op{Prefix: p, NextHops: nh}, true
 }
 
-func (r *Routes) install(ctx context.Context, p netip.Prefix, nh []netip.Addr) {
-	var kernel []Nexthop
-	err := r.retry(ctx, func() error {
-		var err error
-		kernel, err = r.w.Replace(p, nh)
-		return err
-	})
-	r.stateMu.Lock()
-	defer r.stateMu.Unlock()
-	if err != nil {
-		r.stats.Failures++
-		r.log.Error("installing route", "prefix", p, "next_hops", nh, "err", err)
-		return
-	}
-	r.stats.Replaces++
-	r.installed[p] = InstalledRoute{Prefix: p, NextHops: nh, Kernel: kernel}
+// failure is an op that failed for good, and why.
+type failure struct {
+	op  Op
+	err error
 }
 
-func (r *Routes) remove(ctx context.Context, p netip.Prefix) {
-	err := r.retry(ctx, func() error { return r.w.Delete(p) })
-	r.stateMu.Lock()
-	defer r.stateMu.Unlock()
-	if err != nil {
-		r.stats.Failures++
-		r.log.Error("removing route", "prefix", p, "err", err)
-		return
+// write performs ops in chunks, retries the transient failures with
+// backoff, and moves the installed state for each op that succeeded, and
+// only for those. It returns the ops that failed for good.
+func (r *Routes) write(ctx context.Context, ops []Op) []failure {
+	var failed []failure
+	res := make([]Result, min(len(ops), writeChunk))
+	for len(ops) > 0 {
+		n := min(len(ops), writeChunk)
+		failed = r.writeChunk(ctx, ops[:n], res, failed)
+		ops = ops[n:]
 	}
-	r.stats.Deletes++
-	delete(r.installed, p)
+	if len(failed) > maxLoggedFailures {
+		r.log.Error("route writes failed", "routes", len(failed), "logged", maxLoggedFailures)
+	}
+	return failed
 }
 
-// retry runs op until it succeeds, fails permanently, or the transient
-// retries are used up.
-func (r *Routes) retry(ctx context.Context, op func() error) error {
-	var err error
-	for i := 0; ; i++ {
-		if err = op(); err == nil || !IsTransient(err) || i == retries {
-			return err
-		}
+func (r *Routes) writeChunk(ctx context.Context, ops []Op, res []Result, failed []failure) []failure {
+	for attempt := 0; len(ops) > 0; attempt++ {
+		res = res[:len(ops)]
+		r.w.Apply(ops, res)
+		var again []Op
 		r.stateMu.Lock()
-		r.stats.Retries++
+		for i, op := range ops {
+			rs := res[i]
+			switch {
+			case rs.Err == nil && op.NextHops == nil:
+				r.stats.Deletes++
+				delete(r.installed, op.Prefix)
+			case rs.Err == nil:
+				r.stats.Replaces++
+				r.installed[op.Prefix] = InstalledRoute{Prefix: op.Prefix, NextHops: op.NextHops, Kernel: rs.Kernel}
+			case IsTransient(rs.Err) && attempt < retries:
+				r.stats.Retries++
+				again = append(again, op)
+			default:
+				r.stats.Failures++
+				failed = append(failed, failure{op, rs.Err})
+				if len(failed) <= maxLoggedFailures {
+					if op.NextHops == nil {
+						r.log.Error("removing route", "prefix", op.Prefix, "err", rs.Err)
+					} else {
+						r.log.Error("installing route", "prefix", op.Prefix, "next_hops", op.NextHops, "err", rs.Err)
+					}
+				}
+			}
+		}
 		r.stateMu.Unlock()
+		if len(again) == 0 {
+			break
+		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w (giving up: %w)", err, ctx.Err())
-		case <-time.After(r.backoff(i)):
+			r.stateMu.Lock()
+			r.stats.Failures += uint64(len(again))
+			r.stateMu.Unlock()
+			for _, op := range again {
+				failed = append(failed, failure{op, fmt.Errorf("giving up: %w", ctx.Err())})
+			}
+			r.log.Error("route writes abandoned at shutdown", "routes", len(again))
+			return failed
+		case <-time.After(r.backoff(attempt)):
 		}
+		ops = again
+	}
+	return failed
+}
+
+// renexthop moves the routes whose next hops resolve differently now (the
+// route they resolve through changed, a subnet appeared or went). A route
+// whose next hop no longer resolves is removed from the kernel and stays
+// wanted: it comes back when the next hop resolves again.
+func (r *Routes) renexthop(ctx context.Context, tr NexthopTracker) {
+	changed := tr.Refresh()
+	if len(changed) == 0 {
+		return
+	}
+	moved := make(map[netip.Addr]bool, len(changed))
+	for _, a := range changed {
+		moved[a] = true
+	}
+	var ops []Op
+	r.stateMu.Lock()
+	for p, nh := range r.desired {
+		for _, a := range nh {
+			if moved[a] {
+				ops = append(ops, Op{Prefix: p, NextHops: nh})
+				break
+			}
+		}
+	}
+	r.stateMu.Unlock()
+	r.log.Info("next hops resolve differently: rewriting dependent routes", "next_hops", changed, "routes", len(ops))
+	failed := r.write(ctx, ops)
+	var gone []Op
+	r.stateMu.Lock()
+	for _, f := range failed {
+		if _, ok := r.installed[f.op.Prefix]; ok && !IsTransient(f.err) {
+			gone = append(gone, Op{Prefix: f.op.Prefix})
+		}
+	}
+	r.stateMu.Unlock()
+	if len(gone) > 0 {
+		r.log.Warn("removing routes whose next hop no longer resolves", "routes", len(gone))
+		r.write(ctx, gone)
 	}
 }
 
@@ -407,9 +537,11 @@ func (r *Routes) sweepStale(ctx context.Context) {
 	if len(gone) > 0 {
 		r.log.Info("removing routes of an earlier run the RIB did not confirm", "routes", len(gone))
 	}
-	for _, p := range gone {
-		r.remove(ctx, p)
+	ops := make([]Op, len(gone))
+	for i, p := range gone {
+		ops[i] = Op{Prefix: p}
 	}
+	r.write(ctx, ops)
 }
 
 // Resync is the full diff: it lists the kernel and brings it, and the
@@ -427,11 +559,7 @@ func (r *Routes) Resync(ctx context.Context) {
 		inKernel[ir.Prefix] = ir
 	}
 
-	type fix struct {
-		p  netip.Prefix
-		nh []netip.Addr
-	}
-	var fixes []fix
+	var fixes []Op
 	r.stateMu.Lock()
 	for p, ir := range r.installed {
 		k, ok := inKernel[p]
@@ -455,14 +583,14 @@ func (r *Routes) Resync(ctx context.Context) {
 	}
 	for p, nh := range r.desired {
 		if ir, ok := r.installed[p]; !ok || !slices.Equal(ir.NextHops, nh) {
-			fixes = append(fixes, fix{p, nh})
+			fixes = append(fixes, Op{Prefix: p, NextHops: nh})
 		}
 	}
 	for p := range r.installed {
 		_, want := r.desired[p]
 		_, stale := r.stale[p]
 		if !want && !stale {
-			fixes = append(fixes, fix{p, nil})
+			fixes = append(fixes, Op{Prefix: p})
 		}
 	}
 	r.stateMu.Unlock()
@@ -470,29 +598,21 @@ func (r *Routes) Resync(ctx context.Context) {
 	if len(fixes) > 0 {
 		r.log.Info("resync: kernel differs from the RIB", "fixes", len(fixes))
 	}
-	for _, f := range fixes {
-		if f.nh == nil {
-			r.remove(ctx, f.p)
-		} else {
-			r.install(ctx, f.p, f.nh)
-		}
-	}
+	r.write(ctx, fixes)
 }
 
 func (r *Routes) removeAll() {
 	r.stateMu.Lock()
-	all := make([]netip.Prefix, 0, len(r.installed))
+	all := make([]Op, 0, len(r.installed))
 	for p := range r.installed {
-		all = append(all, p)
+		all = append(all, Op{Prefix: p})
 	}
 	r.stateMu.Unlock()
 	// ctx is done: removal gets its own bound so that a stuck kernel cannot
 	// hold up shutdown forever.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for _, p := range all {
-		r.remove(ctx, p)
-	}
+	r.write(ctx, all)
 }
 
 // normalise sorts and deduplicates next hops so that equal sets compare

@@ -65,6 +65,17 @@ func (f *fakeWriter) Delete(p netip.Prefix) error {
 	return nil
 }
 
+func (f *fakeWriter) Apply(ops []Op, res []Result) {
+	for i, op := range ops {
+		if op.NextHops == nil {
+			res[i] = Result{Err: f.Delete(op.Prefix)}
+			continue
+		}
+		k, err := f.Replace(op.Prefix, op.NextHops)
+		res[i] = Result{Kernel: k, Err: err}
+	}
+}
+
 func (f *fakeWriter) List() ([]InstalledRoute, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
