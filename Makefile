@@ -6,10 +6,10 @@ BIN       := bin/xrouter
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 # Packages the tests and the demo use; clang-14/llvm-14 only for `make generate`.
-DEB_PKGS  := iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev procps bird2
+DEB_PKGS  := iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev procps bird2 frr
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build deps generate check-generate vet test test-unit test-root demo clean
+.PHONY: all build deps generate check-generate vet test test-unit test-root bench-fib demo clean
 
 all: build
 
@@ -41,6 +41,18 @@ test: deps build vet check-generate
 
 test-unit:
 	$(GO) test -race -count=1 ./internal/config/ ./internal/fib/
+
+# Control-plane benchmark: a BIRD feeder sends BENCH_PREFIXES IPv4 prefixes
+# to xrouter, BIRD and FRR in turn; time to all-in-kernel, peak RSS, CPU and
+# removal time go into docs/benchmarks.md, with a CPU profile of xrouter's
+# load in bin/fibbench-xrouter.pprof (`go tool pprof -top bin/xrouter FILE`).
+# `make test` runs the same test with 10,000 prefixes as a smoke test.
+BENCH_PREFIXES ?= 1000000
+bench-fib: deps build
+	XROUTER_FIBBENCH_PREFIXES=$(BENCH_PREFIXES) \
+	XROUTER_FIBBENCH_DOC=$(CURDIR)/docs/benchmarks.md \
+	XROUTER_FIBBENCH_PROFILE=$(CURDIR)/bin/fibbench-xrouter.pprof \
+	$(GO) test -count=1 -timeout 30m -run 'TestFIBBenchPrivileged' -v ./netns-tests/
 
 demo: deps build
 	XR=./$(BIN) scripts/demo.sh

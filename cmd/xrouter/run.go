@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -124,6 +125,15 @@ func run(cfg *config.Config, log *slog.Logger) error {
 		defer ln.Close()
 		metricsLn = ln
 	}
+	var pprofLn net.Listener
+	if cfg.Debug.PProf != "" {
+		ln, err := net.Listen("tcp", cfg.Debug.PProf)
+		if err != nil {
+			return fmt.Errorf("config %s: key \"debug.pprof\": %w", cfg.File, err)
+		}
+		defer ln.Close()
+		pprofLn = ln
+	}
 	if cfg.API.Socket != "" {
 		ln, err := listenAPI(cfg.API.Socket)
 		if err != nil {
@@ -186,6 +196,10 @@ func run(cfg *config.Config, log *slog.Logger) error {
 	if apiLn != nil {
 		serveHTTP(ctx, apiLn, ctl.handler(), log)
 	}
+	if pprofLn != nil {
+		serveHTTP(ctx, pprofLn, pprofHandler(), log)
+		log.Info("serving profiles (debug.pprof)", "addr", pprofLn.Addr().String()+"/debug/pprof/")
+	}
 	routesDone := make(chan error, 1)
 	if bgpOn {
 		// Routes left by an earlier run are loaded first and kept until
@@ -224,6 +238,18 @@ func run(cfg *config.Config, log *slog.Logger) error {
 			return nil
 		}
 	}
+}
+
+// pprofHandler is Go's profiling endpoints, without registering them on
+// the default mux.
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // serveHTTP serves h on ln until ctx ends.

@@ -29,6 +29,7 @@ type Config struct {
 	Metrics   Metrics   `mapstructure:"metrics"`
 	API       API       `mapstructure:"api"`
 	FIB       FIB       `mapstructure:"fib"`
+	Debug     Debug     `mapstructure:"debug"`
 	// BGP configures the embedded speaker; it is off while bgp.as is 0.
 	BGP bgp.Config `mapstructure:"bgp"`
 
@@ -94,6 +95,13 @@ type FIB struct {
 	RemoveOnStop bool `mapstructure:"remove_on_stop"`
 }
 
+// Debug configures diagnostics.
+type Debug struct {
+	// PProf is host:port for Go's /debug/pprof/ handlers (CPU and heap
+	// profiles); empty turns it off. Bind it to a loopback address.
+	PProf string `mapstructure:"pprof"`
+}
+
 // Modes are the accepted dataplane.mode values.
 var Modes = []string{"auto", "native", "generic"}
 
@@ -115,6 +123,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("fib.stale_timeout", "2m")
 	v.SetDefault("fib.resync_interval", "5m")
 	v.SetDefault("fib.remove_on_stop", false)
+	v.SetDefault("debug.pprof", "")
 	v.SetDefault("bgp.grpc_address", bgp.DefaultGRPCAddress)
 }
 
@@ -314,6 +323,11 @@ func (c *Config) Validate() error {
 	if c.Metrics.Listen != "" {
 		if _, err := netip.ParseAddrPort(c.Metrics.Listen); err != nil {
 			return fmt.Errorf("key \"metrics.listen\": %q is not an IP:port: %v", c.Metrics.Listen, err)
+		}
+	}
+	if c.Debug.PProf != "" {
+		if _, err := netip.ParseAddrPort(c.Debug.PProf); err != nil {
+			return fmt.Errorf("key \"debug.pprof\": %q is not an IP:port: %v", c.Debug.PProf, err)
 		}
 	}
 	return nil

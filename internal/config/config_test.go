@@ -147,7 +147,7 @@ func TestKeysListsEveryField(t *testing.T) {
 	want := []string{"dataplane.interfaces", "dataplane.interface_pattern", "dataplane.mode", "dataplane.pin_path",
 		"dataplane.detach_on_exit", "dataplane.manage_forwarding", "dataplane.resync_interval",
 		"log.level", "log.format", "metrics.listen", "api.socket", "fib.metric", "fib.table",
-		"fib.stale_timeout", "fib.resync_interval", "fib.remove_on_stop", "bgp.grpc_address"}
+		"fib.stale_timeout", "fib.resync_interval", "fib.remove_on_stop", "debug.pprof", "bgp.grpc_address"}
 	got := strings.Join(Keys(), ",")
 	for _, k := range want {
 		if !strings.Contains(got, k) {
