@@ -231,7 +231,9 @@ protocol bgp feed {
 	var profile chan error
 	if path := os.Getenv("XROUTER_FIBBENCH_PROFILE"); path != "" && name == "xrouter" {
 		profile = make(chan error, 1)
-		go func() { profile <- fetchProfile(p.recv, path, 20*time.Second) }()
+		go func() {
+			profile <- fetchProfile(p.recv, path, fmt.Sprintf("profile?seconds=%d", benchProfileSeconds))
+		}()
 	}
 
 	want := base + n
@@ -259,6 +261,10 @@ protocol bgp feed {
 	}
 	t.Logf("%s: all %d routes in the kernel %.1f s after the session came up (%.1f CPU s)", name, n, res.Load.Seconds(), res.CPU)
 	if profile != nil {
+		// The heap as the load left it, then the CPU profile.
+		if err := fetchProfile(p.recv, os.Getenv("XROUTER_FIBBENCH_PROFILE")+".heap", "heap?gc=1"); err != nil {
+			t.Errorf("heap profile: %v", err)
+		}
 		if err := <-profile; err != nil {
 			t.Errorf("CPU profile: %v", err)
 		}
@@ -518,9 +524,13 @@ route-map deny-all deny 10
 	return receiver{pids: []int{zebra.Process.Pid, bgpd.Process.Pid}}
 }
 
-// fetchProfile takes a CPU profile of the daemon through its debug.pprof
+// benchProfileSeconds is the length of xrouter's CPU profile, taken from
+// the moment the session is up.
+const benchProfileSeconds = 20
+
+// fetchProfile fetches /debug/pprof/WHAT from the daemon's debug.pprof
 // listener (inside ns) and writes it to path.
-func fetchProfile(ns *testbed.Netns, path string, d time.Duration) error {
+func fetchProfile(ns *testbed.Netns, path, what string) error {
 	client := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			var c net.Conn
@@ -531,8 +541,8 @@ func fetchProfile(ns *testbed.Netns, path string, d time.Duration) error {
 			})
 			return c, err
 		},
-	}, Timeout: d + 30*time.Second}
-	resp, err := client.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", benchPprof, int(d.Seconds())))
+	}, Timeout: (benchProfileSeconds + 30) * time.Second}
+	resp, err := client.Get(fmt.Sprintf("http://%s/debug/pprof/%s", benchPprof, what))
 	if err != nil {
 		return err
 	}

@@ -133,15 +133,19 @@ type Routes struct {
 	cfg RoutesConfig
 
 	mu      sync.Mutex
-	pending map[netip.Prefix][]netip.Addr // nil slice: delete
+	pending map[pkey][]netip.Addr // nil slice: delete
+	// recent are next-hop sets handed out lately: a million routes via
+	// one peer share one slice.
+	recent     [8][]netip.Addr
+	recentNext int
 	kick    chan struct{}
 	sweep   chan struct{}
 
 	// Owned by the worker; read by Installed and Stats under stateMu.
 	stateMu   sync.Mutex
-	desired   map[netip.Prefix][]netip.Addr
-	installed map[netip.Prefix]InstalledRoute
-	stale     map[netip.Prefix]struct{}
+	desired   map[pkey][]netip.Addr
+	installed map[pkey]inst
+	stale     map[pkey]struct{}
 	stats     RoutesStats
 
 	// backoff is the wait before retry i (i from 0); a variable so tests run fast.
@@ -165,12 +169,12 @@ func NewRoutes(w Writer, cfg RoutesConfig, log *slog.Logger) *Routes {
 		w:         w,
 		log:       log,
 		cfg:       cfg.withDefaults(),
-		pending:   make(map[netip.Prefix][]netip.Addr),
+		pending:   make(map[pkey][]netip.Addr),
 		kick:      make(chan struct{}, 1),
 		sweep:     make(chan struct{}, 1),
-		desired:   make(map[netip.Prefix][]netip.Addr),
-		installed: make(map[netip.Prefix]InstalledRoute),
-		stale:     make(map[netip.Prefix]struct{}),
+		desired:   make(map[pkey][]netip.Addr),
+		installed: make(map[pkey]inst),
+		stale:     make(map[pkey]struct{}),
 		backoff:   func(i int) time.Duration { return 10 * time.Millisecond << (2 * i) },
 	}
 }
@@ -183,9 +187,9 @@ func (r *Routes) Set(prefix netip.Prefix, nexthops []netip.Addr) {
 		r.Delete(prefix)
 		return
 	}
-	nh := normalise(nexthops)
+	k := keyOf(prefix.Masked())
 	r.mu.Lock()
-	r.pending[prefix.Masked()] = nh
+	r.pending[k] = r.intern(nexthops)
 	r.mu.Unlock()
 	r.wake()
 }
@@ -193,7 +197,7 @@ func (r *Routes) Set(prefix netip.Prefix, nexthops []netip.Addr) {
 // Delete asks for our route for prefix to be removed.
 func (r *Routes) Delete(prefix netip.Prefix) {
 	r.mu.Lock()
-	r.pending[prefix.Masked()] = nil
+	r.pending[keyOf(prefix.Masked())] = nil
 	r.mu.Unlock()
 	r.wake()
 }
@@ -220,8 +224,8 @@ func (r *Routes) Installed() []InstalledRoute {
 	r.stateMu.Lock()
 	defer r.stateMu.Unlock()
 	out := make([]InstalledRoute, 0, len(r.installed))
-	for _, ir := range r.installed {
-		out = append(out, ir)
+	for k, in := range r.installed {
+		out = append(out, InstalledRoute{Prefix: k.prefix(), NextHops: in.nh, Kernel: in.kernel})
 	}
 	slices.SortFunc(out, func(a, b InstalledRoute) int { return comparePrefix(a.Prefix, b.Prefix) })
 	return out
@@ -233,8 +237,8 @@ func (r *Routes) CountByNextHop() map[netip.Addr]int {
 	r.stateMu.Lock()
 	defer r.stateMu.Unlock()
 	out := map[netip.Addr]int{}
-	for _, ir := range r.installed {
-		for _, nh := range ir.NextHops {
+	for _, in := range r.installed {
+		for _, nh := range in.nh {
 			out[nh]++
 		}
 	}
@@ -333,9 +337,9 @@ func (r *Routes) load() error {
 	r.stateMu.Lock()
 	defer r.stateMu.Unlock()
 	for _, ir := range found {
-		ir.NextHops = nil
-		r.installed[ir.Prefix] = ir
-		r.stale[ir.Prefix] = struct{}{}
+		k := keyOf(ir.Prefix)
+		r.installed[k] = inst{kernel: ir.Kernel}
+		r.stale[k] = struct{}{}
 	}
 	if len(found) > 0 {
 		r.log.Info("found routes of an earlier run; keeping them until the RIB confirms them",
@@ -357,14 +361,14 @@ const maxLoggedFailures = 10
 func (r *Routes) drain(ctx context.Context) {
 	r.mu.Lock()
 	batch := r.pending
-	r.pending = make(map[netip.Prefix][]netip.Addr)
+	r.pending = make(map[pkey][]netip.Addr)
 	r.mu.Unlock()
 	ops := make([]Op, 0, min(len(batch), writeChunk))
 	for p, nh := range batch {
 		if ctx.Err() != nil {
 			// Put the rest back: nothing is lost if Run is started again.
 			for _, op := range ops {
-				batch[op.Prefix] = op.NextHops
+				batch[keyOf(op.Prefix)] = op.NextHops
 			}
 			r.mu.Lock()
 			for q, n := range batch {
@@ -389,23 +393,23 @@ func (r *Routes) drain(ctx context.Context) {
 
 // want records the wish for one prefix (nh nil: delete) and returns the
 // write that brings the kernel there, if one is needed.
-func (r *Routes) want(p netip.Prefix, nh []netip.Addr) (Op, bool) {
+func (r *Routes) want(k pkey, nh []netip.Addr) (Op, bool) {
 	r.stateMu.Lock()
 	defer r.stateMu.Unlock()
-	delete(r.stale, p)
+	delete(r.stale, k)
 	if nh == nil {
-		delete(r.desired, p)
+		delete(r.desired, k)
 	} else {
-		r.desired[p] = nh
+		r.desired[k] = nh
 	}
-	cur, have := r.installed[p]
+	cur, have := r.installed[k]
 	if nh == nil {
-		return Op{Prefix: p}, have
+		return Op{Prefix: k.prefix()}, have
 	}
-	if have && slices.Equal(cur.NextHops, nh) {
+	if have && slices.Equal(cur.nh, nh) {
 		return Op{}, false
 	}
-	return Op{Prefix: p, NextHops: nh}, true
+	return Op{Prefix: k.prefix(), NextHops: nh}, true
 }
 
 // failure is an op that failed for good, and why.
@@ -442,10 +446,10 @@ func (r *Routes) writeChunk(ctx context.Context, ops []Op, res []Result, failed 
 			switch {
 			case rs.Err == nil && op.NextHops == nil:
 				r.stats.Deletes++
-				delete(r.installed, op.Prefix)
+				delete(r.installed, keyOf(op.Prefix))
 			case rs.Err == nil:
 				r.stats.Replaces++
-				r.installed[op.Prefix] = InstalledRoute{Prefix: op.Prefix, NextHops: op.NextHops, Kernel: rs.Kernel}
+				r.installed[keyOf(op.Prefix)] = inst{nh: op.NextHops, kernel: rs.Kernel}
 			case IsTransient(rs.Err) && attempt < retries:
 				r.stats.Retries++
 				again = append(again, op)
@@ -497,10 +501,10 @@ func (r *Routes) renexthop(ctx context.Context, tr NexthopTracker) {
 	}
 	var ops []Op
 	r.stateMu.Lock()
-	for p, nh := range r.desired {
+	for k, nh := range r.desired {
 		for _, a := range nh {
 			if moved[a] {
-				ops = append(ops, Op{Prefix: p, NextHops: nh})
+				ops = append(ops, Op{Prefix: k.prefix(), NextHops: nh})
 				break
 			}
 		}
@@ -511,7 +515,7 @@ func (r *Routes) renexthop(ctx context.Context, tr NexthopTracker) {
 	var gone []Op
 	r.stateMu.Lock()
 	for _, f := range failed {
-		if _, ok := r.installed[f.op.Prefix]; ok && !IsTransient(f.err) {
+		if _, ok := r.installed[keyOf(f.op.Prefix)]; ok && !IsTransient(f.err) {
 			gone = append(gone, Op{Prefix: f.op.Prefix})
 		}
 	}
@@ -527,9 +531,9 @@ func (r *Routes) sweepStale(ctx context.Context) {
 	r.drain(ctx) // a wish already queued may confirm a stale route
 	r.stateMu.Lock()
 	var gone []netip.Prefix
-	for p := range r.stale {
-		if _, want := r.desired[p]; !want {
-			gone = append(gone, p)
+	for k := range r.stale {
+		if _, want := r.desired[k]; !want {
+			gone = append(gone, k.prefix())
 		}
 	}
 	clear(r.stale)
@@ -554,43 +558,41 @@ func (r *Routes) Resync(ctx context.Context) {
 		r.log.Error("resync: listing our routes", "err", err)
 		return
 	}
-	inKernel := make(map[netip.Prefix]InstalledRoute, len(found))
+	inKernel := make(map[pkey][]Nexthop, len(found))
 	for _, ir := range found {
-		inKernel[ir.Prefix] = ir
+		inKernel[keyOf(ir.Prefix)] = ir.Kernel
 	}
 
 	var fixes []Op
 	r.stateMu.Lock()
-	for p, ir := range r.installed {
-		k, ok := inKernel[p]
+	for p, in := range r.installed {
+		kernel, ok := inKernel[p]
 		if !ok {
 			// Gone behind our back: forget it, reinstall below if wanted.
 			delete(r.installed, p)
 			continue
 		}
-		if !slices.Equal(k.Kernel, ir.Kernel) {
-			ir.Kernel = k.Kernel
-			ir.NextHops = nil // changed behind our back: rewrite below
-			r.installed[p] = ir
+		if !slices.Equal(kernel, in.kernel) {
+			// Changed behind our back: rewrite below.
+			r.installed[p] = inst{kernel: kernel}
 		}
 	}
-	for p, k := range inKernel {
+	for p, kernel := range inKernel {
 		if _, ok := r.installed[p]; !ok {
 			// Ours but unknown (a write we thought failed went through).
-			k.NextHops = nil
-			r.installed[p] = k
+			r.installed[p] = inst{kernel: kernel}
 		}
 	}
 	for p, nh := range r.desired {
-		if ir, ok := r.installed[p]; !ok || !slices.Equal(ir.NextHops, nh) {
-			fixes = append(fixes, Op{Prefix: p, NextHops: nh})
+		if in, ok := r.installed[p]; !ok || !slices.Equal(in.nh, nh) {
+			fixes = append(fixes, Op{Prefix: p.prefix(), NextHops: nh})
 		}
 	}
 	for p := range r.installed {
 		_, want := r.desired[p]
 		_, stale := r.stale[p]
 		if !want && !stale {
-			fixes = append(fixes, Op{Prefix: p})
+			fixes = append(fixes, Op{Prefix: p.prefix()})
 		}
 	}
 	r.stateMu.Unlock()
@@ -605,7 +607,7 @@ func (r *Routes) removeAll() {
 	r.stateMu.Lock()
 	all := make([]Op, 0, len(r.installed))
 	for p := range r.installed {
-		all = append(all, Op{Prefix: p})
+		all = append(all, Op{Prefix: p.prefix()})
 	}
 	r.stateMu.Unlock()
 	// ctx is done: removal gets its own bound so that a stuck kernel cannot
@@ -613,6 +615,53 @@ func (r *Routes) removeAll() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	r.write(ctx, all)
+}
+
+// pkey is a prefix as a map key: 18 bytes against netip.Prefix's 32, which
+// counts in maps of a million routes.
+type pkey struct {
+	a    [16]byte
+	bits uint8
+	v6   bool
+}
+
+func keyOf(p netip.Prefix) pkey {
+	return pkey{a: p.Addr().As16(), bits: uint8(p.Bits()), v6: p.Addr().Is6()}
+}
+
+func (k pkey) prefix() netip.Prefix {
+	a := netip.AddrFrom16(k.a)
+	if !k.v6 {
+		a = a.Unmap()
+	}
+	return netip.PrefixFrom(a, int(k.bits))
+}
+
+// inst is one installed route: next hops as BGP gave them (nil for a route
+// found in the kernel and not confirmed) and as the kernel holds them.
+type inst struct {
+	nh     []netip.Addr
+	kernel []Nexthop
+}
+
+// intern returns nh sorted and deduplicated, as a slice shared with the
+// equal sets handed out lately (a full table via one peer is a million
+// routes with one next-hop set). Called with mu held.
+func (r *Routes) intern(nh []netip.Addr) []netip.Addr {
+	for _, s := range r.recent {
+		if s != nil && slices.Equal(s, nh) {
+			return s
+		}
+	}
+	n := normalise(nh)
+	for _, s := range r.recent {
+		if s != nil && slices.Equal(s, n) {
+			return s
+		}
+	}
+	r.recent[r.recentNext] = n
+	r.recentNext = (r.recentNext + 1) % len(r.recent)
+	return n
 }
 
 // normalise sorts and deduplicates next hops so that equal sets compare
