@@ -271,6 +271,15 @@ protocol bgp feed {
 	}
 
 	// Kill the feeder: the session drops (TCP closes), every route must go.
+	var removalProfile chan error
+	if profile != nil {
+		removalProfile = make(chan error, 1)
+		go func() {
+			removalProfile <- fetchProfile(p.recv, os.Getenv("XROUTER_FIBBENCH_PROFILE")+".removal",
+				fmt.Sprintf("profile?seconds=%d", benchProfileSeconds))
+		}()
+		time.Sleep(100 * time.Millisecond) // the profile starts first
+	}
 	killed := time.Now()
 	if err := syscall.Kill(feeder.cmd.Process.Pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill -9 feeder %d: %v", feeder.cmd.Process.Pid, err)
@@ -279,6 +288,11 @@ protocol bgp feed {
 		t.Fatalf("%s: %d routes still in the kernel %s after the feeder died", name, fibPrefixes(t, p.recv)-base, loadTimeout)
 	}
 	res.Removal = time.Since(killed)
+	if removalProfile != nil {
+		if err := <-removalProfile; err != nil {
+			t.Errorf("CPU profile of the removal: %v", err)
+		}
+	}
 	for _, pid := range rcv.pids {
 		res.PeakRSS += peakRSS(t, pid)
 	}
