@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -94,6 +95,10 @@ func run(cfg *config.Config, log *slog.Logger) error {
 	// first, so a bad config attaches nothing.
 	if err := checkInterfaces(cfg); err != nil {
 		return err
+	}
+	if limit, _ := cfg.Runtime.MemoryLimitBytes(); limit > 0 { // validated
+		debug.SetMemoryLimit(limit)
+		log.Info("Go memory limit set (runtime.memory_limit)", "bytes", limit)
 	}
 	ctl := &control{}
 	bgpOn := cfg.BGP.AS != 0

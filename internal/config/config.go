@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,6 +31,7 @@ type Config struct {
 	API       API       `mapstructure:"api"`
 	FIB       FIB       `mapstructure:"fib"`
 	Debug     Debug     `mapstructure:"debug"`
+	Runtime   Runtime   `mapstructure:"runtime"`
 	// BGP configures the embedded speaker; it is off while bgp.as is 0.
 	BGP bgp.Config `mapstructure:"bgp"`
 
@@ -102,6 +104,43 @@ type Debug struct {
 	PProf string `mapstructure:"pprof"`
 }
 
+// Runtime tunes the Go runtime of the daemon.
+type Runtime struct {
+	// MemoryLimit is the Go runtime's soft memory limit
+	// (runtime/debug.SetMemoryLimit) as a size: "1700MiB", "2GiB" or bytes;
+	// empty leaves the default (GOMEMLIMIT or none).
+	MemoryLimit string `mapstructure:"memory_limit"`
+}
+
+// MemoryLimitBytes is runtime.memory_limit in bytes; 0 when unset.
+func (r Runtime) MemoryLimitBytes() (int64, error) {
+	return parseSize(r.MemoryLimit)
+}
+
+// parseSize reads a byte count with an optional binary suffix (KiB, MiB,
+// GiB); "" is 0.
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, nil
+	}
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("want a positive size such as 1700MiB, 2GiB or a byte count")
+	}
+	return n * mult, nil
+}
+
 // Modes are the accepted dataplane.mode values.
 var Modes = []string{"auto", "native", "generic"}
 
@@ -124,6 +163,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("fib.resync_interval", "5m")
 	v.SetDefault("fib.remove_on_stop", false)
 	v.SetDefault("debug.pprof", "")
+	v.SetDefault("runtime.memory_limit", "")
 	v.SetDefault("bgp.grpc_address", bgp.DefaultGRPCAddress)
 }
 
@@ -324,6 +364,9 @@ func (c *Config) Validate() error {
 		if _, err := netip.ParseAddrPort(c.Metrics.Listen); err != nil {
 			return fmt.Errorf("key \"metrics.listen\": %q is not an IP:port: %v", c.Metrics.Listen, err)
 		}
+	}
+	if _, err := c.Runtime.MemoryLimitBytes(); err != nil {
+		return fmt.Errorf("key \"runtime.memory_limit\": %q: %v", c.Runtime.MemoryLimit, err)
 	}
 	if c.Debug.PProf != "" {
 		if _, err := netip.ParseAddrPort(c.Debug.PProf); err != nil {

@@ -71,6 +71,8 @@ func TestLoadRejects(t *testing.T) {
 		{"bgp malformed network", "bgp:\n  as: 65001\n  router_id: 10.0.0.1\n  networks: [10.0.0.0/33]\n", []string{"bgp.networks", "10.0.0.0/33"}},
 		{"bgp neighbour without families", "bgp:\n  as: 65001\n  router_id: 10.0.0.1\n  neighbors:\n    - address: 10.0.0.2\n      peer_as: 65002\n", []string{"bgp.neighbors[0].families"}},
 		{"fib table local", "fib:\n  table: 255\n", []string{"fib.table"}},
+		{"bad memory limit", "runtime:\n  memory_limit: lots\n", []string{"runtime.memory_limit", "lots"}},
+		{"bad pprof address", "debug:\n  pprof: 6060\n", []string{"debug.pprof"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := writeFile(t, tc.body)
@@ -147,7 +149,7 @@ func TestKeysListsEveryField(t *testing.T) {
 	want := []string{"dataplane.interfaces", "dataplane.interface_pattern", "dataplane.mode", "dataplane.pin_path",
 		"dataplane.detach_on_exit", "dataplane.manage_forwarding", "dataplane.resync_interval",
 		"log.level", "log.format", "metrics.listen", "api.socket", "fib.metric", "fib.table",
-		"fib.stale_timeout", "fib.resync_interval", "fib.remove_on_stop", "debug.pprof", "bgp.grpc_address"}
+		"fib.stale_timeout", "fib.resync_interval", "fib.remove_on_stop", "debug.pprof", "runtime.memory_limit", "bgp.grpc_address"}
 	got := strings.Join(Keys(), ",")
 	for _, k := range want {
 		if !strings.Contains(got, k) {
@@ -156,5 +158,19 @@ func TestKeysListsEveryField(t *testing.T) {
 	}
 	if len(Keys()) != len(want) {
 		t.Errorf("Keys() = %v, want %d keys", Keys(), len(want))
+	}
+}
+
+func TestMemoryLimit(t *testing.T) {
+	for in, want := range map[string]int64{"": 0, "1700MiB": 1700 << 20, "2GiB": 2 << 30, "4096": 4096, "64 KiB": 64 << 10} {
+		got, err := Runtime{MemoryLimit: in}.MemoryLimitBytes()
+		if err != nil || got != want {
+			t.Errorf("memory_limit %q = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"-1", "0", "1.5GiB", "2TB"} {
+		if _, err := (Runtime{MemoryLimit: in}).MemoryLimitBytes(); err == nil {
+			t.Errorf("memory_limit %q accepted", in)
+		}
 	}
 }

@@ -138,8 +138,8 @@ type Routes struct {
 	// one peer share one slice.
 	recent     [8][]netip.Addr
 	recentNext int
-	kick    chan struct{}
-	sweep   chan struct{}
+	kick       chan struct{}
+	sweep      chan struct{}
 
 	// Owned by the worker; read by Installed and Stats under stateMu.
 	stateMu   sync.Mutex
