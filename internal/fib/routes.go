@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // Defaults of RoutesConfig. The metric is not the kernel's default (0) so
@@ -142,11 +143,16 @@ type Routes struct {
 	sweep      chan struct{}
 
 	// Owned by the worker; read by Installed and Stats under stateMu.
-	stateMu   sync.Mutex
-	desired   map[pkey][]netip.Addr
-	installed map[pkey]inst
-	stale     map[pkey]struct{}
-	stats     RoutesStats
+	stateMu sync.Mutex
+	// routes holds, per prefix, the desired and the installed state; one
+	// map rather than two, and shared installed states, because at a
+	// million routes every byte per prefix is a megabyte.
+	routes     map[pkey]entry
+	nDesired   int
+	nInstalled int
+	shared     map[sharedKey]*inst
+	stale      map[pkey]struct{}
+	stats      RoutesStats
 
 	// backoff is the wait before retry i (i from 0); a variable so tests run fast.
 	backoff func(i int) time.Duration
@@ -166,16 +172,16 @@ func NewRoutes(w Writer, cfg RoutesConfig, log *slog.Logger) *Routes {
 		log = slog.Default()
 	}
 	return &Routes{
-		w:         w,
-		log:       log,
-		cfg:       cfg.withDefaults(),
-		pending:   make(map[pkey][]netip.Addr),
-		kick:      make(chan struct{}, 1),
-		sweep:     make(chan struct{}, 1),
-		desired:   make(map[pkey][]netip.Addr),
-		installed: make(map[pkey]inst),
-		stale:     make(map[pkey]struct{}),
-		backoff:   func(i int) time.Duration { return 10 * time.Millisecond << (2 * i) },
+		w:       w,
+		log:     log,
+		cfg:     cfg.withDefaults(),
+		pending: make(map[pkey][]netip.Addr),
+		kick:    make(chan struct{}, 1),
+		sweep:   make(chan struct{}, 1),
+		routes:  make(map[pkey]entry),
+		shared:  make(map[sharedKey]*inst),
+		stale:   make(map[pkey]struct{}),
+		backoff: func(i int) time.Duration { return 10 * time.Millisecond << (2 * i) },
 	}
 }
 
@@ -223,9 +229,11 @@ func (r *Routes) wake() {
 func (r *Routes) Installed() []InstalledRoute {
 	r.stateMu.Lock()
 	defer r.stateMu.Unlock()
-	out := make([]InstalledRoute, 0, len(r.installed))
-	for k, in := range r.installed {
-		out = append(out, InstalledRoute{Prefix: k.prefix(), NextHops: in.nh, Kernel: in.kernel})
+	out := make([]InstalledRoute, 0, r.nInstalled)
+	for k, e := range r.routes {
+		if e.have != nil {
+			out = append(out, InstalledRoute{Prefix: k.prefix(), NextHops: e.have.nh, Kernel: e.have.kernel})
+		}
 	}
 	slices.SortFunc(out, func(a, b InstalledRoute) int { return comparePrefix(a.Prefix, b.Prefix) })
 	return out
@@ -237,8 +245,11 @@ func (r *Routes) CountByNextHop() map[netip.Addr]int {
 	r.stateMu.Lock()
 	defer r.stateMu.Unlock()
 	out := map[netip.Addr]int{}
-	for _, in := range r.installed {
-		for _, nh := range in.nh {
+	for _, e := range r.routes {
+		if e.have == nil {
+			continue
+		}
+		for _, nh := range e.have.nh {
 			out[nh]++
 		}
 	}
@@ -253,7 +264,7 @@ func (r *Routes) Stats() RoutesStats {
 	r.stateMu.Lock()
 	defer r.stateMu.Unlock()
 	s := r.stats
-	s.Installed, s.Desired, s.Pending = len(r.installed), len(r.desired), pending
+	s.Installed, s.Desired, s.Pending = r.nInstalled, r.nDesired, pending
 	return s
 }
 
@@ -338,7 +349,7 @@ func (r *Routes) load() error {
 	defer r.stateMu.Unlock()
 	for _, ir := range found {
 		k := keyOf(ir.Prefix)
-		r.installed[k] = inst{kernel: ir.Kernel}
+		r.setHave(k, &inst{kernel: ir.Kernel})
 		r.stale[k] = struct{}{}
 	}
 	if len(found) > 0 {
@@ -397,16 +408,14 @@ func (r *Routes) want(k pkey, nh []netip.Addr) (Op, bool) {
 	r.stateMu.Lock()
 	defer r.stateMu.Unlock()
 	delete(r.stale, k)
+	e := r.routes[k]
+	e.want = nh
+	r.put(k, e)
+	cur := e.have
 	if nh == nil {
-		delete(r.desired, k)
-	} else {
-		r.desired[k] = nh
+		return Op{Prefix: k.prefix()}, cur != nil
 	}
-	cur, have := r.installed[k]
-	if nh == nil {
-		return Op{Prefix: k.prefix()}, have
-	}
-	if have && slices.Equal(cur.nh, nh) {
+	if cur != nil && slices.Equal(cur.nh, nh) {
 		return Op{}, false
 	}
 	return Op{Prefix: k.prefix(), NextHops: nh}, true
@@ -446,10 +455,10 @@ func (r *Routes) writeChunk(ctx context.Context, ops []Op, res []Result, failed 
 			switch {
 			case rs.Err == nil && op.NextHops == nil:
 				r.stats.Deletes++
-				delete(r.installed, keyOf(op.Prefix))
+				r.setHave(keyOf(op.Prefix), nil)
 			case rs.Err == nil:
 				r.stats.Replaces++
-				r.installed[keyOf(op.Prefix)] = inst{nh: op.NextHops, kernel: rs.Kernel}
+				r.setHave(keyOf(op.Prefix), r.share(op.NextHops, rs.Kernel))
 			case IsTransient(rs.Err) && attempt < retries:
 				r.stats.Retries++
 				again = append(again, op)
@@ -501,10 +510,10 @@ func (r *Routes) renexthop(ctx context.Context, tr NexthopTracker) {
 	}
 	var ops []Op
 	r.stateMu.Lock()
-	for k, nh := range r.desired {
-		for _, a := range nh {
+	for k, e := range r.routes {
+		for _, a := range e.want {
 			if moved[a] {
-				ops = append(ops, Op{Prefix: k.prefix(), NextHops: nh})
+				ops = append(ops, Op{Prefix: k.prefix(), NextHops: e.want})
 				break
 			}
 		}
@@ -515,7 +524,7 @@ func (r *Routes) renexthop(ctx context.Context, tr NexthopTracker) {
 	var gone []Op
 	r.stateMu.Lock()
 	for _, f := range failed {
-		if _, ok := r.installed[keyOf(f.op.Prefix)]; ok && !IsTransient(f.err) {
+		if r.routes[keyOf(f.op.Prefix)].have != nil && !IsTransient(f.err) {
 			gone = append(gone, Op{Prefix: f.op.Prefix})
 		}
 	}
@@ -532,7 +541,7 @@ func (r *Routes) sweepStale(ctx context.Context) {
 	r.stateMu.Lock()
 	var gone []netip.Prefix
 	for k := range r.stale {
-		if _, want := r.desired[k]; !want {
+		if r.routes[k].want == nil {
 			gone = append(gone, k.prefix())
 		}
 	}
@@ -565,33 +574,33 @@ func (r *Routes) Resync(ctx context.Context) {
 
 	var fixes []Op
 	r.stateMu.Lock()
-	for p, in := range r.installed {
+	for p, e := range r.routes {
+		if e.have == nil {
+			continue
+		}
 		kernel, ok := inKernel[p]
 		if !ok {
 			// Gone behind our back: forget it, reinstall below if wanted.
-			delete(r.installed, p)
+			r.setHave(p, nil)
 			continue
 		}
-		if !slices.Equal(kernel, in.kernel) {
+		if !slices.Equal(kernel, e.have.kernel) {
 			// Changed behind our back: rewrite below.
-			r.installed[p] = inst{kernel: kernel}
+			r.setHave(p, &inst{kernel: kernel})
 		}
 	}
 	for p, kernel := range inKernel {
-		if _, ok := r.installed[p]; !ok {
+		if r.routes[p].have == nil {
 			// Ours but unknown (a write we thought failed went through).
-			r.installed[p] = inst{kernel: kernel}
+			r.setHave(p, &inst{kernel: kernel})
 		}
 	}
-	for p, nh := range r.desired {
-		if in, ok := r.installed[p]; !ok || !slices.Equal(in.nh, nh) {
-			fixes = append(fixes, Op{Prefix: p.prefix(), NextHops: nh})
+	for p, e := range r.routes {
+		if e.want != nil && (e.have == nil || !slices.Equal(e.have.nh, e.want)) {
+			fixes = append(fixes, Op{Prefix: p.prefix(), NextHops: e.want})
 		}
-	}
-	for p := range r.installed {
-		_, want := r.desired[p]
 		_, stale := r.stale[p]
-		if !want && !stale {
+		if e.want == nil && e.have != nil && !stale {
 			fixes = append(fixes, Op{Prefix: p.prefix()})
 		}
 	}
@@ -605,9 +614,11 @@ func (r *Routes) Resync(ctx context.Context) {
 
 func (r *Routes) removeAll() {
 	r.stateMu.Lock()
-	all := make([]Op, 0, len(r.installed))
-	for p := range r.installed {
-		all = append(all, Op{Prefix: p.prefix()})
+	all := make([]Op, 0, r.nInstalled)
+	for p, e := range r.routes {
+		if e.have != nil {
+			all = append(all, Op{Prefix: p.prefix()})
+		}
 	}
 	r.stateMu.Unlock()
 	// ctx is done: removal gets its own bound so that a stuck kernel cannot
@@ -639,9 +650,73 @@ func (k pkey) prefix() netip.Prefix {
 
 // inst is one installed route: next hops as BGP gave them (nil for a route
 // found in the kernel and not confirmed) and as the kernel holds them.
+// Routes with the same next hops share one (see share).
 type inst struct {
 	nh     []netip.Addr
 	kernel []Nexthop
+}
+
+// entry is what the worker knows of one prefix: the next hops BGP wants
+// (nil: none) and the route installed (nil: none).
+type entry struct {
+	want []netip.Addr
+	have *inst
+}
+
+// put stores e for k (removing the prefix when it is neither wanted nor
+// installed) and keeps the counts. Called with stateMu held.
+func (r *Routes) put(k pkey, e entry) {
+	if old, ok := r.routes[k]; ok {
+		r.count(old, -1)
+	}
+	if e.want == nil && e.have == nil {
+		delete(r.routes, k)
+		return
+	}
+	r.count(e, 1)
+	r.routes[k] = e
+}
+
+func (r *Routes) count(e entry, d int) {
+	if e.want != nil {
+		r.nDesired += d
+	}
+	if e.have != nil {
+		r.nInstalled += d
+	}
+}
+
+func (r *Routes) setHave(k pkey, in *inst) {
+	e := r.routes[k]
+	e.have = in
+	r.put(k, e)
+}
+
+// sharedKey identifies an installed state by the slices it holds: the
+// next-hop sets from intern and the kernel next hops from the writer are
+// shared slices, so a full table via one peer is one inst.
+type sharedKey struct {
+	nh     *netip.Addr
+	nhLen  int
+	kernel *Nexthop
+	kLen   int
+}
+
+// maxShared bounds the table of shared installed states; past it the table
+// starts over (states already handed out stay valid).
+const maxShared = 1 << 16
+
+func (r *Routes) share(nh []netip.Addr, kernel []Nexthop) *inst {
+	key := sharedKey{unsafe.SliceData(nh), len(nh), unsafe.SliceData(kernel), len(kernel)}
+	if in, ok := r.shared[key]; ok {
+		return in
+	}
+	if len(r.shared) >= maxShared {
+		clear(r.shared)
+	}
+	in := &inst{nh: nh, kernel: kernel}
+	r.shared[key] = in
+	return in
 }
 
 // intern returns nh sorted and deduplicated, as a slice shared with the

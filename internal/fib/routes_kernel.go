@@ -1,6 +1,7 @@
 package fib
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -51,6 +52,9 @@ type KernelWriter struct {
 	// cache holds resolutions (kept across Apply calls only while
 	// tracking); used by the worker goroutine only.
 	cache map[netip.Addr]resolution
+	// sharedKernel holds multipath next-hop lists handed out (see
+	// shareKernel); used by the worker goroutine only.
+	sharedKernel map[string][]Nexthop
 }
 
 // resolution is a resolved next hop or why it could not be resolved.
@@ -103,8 +107,9 @@ func NewKernelWriter(cfg KernelConfig) (*KernelWriter, error) {
 	}
 	return &KernelWriter{
 		h: h, sock: sock, metric: cfg.Metric, table: cfg.Table, nsPath: cfg.NetNS,
-		rc:    routeConf{table: uint32(cfg.Table), metric: uint32(cfg.Metric)},
-		cache: map[netip.Addr]resolution{},
+		rc:           routeConf{table: uint32(cfg.Table), metric: uint32(cfg.Metric)},
+		cache:        map[netip.Addr]resolution{},
+		sharedKernel: map[string][]Nexthop{},
 	}, nil
 }
 
@@ -230,7 +235,26 @@ func (k *KernelWriter) kernelNexthops(op Op) ([]Nexthop, error) {
 	if len(kernel) == 0 {
 		return nil, fmt.Errorf("route %s: no next hop", prefix)
 	}
-	return kernel, nil
+	return k.shareKernel(kernel), nil
+}
+
+// shareKernel returns an equal multipath next-hop list handed out before,
+// so that routes via the same set share one slice.
+func (k *KernelWriter) shareKernel(kernel []Nexthop) []Nexthop {
+	key := make([]byte, 0, len(kernel)*20)
+	for _, nh := range kernel {
+		a := nh.Gateway.As16()
+		key = append(key, a[:]...)
+		key = binary.NativeEndian.AppendUint32(key, uint32(nh.LinkIndex))
+	}
+	if s, ok := k.sharedKernel[string(key)]; ok {
+		return s
+	}
+	if len(k.sharedKernel) >= 4096 {
+		clear(k.sharedKernel)
+	}
+	k.sharedKernel[string(key)] = kernel
+	return kernel
 }
 
 // Replace installs one route with replace semantics (see Apply).
