@@ -44,14 +44,15 @@ test-unit:
 
 # Control-plane benchmark: a BIRD feeder sends BENCH_PREFIXES IPv4 prefixes
 # to xrouter, BIRD and FRR in turn; time to all-in-kernel, peak RSS, CPU and
-# removal time go into docs/benchmarks.md, with a CPU profile of xrouter's
-# load in bin/fibbench-xrouter.pprof (`go tool pprof -top bin/xrouter FILE`).
+# removal time go into docs/benchmarks.md; xrouter's profiles (CPU during
+# load and removal, heap after the load) go to bin/fibbench-*.pprof
+# (`go tool pprof -top bin/xrouter bin/fibbench-xrouter-load.pprof`).
 # `make test` runs the same test with 10,000 prefixes as a smoke test.
 BENCH_PREFIXES ?= 1000000
 bench-fib: deps build
 	XROUTER_FIBBENCH_PREFIXES=$(BENCH_PREFIXES) \
 	XROUTER_FIBBENCH_DOC=$(CURDIR)/docs/benchmarks.md \
-	XROUTER_FIBBENCH_PROFILE=$(CURDIR)/bin/fibbench-xrouter.pprof \
+	XROUTER_FIBBENCH_PROFILE=$(CURDIR)/bin/fibbench \
 	$(GO) test -count=1 -timeout 30m -run 'TestFIBBenchPrivileged' -v ./netns-tests/
 
 demo: deps build

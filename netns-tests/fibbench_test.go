@@ -37,10 +37,13 @@ import (
 // Environment:
 //
 //	XROUTER_FIBBENCH_PREFIXES  prefixes to feed (default 10000)
-//	XROUTER_FIBBENCH_RECEIVERS comma-separated subset of xrouter,bird,frr
+//	XROUTER_FIBBENCH_RECEIVERS comma-separated subset of xrouter,
+//	                           xrouter-memlimit, bird, frr (default: all;
+//	                           xrouter-memlimit only from 100,000 prefixes)
 //	XROUTER_FIBBENCH_DOC       markdown file to write the table into
-//	XROUTER_FIBBENCH_PROFILE   file for a CPU profile of xrouter taken
-//	                           during the load (needs debug.pprof)
+//	XROUTER_FIBBENCH_PROFILE   file name prefix for xrouter's profiles
+//	                           (CPU during the load and the removal, heap
+//	                           after the load; via debug.pprof)
 //	XROUTER_FIBBENCH_XROUTER   extra YAML for xrouter's config (top level)
 const (
 	benchFeedAddr = "10.210.0.1"
@@ -78,6 +81,10 @@ func TestFIBBenchPrivileged(t *testing.T) {
 		n = v
 	}
 	receivers := []string{"xrouter", "bird", "frr"}
+	if n >= 100000 {
+		// Full-table runs also show the effect of runtime.memory_limit.
+		receivers = []string{"xrouter", "xrouter-memlimit", "bird", "frr"}
+	}
 	if s := os.Getenv("XROUTER_FIBBENCH_RECEIVERS"); s != "" {
 		receivers = strings.Split(s, ",")
 	}
@@ -212,13 +219,15 @@ protocol bgp feed {
 	var rcv receiver
 	switch name {
 	case "xrouter":
-		rcv = startBenchXrouter(t, p)
+		rcv = startBenchXrouter(t, p, "")
+	case "xrouter-memlimit":
+		rcv = startBenchXrouter(t, p, "runtime:\n  memory_limit: "+benchMemoryLimit+"\n")
 	case "bird":
 		rcv = startBenchBIRD(t, p)
 	case "frr":
 		rcv = startBenchFRR(t, p)
 	default:
-		t.Fatalf("unknown receiver %q (want xrouter, bird or frr)", name)
+		t.Fatalf("unknown receiver %q (want xrouter, xrouter-memlimit, bird or frr)", name)
 	}
 	var est time.Time
 	select {
@@ -229,10 +238,10 @@ protocol bgp feed {
 	t.Logf("%s: session up", name)
 
 	var profile chan error
-	if path := os.Getenv("XROUTER_FIBBENCH_PROFILE"); path != "" && name == "xrouter" {
+	if os.Getenv("XROUTER_FIBBENCH_PROFILE") != "" && strings.HasPrefix(name, "xrouter") {
 		profile = make(chan error, 1)
 		go func() {
-			profile <- fetchProfile(p.recv, path, fmt.Sprintf("profile?seconds=%d", benchProfileSeconds))
+			profile <- fetchProfile(p.recv, profilePath(name, "load"), fmt.Sprintf("profile?seconds=%d", benchProfileSeconds))
 		}()
 	}
 
@@ -262,7 +271,7 @@ protocol bgp feed {
 	t.Logf("%s: all %d routes in the kernel %.1f s after the session came up (%.1f CPU s)", name, n, res.Load.Seconds(), res.CPU)
 	if profile != nil {
 		// The heap as the load left it, then the CPU profile.
-		if err := fetchProfile(p.recv, os.Getenv("XROUTER_FIBBENCH_PROFILE")+".heap", "heap?gc=1"); err != nil {
+		if err := fetchProfile(p.recv, profilePath(name, "heap"), "heap?gc=1"); err != nil {
 			t.Errorf("heap profile: %v", err)
 		}
 		if err := <-profile; err != nil {
@@ -275,7 +284,7 @@ protocol bgp feed {
 	if profile != nil {
 		removalProfile = make(chan error, 1)
 		go func() {
-			removalProfile <- fetchProfile(p.recv, os.Getenv("XROUTER_FIBBENCH_PROFILE")+".removal",
+			removalProfile <- fetchProfile(p.recv, profilePath(name, "removal"),
 				fmt.Sprintf("profile?seconds=%d", benchProfileSeconds))
 		}()
 		time.Sleep(100 * time.Millisecond) // the profile starts first
@@ -395,7 +404,11 @@ func peakRSS(t *testing.T, pid int) uint64 {
 	return 0
 }
 
-func startBenchXrouter(t *testing.T, p benchPair) receiver {
+// benchMemoryLimit is runtime.memory_limit of the xrouter-memlimit
+// receiver.
+const benchMemoryLimit = "1700MiB"
+
+func startBenchXrouter(t *testing.T, p benchPair, extra string) receiver {
 	pin := testbed.PinDir(t, prefix)
 	t.Cleanup(func() {
 		if _, stderr, err := xr("detach", "--pin-path", pin); err != nil {
@@ -429,7 +442,7 @@ bgp:
       families: [ipv4-unicast]
       hold_time: 90s
       import: all
-%s%s`, benchRecvDev, pin, benchRecvAS, benchRecvAddr, benchFeedAddr, benchFeedAS, debug, os.Getenv("XROUTER_FIBBENCH_XROUTER"))
+%s%s%s`, benchRecvDev, pin, benchRecvAS, benchRecvAddr, benchFeedAddr, benchFeedAS, debug, extra, os.Getenv("XROUTER_FIBBENCH_XROUTER"))
 	d := startDaemon(t, p.recv, writeFile(t, "xrouter.yaml", conf))
 	return receiver{pids: []int{d.cmd.Process.Pid}}
 }
@@ -538,6 +551,12 @@ route-map deny-all deny 10
 	return receiver{pids: []int{zebra.Process.Pid, bgpd.Process.Pid}}
 }
 
+// profilePath is where a profile of receiver name goes: next to
+// XROUTER_FIBBENCH_PROFILE (a file name prefix), e.g. bin/fibbench-xrouter-load.pprof.
+func profilePath(name, what string) string {
+	return fmt.Sprintf("%s-%s-%s.pprof", os.Getenv("XROUTER_FIBBENCH_PROFILE"), name, what)
+}
+
 // benchProfileSeconds is the length of xrouter's CPU profile, taken from
 // the moment the session is up.
 const benchProfileSeconds = 20
@@ -580,7 +599,12 @@ func benchTable(rs []benchResult) string {
 	var b strings.Builder
 	b.WriteString("| receiver | prefixes | session up → all in kernel (s) | peak RSS (MiB) | CPU (s) | removal after feeder kill -9 (s) |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|\n")
-	names := map[string]string{"xrouter": "xrouter (GoBGP + fib)", "bird": "BIRD 2 (protocol kernel)", "frr": "FRR bgpd + zebra"}
+	names := map[string]string{
+		"xrouter":          "xrouter (GoBGP + fib)",
+		"xrouter-memlimit": "xrouter, `runtime.memory_limit: " + benchMemoryLimit + "`",
+		"bird":             "BIRD 2 (protocol kernel)",
+		"frr":              "FRR bgpd + zebra",
+	}
 	for _, r := range rs {
 		fmt.Fprintf(&b, "| %s | %d | %.1f | %d | %.1f | %.1f |\n", names[r.Receiver], r.Prefixes,
 			r.Load.Seconds(), r.PeakRSS>>20, r.CPU, r.Removal.Seconds())
