@@ -664,13 +664,17 @@ func benchDocText(n int, table string) string {
 		}
 	}
 	bird, _ := exec.Command("bird", "--version").CombinedOutput()
+	peers := strings.TrimSpace(string(bird))
+	if out, err := exec.Command("/usr/lib/frr/zebra", "--version").Output(); err == nil {
+		peers += "; FRR " + strings.TrimPrefix(strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0], "zebra version ")
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Control plane: a full table into the kernel FIB\n\n")
 	fmt.Fprintf(&b, "%d IPv4 prefixes (about 60%% /24, the rest /16–/23) from a BIRD feeder over one eBGP session, one receiver at a time, each in its own network namespace.\n\n", n)
 	b.WriteString(table)
 	fmt.Fprintf(&b, "\n- Command: `make bench-fib` (`XROUTER_FIBBENCH_PREFIXES=%d go test -run TestFIBBenchPrivileged -v ./netns-tests/`)\n", n)
 	fmt.Fprintf(&b, "- Machine: %s, %d CPUs%s; kernel %s; %s; Go %s\n", cpu, runtime.NumCPU(), mem,
-		strings.TrimSpace(string(kernel)), strings.TrimSpace(string(bird)), runtime.Version())
+		strings.TrimSpace(string(kernel)), peers, runtime.Version())
 	fmt.Fprintf(&b, "- Date: %s\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
 	b.WriteString("- Session up: the TCP connection on port 179 established in the feeder's namespace. All in kernel: `Prefixes` of the Main table in the receiver's `/proc/net/fib_triestat` reaches baseline + N (polled). Peak RSS: `VmHWM` (FRR: bgpd + zebra). CPU: utime + stime when all routes were in. Removal: from `kill -9` of the feeder until the count is back to the baseline.\n")
 	return b.String()
