@@ -185,7 +185,13 @@ func runBenchReceiver(t *testing.T, name string, n int, routesFile string) bench
 	base := fibPrefixes(t, p.recv)
 
 	// The feeder first, with its table loaded, passive: the session comes
-	// up when the receiver connects.
+	// up when the receiver connects. Its keepalive time is 1 s because
+	// BIRD 2.0.12, once a receiver reads more slowly than it sends, stops
+	// sending until something arrives from the peer or one of its own
+	// timers fires: with the default (hold/3 = 30 s; its loop wakes at
+	// least every 3 s) a slow receiver lost up to 3 s per stall, ten
+	// seconds and more of a full table (seen from xrouter's side: GoBGP
+	// idle, waiting on the socket, while the feeder held the rest).
 	feeder := startBIRD(t, p.feed, fmt.Sprintf(`router id %s;
 protocol device {}
 protocol static st {
@@ -198,6 +204,7 @@ protocol bgp feed {
 	passive on;
 	start delay time 1;
 	hold time 90;
+	keepalive time 1;
 	ipv4 { import none; export where proto = "st"; };
 }
 `, benchFeedAddr, routesFile, benchFeedAddr, benchFeedAS, benchRecvAddr, benchRecvAS))
@@ -236,7 +243,6 @@ protocol bgp feed {
 		t.Fatalf("%s: no session with the feeder within 60 s", name)
 	}
 	t.Logf("%s: session up", name)
-
 	var profile chan error
 	if os.Getenv("XROUTER_FIBBENCH_PROFILE") != "" && strings.HasPrefix(name, "xrouter") {
 		profile = make(chan error, 1)
