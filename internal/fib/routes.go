@@ -128,6 +128,16 @@ type RoutesStats struct {
 // (what the kernel holds, as far as our successful writes say); the installed
 // state changes only when a write succeeded, so a failed write is retried by
 // the next resync instead of being forgotten.
+//
+// Writes go to the Writer in chunks (KernelWriter sends them batched on one
+// netlink socket); each route's outcome is known, transient errors are
+// retried with backoff, permanent ones are logged with the prefix.
+//
+// When the Writer is a NexthopTracker (KernelWriter is), the worker follows
+// kernel route, address and link changes: when a next hop that is not on a
+// connected subnet resolves differently (the route it resolves through
+// moved, appeared or went), the routes using it are rewritten at once, and
+// removed from the kernel while the next hop does not resolve at all.
 type Routes struct {
 	w   Writer
 	log *slog.Logger

@@ -2,13 +2,16 @@ package fib
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -312,4 +315,54 @@ func TestWatchIgnoresOwnRoutesPrivileged(t *testing.T) {
 	}
 	ipCmd(t, "-n", ns, "route", "add", "192.0.2.0/24", "via", "10.78.0.4", "proto", "static")
 	eventually(t, "change reported for a static route", func() bool { return calls.Load() > 0 })
+}
+
+// TestRouteSocketOutcomesPrivileged: in one batch, each request gets its own
+// outcome, matched by sequence number, with the kernel's explanation.
+func TestRouteSocketOutcomesPrivileged(t *testing.T) {
+	ns := routesNetns(t)
+	s, err := openRouteSocket("/run/netns/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.close)
+	link := 0
+	for _, l := range strings.Split(ipCmd(t, "-n", ns, "-o", "link", "show", "r0"), ":") {
+		if v, err := strconv.Atoi(strings.TrimSpace(l)); err == nil {
+			link = v
+			break
+		}
+	}
+	good := Nexthop{Gateway: netip.MustParseAddr("10.78.0.2"), LinkIndex: link}
+	bad := Nexthop{Gateway: netip.MustParseAddr("192.0.2.99"), LinkIndex: link} // not on a connected subnet
+	msgs := []routeMsg{
+		{prefix: netip.MustParsePrefix("198.51.100.0/24"), kernel: []Nexthop{good}},
+		{prefix: netip.MustParsePrefix("203.0.113.0/24"), kernel: []Nexthop{bad}},
+		{prefix: netip.MustParsePrefix("100.64.0.0/16")}, // delete of a route that is not there
+		{prefix: netip.MustParsePrefix("100.65.0.0/16"), kernel: []Nexthop{good, {Gateway: netip.MustParseAddr("10.78.0.3"), LinkIndex: link}}},
+	}
+	// Many of them, so that the batch spans more than one sendmsg.
+	for i := range 2 * batchWindow {
+		msgs = append(msgs, routeMsg{prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{11, byte(i >> 8), byte(i), 0}), 24), kernel: []Nexthop{good}})
+	}
+	errs := make([]error, len(msgs))
+	s.exchange(routeConf{table: DefaultTable, metric: DefaultMetric}, msgs, errs)
+	if errs[0] != nil || errs[3] != nil {
+		t.Errorf("valid routes: %v, %v", errs[0], errs[3])
+	}
+	if errs[1] == nil || IsTransient(errs[1]) || !strings.Contains(errs[1].Error(), "gateway") {
+		t.Errorf("unreachable gateway: err = %v, want a permanent error with the kernel's explanation", errs[1])
+	}
+	if !errors.Is(errs[2], syscall.ESRCH) {
+		t.Errorf("delete of a missing route: err = %v, want ESRCH", errs[2])
+	}
+	for i, err := range errs[4:] {
+		if err != nil {
+			t.Fatalf("route %s: %v", msgs[4+i].prefix, err)
+		}
+	}
+	out := ipCmd(t, "-n", ns, "route", "show", "proto", "bgp")
+	if n := strings.Count(out, "\n"); n < 2*batchWindow+2 || strings.Contains(out, "203.0.113.0") {
+		t.Errorf("kernel holds %d lines of bgp routes, want %d and not 203.0.113.0/24", n, 2*batchWindow+2)
+	}
 }
