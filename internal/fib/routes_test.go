@@ -489,3 +489,29 @@ func TestRoutesNexthopTracking(t *testing.T) {
 		t.Errorf("unrelated route %s via %s", pfxB, got)
 	}
 }
+
+func TestPrefixKeyRoundTrip(t *testing.T) {
+	seen := map[pkey]netip.Prefix{}
+	for _, s := range []string{"0.0.0.0/0", "10.0.0.0/8", "198.51.100.0/24", "203.0.113.7/32",
+		"::/0", "2001:db8::/32", "2001:db8:77::/48", "::ffff:198.51.100.0/120", "::ffff:0.0.0.0/96", "::/96"} {
+		p := netip.MustParsePrefix(s)
+		k := keyOf(p)
+		if got := k.prefix(); got != p {
+			t.Errorf("keyOf(%s).prefix() = %s", p, got)
+		}
+		if q, dup := seen[k]; dup {
+			t.Errorf("%s and %s share a key", p, q)
+		}
+		seen[k] = p
+	}
+}
+
+func TestRoutesShareNexthopSets(t *testing.T) {
+	r := NewRoutes(newFakeWriter(), RoutesConfig{}, quiet())
+	r.Set(pfxA, []netip.Addr{nh2, nh1})
+	r.Set(pfxB, []netip.Addr{nh1, nh2, nh1})
+	a, b := r.pending[keyOf(pfxA)], r.pending[keyOf(pfxB)]
+	if !slices.Equal(a, []netip.Addr{nh1, nh2}) || &a[0] != &b[0] {
+		t.Errorf("next-hop sets %v and %v: want one shared sorted set", a, b)
+	}
+}
