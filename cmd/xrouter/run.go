@@ -100,6 +100,10 @@ func run(cfg *config.Config, log *slog.Logger) error {
 		debug.SetMemoryLimit(limit)
 		log.Info("Go memory limit set (runtime.memory_limit)", "bytes", limit)
 	}
+	if g := cfg.Runtime.GCPercent; g != 0 {
+		debug.SetGCPercent(g)
+		log.Info("Go GC target set (runtime.gc_percent)", "percent", g)
+	}
 	ctl := &control{}
 	bgpOn := cfg.BGP.AS != 0
 	if bgpOn {

@@ -110,6 +110,10 @@ type Runtime struct {
 	// (runtime/debug.SetMemoryLimit) as a size: "1700MiB", "2GiB" or bytes;
 	// empty leaves the default (GOMEMLIMIT or none).
 	MemoryLimit string `mapstructure:"memory_limit"`
+	// GCPercent is the garbage collector's target (runtime/debug.SetGCPercent):
+	// 0 leaves the default (GOGC or 100), -1 turns collection off until the
+	// memory limit is near.
+	GCPercent int `mapstructure:"gc_percent"`
 }
 
 // MemoryLimitBytes is runtime.memory_limit in bytes; 0 when unset.
@@ -164,6 +168,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("fib.remove_on_stop", false)
 	v.SetDefault("debug.pprof", "")
 	v.SetDefault("runtime.memory_limit", "")
+	v.SetDefault("runtime.gc_percent", 0)
 	v.SetDefault("bgp.grpc_address", bgp.DefaultGRPCAddress)
 }
 
@@ -367,6 +372,12 @@ func (c *Config) Validate() error {
 	}
 	if _, err := c.Runtime.MemoryLimitBytes(); err != nil {
 		return fmt.Errorf("key \"runtime.memory_limit\": %q: %v", c.Runtime.MemoryLimit, err)
+	}
+	if g := c.Runtime.GCPercent; g < -1 || g > 10000 {
+		return fmt.Errorf("key \"runtime.gc_percent\": %d out of range (-1 for off, 0 for the default, up to 10000)", g)
+	}
+	if c.Runtime.GCPercent == -1 && c.Runtime.MemoryLimit == "" {
+		return fmt.Errorf("key \"runtime.gc_percent\": -1 (off) needs runtime.memory_limit, or the heap grows without bound")
 	}
 	if c.Debug.PProf != "" {
 		if _, err := netip.ParseAddrPort(c.Debug.PProf); err != nil {

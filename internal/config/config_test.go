@@ -72,6 +72,8 @@ func TestLoadRejects(t *testing.T) {
 		{"bgp neighbour without families", "bgp:\n  as: 65001\n  router_id: 10.0.0.1\n  neighbors:\n    - address: 10.0.0.2\n      peer_as: 65002\n", []string{"bgp.neighbors[0].families"}},
 		{"fib table local", "fib:\n  table: 255\n", []string{"fib.table"}},
 		{"bad memory limit", "runtime:\n  memory_limit: lots\n", []string{"runtime.memory_limit", "lots"}},
+		{"gc percent out of range", "runtime:\n  gc_percent: -5\n", []string{"runtime.gc_percent"}},
+		{"gc off without limit", "runtime:\n  gc_percent: -1\n", []string{"runtime.gc_percent", "memory_limit"}},
 		{"bad pprof address", "debug:\n  pprof: 6060\n", []string{"debug.pprof"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -149,7 +151,7 @@ func TestKeysListsEveryField(t *testing.T) {
 	want := []string{"dataplane.interfaces", "dataplane.interface_pattern", "dataplane.mode", "dataplane.pin_path",
 		"dataplane.detach_on_exit", "dataplane.manage_forwarding", "dataplane.resync_interval",
 		"log.level", "log.format", "metrics.listen", "api.socket", "fib.metric", "fib.table",
-		"fib.stale_timeout", "fib.resync_interval", "fib.remove_on_stop", "debug.pprof", "runtime.memory_limit", "bgp.grpc_address"}
+		"fib.stale_timeout", "fib.resync_interval", "fib.remove_on_stop", "debug.pprof", "runtime.memory_limit", "runtime.gc_percent", "bgp.grpc_address"}
 	got := strings.Join(Keys(), ",")
 	for _, k := range want {
 		if !strings.Contains(got, k) {
