@@ -9,7 +9,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 DEB_PKGS  := iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev procps bird2 frr
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build deps generate check-generate vet test test-unit test-root demo bench clean
+.PHONY: all build deps generate check-generate vet test test-unit test-root demo bench bench-fib clean
 
 all: build
 
@@ -52,6 +52,19 @@ bench: deps build
 	$(GO) test -c -o bin/bench.test ./netns-tests/bench/
 	bin/bench.test -test.run '^TestBenchPrivileged$$' -test.v -test.timeout 15m \
 		-full -xrouter $(BIN) -docs docs/benchmarks.md -command 'make bench$(if $(BENCH_FLAGS), BENCH_FLAGS="$(BENCH_FLAGS)")' $(BENCH_FLAGS)
+
+# Control-plane benchmark: a BIRD feeder sends BENCH_PREFIXES IPv4 prefixes
+# to xrouter, BIRD and FRR in turn; time to all-in-kernel, peak RSS, CPU and
+# removal time go into docs/benchmarks.md; xrouter's profiles (CPU during
+# load and removal, heap after the load) go to bin/fibbench-*.pprof
+# (`go tool pprof -top bin/xrouter bin/fibbench-xrouter-load.pprof`).
+# `make test` runs the same test with 10,000 prefixes as a smoke test.
+BENCH_PREFIXES ?= 1000000
+bench-fib: deps build
+	XROUTER_FIBBENCH_PREFIXES=$(BENCH_PREFIXES) \
+	XROUTER_FIBBENCH_DOC=$(CURDIR)/docs/benchmarks.md \
+	XROUTER_FIBBENCH_PROFILE=$(CURDIR)/bin/fibbench \
+	$(GO) test -count=1 -timeout 30m -run 'TestFIBBenchPrivileged' -v ./netns-tests/
 
 demo: deps build
 	XR=./$(BIN) scripts/demo.sh

@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"reflect"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -96,6 +98,14 @@ func run(cfg *config.Config, log *slog.Logger, reload func() (*config.Config, er
 	if err := checkInterfaces(cfg); err != nil {
 		return err
 	}
+	if limit, _ := cfg.Runtime.MemoryLimitBytes(); limit > 0 { // validated
+		debug.SetMemoryLimit(limit)
+		log.Info("Go memory limit set (runtime.memory_limit)", "bytes", limit)
+	}
+	if g := cfg.Runtime.GCPercent; g != 0 {
+		debug.SetGCPercent(g)
+		log.Info("Go GC target set (runtime.gc_percent)", "percent", g)
+	}
 	ctl := &control{}
 	bgpOn := cfg.BGP.AS != 0
 	if bgpOn {
@@ -125,6 +135,15 @@ func run(cfg *config.Config, log *slog.Logger, reload func() (*config.Config, er
 		}
 		defer ln.Close()
 		metricsLn = ln
+	}
+	var pprofLn net.Listener
+	if cfg.Debug.PProf != "" {
+		ln, err := net.Listen("tcp", cfg.Debug.PProf)
+		if err != nil {
+			return fmt.Errorf("config %s: key \"debug.pprof\": %w", cfg.File, err)
+		}
+		defer ln.Close()
+		pprofLn = ln
 	}
 	if cfg.API.Socket != "" {
 		ln, err := listenAPI(cfg.API.Socket)
@@ -187,6 +206,10 @@ func run(cfg *config.Config, log *slog.Logger, reload func() (*config.Config, er
 	}
 	if apiLn != nil {
 		serveHTTP(ctx, apiLn, ctl.handler(), log)
+	}
+	if pprofLn != nil {
+		serveHTTP(ctx, pprofLn, pprofHandler(), log)
+		log.Info("serving profiles (debug.pprof)", "addr", pprofLn.Addr().String()+"/debug/pprof/")
 	}
 	routesDone := make(chan error, 1)
 	if bgpOn {
@@ -312,6 +335,18 @@ func startRedistribution(ctx context.Context, sp *bgp.Speaker, log *slog.Logger)
 		return fmt.Errorf("redistribution: %w", err)
 	}
 	return nil
+}
+
+// pprofHandler is Go's profiling endpoints, without registering them on
+// the default mux.
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // serveHTTP serves h on ln until ctx ends.

@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +30,8 @@ type Config struct {
 	Metrics   Metrics   `mapstructure:"metrics"`
 	API       API       `mapstructure:"api"`
 	FIB       FIB       `mapstructure:"fib"`
+	Debug     Debug     `mapstructure:"debug"`
+	Runtime   Runtime   `mapstructure:"runtime"`
 	// BGP configures the embedded speaker; it is off while bgp.as is 0.
 	BGP bgp.Config `mapstructure:"bgp"`
 
@@ -94,6 +97,54 @@ type FIB struct {
 	RemoveOnStop bool `mapstructure:"remove_on_stop"`
 }
 
+// Debug configures diagnostics.
+type Debug struct {
+	// PProf is host:port for Go's /debug/pprof/ handlers (CPU and heap
+	// profiles); empty turns it off. Bind it to a loopback address.
+	PProf string `mapstructure:"pprof"`
+}
+
+// Runtime tunes the Go runtime of the daemon.
+type Runtime struct {
+	// MemoryLimit is the Go runtime's soft memory limit
+	// (runtime/debug.SetMemoryLimit) as a size: "1700MiB", "2GiB" or bytes;
+	// empty leaves the default (GOMEMLIMIT or none).
+	MemoryLimit string `mapstructure:"memory_limit"`
+	// GCPercent is the garbage collector's target (runtime/debug.SetGCPercent):
+	// 0 leaves the default (GOGC or 100), -1 turns collection off until the
+	// memory limit is near.
+	GCPercent int `mapstructure:"gc_percent"`
+}
+
+// MemoryLimitBytes is runtime.memory_limit in bytes; 0 when unset.
+func (r Runtime) MemoryLimitBytes() (int64, error) {
+	return parseSize(r.MemoryLimit)
+}
+
+// parseSize reads a byte count with an optional binary suffix (KiB, MiB,
+// GiB); "" is 0.
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, nil
+	}
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("want a positive size such as 1700MiB, 2GiB or a byte count")
+	}
+	return n * mult, nil
+}
+
 // Modes are the accepted dataplane.mode values.
 var Modes = []string{"auto", "native", "generic"}
 
@@ -115,6 +166,9 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("fib.stale_timeout", "2m")
 	v.SetDefault("fib.resync_interval", "5m")
 	v.SetDefault("fib.remove_on_stop", false)
+	v.SetDefault("debug.pprof", "")
+	v.SetDefault("runtime.memory_limit", "")
+	v.SetDefault("runtime.gc_percent", 0)
 	v.SetDefault("bgp.grpc_address", bgp.DefaultGRPCAddress)
 }
 
@@ -339,6 +393,20 @@ func (c *Config) Validate() error {
 	if c.Metrics.Listen != "" {
 		if _, err := netip.ParseAddrPort(c.Metrics.Listen); err != nil {
 			return fmt.Errorf("key \"metrics.listen\": %q is not an IP:port: %v", c.Metrics.Listen, err)
+		}
+	}
+	if _, err := c.Runtime.MemoryLimitBytes(); err != nil {
+		return fmt.Errorf("key \"runtime.memory_limit\": %q: %v", c.Runtime.MemoryLimit, err)
+	}
+	if g := c.Runtime.GCPercent; g < -1 || g > 10000 {
+		return fmt.Errorf("key \"runtime.gc_percent\": %d out of range (-1 for off, 0 for the default, up to 10000)", g)
+	}
+	if c.Runtime.GCPercent == -1 && c.Runtime.MemoryLimit == "" {
+		return fmt.Errorf("key \"runtime.gc_percent\": -1 (off) needs runtime.memory_limit, or the heap grows without bound")
+	}
+	if c.Debug.PProf != "" {
+		if _, err := netip.ParseAddrPort(c.Debug.PProf); err != nil {
+			return fmt.Errorf("key \"debug.pprof\": %q is not an IP:port: %v", c.Debug.PProf, err)
 		}
 	}
 	return nil

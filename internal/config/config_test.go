@@ -76,6 +76,10 @@ func TestLoadRejects(t *testing.T) {
 		{"bgp redistribute unknown list", "bgp:\n  as: 65001\n  router_id: 10.0.0.1\n  redistribute:\n    connected: {enabled: true, prefix_list: nope}\n", []string{"bgp.redistribute.connected.prefix_list", "nope"}},
 		{"bgp neighbour without families", "bgp:\n  as: 65001\n  router_id: 10.0.0.1\n  neighbors:\n    - address: 10.0.0.2\n      peer_as: 65002\n", []string{"bgp.neighbors[0].families"}},
 		{"fib table local", "fib:\n  table: 255\n", []string{"fib.table"}},
+		{"bad memory limit", "runtime:\n  memory_limit: lots\n", []string{"runtime.memory_limit", "lots"}},
+		{"gc percent out of range", "runtime:\n  gc_percent: -5\n", []string{"runtime.gc_percent"}},
+		{"gc off without limit", "runtime:\n  gc_percent: -1\n", []string{"runtime.gc_percent", "memory_limit"}},
+		{"bad pprof address", "debug:\n  pprof: 6060\n", []string{"debug.pprof"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := writeFile(t, tc.body)
@@ -152,7 +156,7 @@ func TestKeysListsEveryField(t *testing.T) {
 	want := []string{"dataplane.interfaces", "dataplane.interface_pattern", "dataplane.mode", "dataplane.pin_path",
 		"dataplane.detach_on_exit", "dataplane.manage_forwarding", "dataplane.resync_interval",
 		"log.level", "log.format", "metrics.listen", "api.socket", "fib.metric", "fib.table",
-		"fib.stale_timeout", "fib.resync_interval", "fib.remove_on_stop", "bgp.grpc_address"}
+		"fib.stale_timeout", "fib.resync_interval", "fib.remove_on_stop", "debug.pprof", "runtime.memory_limit", "runtime.gc_percent", "bgp.grpc_address"}
 	got := strings.Join(Keys(), ",")
 	for _, k := range want {
 		if !strings.Contains(got, k) {
@@ -211,5 +215,19 @@ bgp:
 	}
 	if b.Neighbors[0].GracefulRestart != nil {
 		t.Error("neighbour graceful_restart set without being configured")
+	}
+}
+
+func TestMemoryLimit(t *testing.T) {
+	for in, want := range map[string]int64{"": 0, "1700MiB": 1700 << 20, "2GiB": 2 << 30, "4096": 4096, "64 KiB": 64 << 10} {
+		got, err := Runtime{MemoryLimit: in}.MemoryLimitBytes()
+		if err != nil || got != want {
+			t.Errorf("memory_limit %q = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"-1", "0", "1.5GiB", "2TB"} {
+		if _, err := (Runtime{MemoryLimit: in}).MemoryLimitBytes(); err == nil {
+			t.Errorf("memory_limit %q accepted", in)
+		}
 	}
 }

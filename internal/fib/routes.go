@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // Defaults of RoutesConfig. The metric is not the kernel's default (0) so
@@ -73,16 +74,28 @@ type InstalledRoute struct {
 	Kernel []Nexthop `json:"kernel"`
 }
 
+// Op is one write into the FIB: NextHops nil deletes our route for Prefix.
+type Op struct {
+	Prefix   netip.Prefix
+	NextHops []netip.Addr
+}
+
+// Result is the outcome of one Op: the next hops the kernel now holds (for
+// a replace), or the error. Errors are classified with IsTransient.
+type Result struct {
+	Kernel []Nexthop
+	Err    error
+}
+
 // Writer writes our routes into a FIB. The kernel implementation is
 // KernelWriter; tests inject a fake so the reconcile logic runs without root.
-// Errors it returns are classified with IsTransient.
 type Writer interface {
-	// Replace installs prefix via nexthops (one route, multipath when more
-	// than one), resolving next hops that are not on a connected subnet, and
-	// returns the next hops it installed.
-	Replace(prefix netip.Prefix, nexthops []netip.Addr) ([]Nexthop, error)
-	// Delete removes our route for prefix; a route already gone is no error.
-	Delete(prefix netip.Prefix) error
+	// Apply performs ops, which are for distinct prefixes, and stores the
+	// outcome of ops[i] in res[i] (len(res) == len(ops)). A replace installs
+	// the prefix via its next hops (one route, multipath when more than
+	// one), resolving next hops that are not on a connected subnet; a delete
+	// of a route already gone is no error.
+	Apply(ops []Op, res []Result)
 	// List returns all our routes (our protocol, table and metric).
 	List() ([]InstalledRoute, error)
 }
@@ -115,26 +128,49 @@ type RoutesStats struct {
 // (what the kernel holds, as far as our successful writes say); the installed
 // state changes only when a write succeeded, so a failed write is retried by
 // the next resync instead of being forgotten.
+//
+// Writes go to the Writer in chunks (KernelWriter sends them batched on one
+// netlink socket); each route's outcome is known, transient errors are
+// retried with backoff, permanent ones are logged with the prefix.
+//
+// When the Writer is a NexthopTracker (KernelWriter is), the worker follows
+// kernel route, address and link changes: when a next hop that is not on a
+// connected subnet resolves differently (the route it resolves through
+// moved, appeared or went), the routes using it are rewritten at once, and
+// removed from the kernel while the next hop does not resolve at all.
 type Routes struct {
 	w   Writer
 	log *slog.Logger
 	cfg RoutesConfig
 
 	mu      sync.Mutex
-	pending map[netip.Prefix][]netip.Addr // nil slice: delete
-	kick    chan struct{}
-	sweep   chan struct{}
+	pending map[pkey][]netip.Addr // nil slice: delete
+	// recent are next-hop sets handed out lately: a million routes via
+	// one peer share one slice.
+	recent     [8][]netip.Addr
+	recentNext int
+	kick       chan struct{}
+	sweep      chan struct{}
 
 	// Owned by the worker; read by Installed and Stats under stateMu.
-	stateMu   sync.Mutex
-	desired   map[netip.Prefix][]netip.Addr
-	installed map[netip.Prefix]InstalledRoute
-	stale     map[netip.Prefix]struct{}
-	stats     RoutesStats
+	stateMu sync.Mutex
+	// routes holds, per prefix, the desired and the installed state; one
+	// map rather than two, and shared installed states, because at a
+	// million routes every byte per prefix is a megabyte.
+	routes     map[pkey]entry
+	nDesired   int
+	nInstalled int
+	shared     map[sharedKey]*inst
+	stale      map[pkey]struct{}
+	stats      RoutesStats
 
 	// backoff is the wait before retry i (i from 0); a variable so tests run fast.
 	backoff func(i int) time.Duration
 }
+
+// nexthopSettle is how long the worker waits after a kernel route change
+// before it re-resolves the next hops.
+const nexthopSettle = 50 * time.Millisecond
 
 // retries is how many times a transient error is retried before it is
 // reported as a failure.
@@ -146,16 +182,16 @@ func NewRoutes(w Writer, cfg RoutesConfig, log *slog.Logger) *Routes {
 		log = slog.Default()
 	}
 	return &Routes{
-		w:         w,
-		log:       log,
-		cfg:       cfg.withDefaults(),
-		pending:   make(map[netip.Prefix][]netip.Addr),
-		kick:      make(chan struct{}, 1),
-		sweep:     make(chan struct{}, 1),
-		desired:   make(map[netip.Prefix][]netip.Addr),
-		installed: make(map[netip.Prefix]InstalledRoute),
-		stale:     make(map[netip.Prefix]struct{}),
-		backoff:   func(i int) time.Duration { return 10 * time.Millisecond << (2 * i) },
+		w:       w,
+		log:     log,
+		cfg:     cfg.withDefaults(),
+		pending: make(map[pkey][]netip.Addr),
+		kick:    make(chan struct{}, 1),
+		sweep:   make(chan struct{}, 1),
+		routes:  make(map[pkey]entry),
+		shared:  make(map[sharedKey]*inst),
+		stale:   make(map[pkey]struct{}),
+		backoff: func(i int) time.Duration { return 10 * time.Millisecond << (2 * i) },
 	}
 }
 
@@ -167,9 +203,9 @@ func (r *Routes) Set(prefix netip.Prefix, nexthops []netip.Addr) {
 		r.Delete(prefix)
 		return
 	}
-	nh := normalise(nexthops)
+	k := keyOf(prefix.Masked())
 	r.mu.Lock()
-	r.pending[prefix.Masked()] = nh
+	r.pending[k] = r.intern(nexthops)
 	r.mu.Unlock()
 	r.wake()
 }
@@ -177,7 +213,7 @@ func (r *Routes) Set(prefix netip.Prefix, nexthops []netip.Addr) {
 // Delete asks for our route for prefix to be removed.
 func (r *Routes) Delete(prefix netip.Prefix) {
 	r.mu.Lock()
-	r.pending[prefix.Masked()] = nil
+	r.pending[keyOf(prefix.Masked())] = nil
 	r.mu.Unlock()
 	r.wake()
 }
@@ -203,9 +239,11 @@ func (r *Routes) wake() {
 func (r *Routes) Installed() []InstalledRoute {
 	r.stateMu.Lock()
 	defer r.stateMu.Unlock()
-	out := make([]InstalledRoute, 0, len(r.installed))
-	for _, ir := range r.installed {
-		out = append(out, ir)
+	out := make([]InstalledRoute, 0, r.nInstalled)
+	for k, e := range r.routes {
+		if e.have != nil {
+			out = append(out, InstalledRoute{Prefix: k.prefix(), NextHops: e.have.nh, Kernel: e.have.kernel})
+		}
 	}
 	slices.SortFunc(out, func(a, b InstalledRoute) int { return comparePrefix(a.Prefix, b.Prefix) })
 	return out
@@ -217,8 +255,11 @@ func (r *Routes) CountByNextHop() map[netip.Addr]int {
 	r.stateMu.Lock()
 	defer r.stateMu.Unlock()
 	out := map[netip.Addr]int{}
-	for _, ir := range r.installed {
-		for _, nh := range ir.NextHops {
+	for _, e := range r.routes {
+		if e.have == nil {
+			continue
+		}
+		for _, nh := range e.have.nh {
 			out[nh]++
 		}
 	}
@@ -233,7 +274,7 @@ func (r *Routes) Stats() RoutesStats {
 	r.stateMu.Lock()
 	defer r.stateMu.Unlock()
 	s := r.stats
-	s.Installed, s.Desired, s.Pending = len(r.installed), len(r.desired), pending
+	s.Installed, s.Desired, s.Pending = r.nInstalled, r.nDesired, pending
 	return s
 }
 
@@ -254,9 +295,43 @@ func (r *Routes) Run(ctx context.Context) error {
 		defer t.Stop()
 		resync = t.C
 	}
+	var tr NexthopTracker
+	nhKick := make(chan struct{}, 1)
+	nhTimer := time.NewTimer(time.Hour)
+	nhTimer.Stop()
+	defer nhTimer.Stop()
+	nhArmed := false
+	if t, ok := r.w.(NexthopTracker); ok {
+		tr = t
+		wctx, cancel := context.WithCancel(ctx)
+		watchDone := make(chan struct{})
+		defer func() { cancel(); <-watchDone }()
+		go func() {
+			defer close(watchDone)
+			err := tr.Watch(wctx, func() {
+				select {
+				case nhKick <- struct{}{}:
+				default:
+				}
+			})
+			if err != nil {
+				r.log.Error("next-hop tracking stopped; dependent routes move only at resync", "err", err)
+			}
+		}()
+	}
 	r.drain(ctx)
 	for {
 		select {
+		case <-nhKick:
+			// Changes come in bursts: look once they settle a little.
+			if !nhArmed {
+				nhArmed = true
+				nhTimer.Reset(nexthopSettle)
+			}
+		case <-nhTimer.C:
+			nhArmed = false
+			r.drain(ctx)
+			r.renexthop(ctx, tr)
 		case <-ctx.Done():
 			if r.cfg.RemoveOnStop {
 				r.removeAll()
@@ -283,9 +358,9 @@ func (r *Routes) load() error {
 	r.stateMu.Lock()
 	defer r.stateMu.Unlock()
 	for _, ir := range found {
-		ir.NextHops = nil
-		r.installed[ir.Prefix] = ir
-		r.stale[ir.Prefix] = struct{}{}
+		k := keyOf(ir.Prefix)
+		r.setHave(k, &inst{kernel: ir.Kernel})
+		r.stale[k] = struct{}{}
 	}
 	if len(found) > 0 {
 		r.log.Info("found routes of an earlier run; keeping them until the RIB confirms them",
@@ -294,16 +369,28 @@ func (r *Routes) load() error {
 	return nil
 }
 
+// writeChunk is how many ops the worker hands the writer at once; the
+// installed state and the stats move after each chunk.
+const writeChunk = 8192
+
+// maxLoggedFailures bounds the per-route error lines of one write; the rest
+// are counted in one summary line.
+const maxLoggedFailures = 10
+
 // drain applies every pending wish, taking the whole map at once so that
 // producers never wait for the kernel.
 func (r *Routes) drain(ctx context.Context) {
 	r.mu.Lock()
 	batch := r.pending
-	r.pending = make(map[netip.Prefix][]netip.Addr, len(batch))
+	r.pending = make(map[pkey][]netip.Addr)
 	r.mu.Unlock()
+	ops := make([]Op, 0, min(len(batch), writeChunk))
 	for p, nh := range batch {
 		if ctx.Err() != nil {
 			// Put the rest back: nothing is lost if Run is started again.
+			for _, op := range ops {
+				batch[keyOf(op.Prefix)] = op.NextHops
+			}
 			r.mu.Lock()
 			for q, n := range batch {
 				if _, newer := r.pending[q]; !newer {
@@ -314,81 +401,147 @@ func (r *Routes) drain(ctx context.Context) {
 			return
 		}
 		delete(batch, p)
-		r.apply(ctx, p, nh)
-	}
-}
-
-// apply brings one prefix to the wished state: nh nil deletes.
-func (r *Routes) apply(ctx context.Context, p netip.Prefix, nh []netip.Addr) {
-	r.stateMu.Lock()
-	delete(r.stale, p)
-	if nh == nil {
-		delete(r.desired, p)
-	} else {
-		r.desired[p] = nh
-	}
-	cur, have := r.installed[p]
-	r.stateMu.Unlock()
-
-	if nh == nil {
-		if have {
-			r.remove(ctx, p)
+		if op, ok := r.want(p, nh); ok {
+			ops = append(ops, op)
 		}
-		return
+		if len(ops) == writeChunk {
+			r.write(ctx, ops)
+			ops = ops[:0]
+		}
 	}
-	if have && slices.Equal(cur.NextHops, nh) {
-		return
-	}
-	r.install(ctx, p, nh)
+	r.write(ctx, ops)
 }
 
-func (r *Routes) install(ctx context.Context, p netip.Prefix, nh []netip.Addr) {
-	var kernel []Nexthop
-	err := r.retry(ctx, func() error {
-		var err error
-		kernel, err = r.w.Replace(p, nh)
-		return err
-	})
+// want records the wish for one prefix (nh nil: delete) and returns the
+// write that brings the kernel there, if one is needed.
+func (r *Routes) want(k pkey, nh []netip.Addr) (Op, bool) {
 	r.stateMu.Lock()
 	defer r.stateMu.Unlock()
-	if err != nil {
-		r.stats.Failures++
-		r.log.Error("installing route", "prefix", p, "next_hops", nh, "err", err)
-		return
+	delete(r.stale, k)
+	e := r.routes[k]
+	e.want = nh
+	r.put(k, e)
+	cur := e.have
+	if nh == nil {
+		return Op{Prefix: k.prefix()}, cur != nil
 	}
-	r.stats.Replaces++
-	r.installed[p] = InstalledRoute{Prefix: p, NextHops: nh, Kernel: kernel}
+	if cur != nil && slices.Equal(cur.nh, nh) {
+		return Op{}, false
+	}
+	return Op{Prefix: k.prefix(), NextHops: nh}, true
 }
 
-func (r *Routes) remove(ctx context.Context, p netip.Prefix) {
-	err := r.retry(ctx, func() error { return r.w.Delete(p) })
-	r.stateMu.Lock()
-	defer r.stateMu.Unlock()
-	if err != nil {
-		r.stats.Failures++
-		r.log.Error("removing route", "prefix", p, "err", err)
-		return
-	}
-	r.stats.Deletes++
-	delete(r.installed, p)
+// failure is an op that failed for good, and why.
+type failure struct {
+	op  Op
+	err error
 }
 
-// retry runs op until it succeeds, fails permanently, or the transient
-// retries are used up.
-func (r *Routes) retry(ctx context.Context, op func() error) error {
-	var err error
-	for i := 0; ; i++ {
-		if err = op(); err == nil || !IsTransient(err) || i == retries {
-			return err
-		}
+// write performs ops in chunks, retries the transient failures with
+// backoff, and moves the installed state for each op that succeeded, and
+// only for those. It returns the ops that failed for good.
+func (r *Routes) write(ctx context.Context, ops []Op) []failure {
+	var failed []failure
+	res := make([]Result, min(len(ops), writeChunk))
+	for len(ops) > 0 {
+		n := min(len(ops), writeChunk)
+		failed = r.writeChunk(ctx, ops[:n], res, failed)
+		ops = ops[n:]
+	}
+	if len(failed) > maxLoggedFailures {
+		r.log.Error("route writes failed", "routes", len(failed), "logged", maxLoggedFailures)
+	}
+	return failed
+}
+
+func (r *Routes) writeChunk(ctx context.Context, ops []Op, res []Result, failed []failure) []failure {
+	for attempt := 0; len(ops) > 0; attempt++ {
+		res = res[:len(ops)]
+		r.w.Apply(ops, res)
+		var again []Op
 		r.stateMu.Lock()
-		r.stats.Retries++
+		for i, op := range ops {
+			rs := res[i]
+			switch {
+			case rs.Err == nil && op.NextHops == nil:
+				r.stats.Deletes++
+				r.setHave(keyOf(op.Prefix), nil)
+			case rs.Err == nil:
+				r.stats.Replaces++
+				r.setHave(keyOf(op.Prefix), r.share(op.NextHops, rs.Kernel))
+			case IsTransient(rs.Err) && attempt < retries:
+				r.stats.Retries++
+				again = append(again, op)
+			default:
+				r.stats.Failures++
+				failed = append(failed, failure{op, rs.Err})
+				if len(failed) <= maxLoggedFailures {
+					if op.NextHops == nil {
+						r.log.Error("removing route", "prefix", op.Prefix, "err", rs.Err)
+					} else {
+						r.log.Error("installing route", "prefix", op.Prefix, "next_hops", op.NextHops, "err", rs.Err)
+					}
+				}
+			}
+		}
 		r.stateMu.Unlock()
+		if len(again) == 0 {
+			break
+		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w (giving up: %w)", err, ctx.Err())
-		case <-time.After(r.backoff(i)):
+			r.stateMu.Lock()
+			r.stats.Failures += uint64(len(again))
+			r.stateMu.Unlock()
+			for _, op := range again {
+				failed = append(failed, failure{op, fmt.Errorf("giving up: %w", ctx.Err())})
+			}
+			r.log.Error("route writes abandoned at shutdown", "routes", len(again))
+			return failed
+		case <-time.After(r.backoff(attempt)):
 		}
+		ops = again
+	}
+	return failed
+}
+
+// renexthop moves the routes whose next hops resolve differently now (the
+// route they resolve through changed, a subnet appeared or went). A route
+// whose next hop no longer resolves is removed from the kernel and stays
+// wanted: it comes back when the next hop resolves again.
+func (r *Routes) renexthop(ctx context.Context, tr NexthopTracker) {
+	changed := tr.Refresh()
+	if len(changed) == 0 {
+		return
+	}
+	moved := make(map[netip.Addr]bool, len(changed))
+	for _, a := range changed {
+		moved[a] = true
+	}
+	var ops []Op
+	r.stateMu.Lock()
+	for k, e := range r.routes {
+		for _, a := range e.want {
+			if moved[a] {
+				ops = append(ops, Op{Prefix: k.prefix(), NextHops: e.want})
+				break
+			}
+		}
+	}
+	r.stateMu.Unlock()
+	r.log.Info("next hops resolve differently: rewriting dependent routes", "next_hops", changed, "routes", len(ops))
+	failed := r.write(ctx, ops)
+	var gone []Op
+	r.stateMu.Lock()
+	for _, f := range failed {
+		if r.routes[keyOf(f.op.Prefix)].have != nil && !IsTransient(f.err) {
+			gone = append(gone, Op{Prefix: f.op.Prefix})
+		}
+	}
+	r.stateMu.Unlock()
+	if len(gone) > 0 {
+		r.log.Warn("removing routes whose next hop no longer resolves", "routes", len(gone))
+		r.write(ctx, gone)
 	}
 }
 
@@ -397,9 +550,9 @@ func (r *Routes) sweepStale(ctx context.Context) {
 	r.drain(ctx) // a wish already queued may confirm a stale route
 	r.stateMu.Lock()
 	var gone []netip.Prefix
-	for p := range r.stale {
-		if _, want := r.desired[p]; !want {
-			gone = append(gone, p)
+	for k := range r.stale {
+		if r.routes[k].want == nil {
+			gone = append(gone, k.prefix())
 		}
 	}
 	clear(r.stale)
@@ -407,9 +560,11 @@ func (r *Routes) sweepStale(ctx context.Context) {
 	if len(gone) > 0 {
 		r.log.Info("removing routes of an earlier run the RIB did not confirm", "routes", len(gone))
 	}
-	for _, p := range gone {
-		r.remove(ctx, p)
+	ops := make([]Op, len(gone))
+	for i, p := range gone {
+		ops[i] = Op{Prefix: p}
 	}
+	r.write(ctx, ops)
 }
 
 // Resync is the full diff: it lists the kernel and brings it, and the
@@ -422,47 +577,41 @@ func (r *Routes) Resync(ctx context.Context) {
 		r.log.Error("resync: listing our routes", "err", err)
 		return
 	}
-	inKernel := make(map[netip.Prefix]InstalledRoute, len(found))
+	inKernel := make(map[pkey][]Nexthop, len(found))
 	for _, ir := range found {
-		inKernel[ir.Prefix] = ir
+		inKernel[keyOf(ir.Prefix)] = ir.Kernel
 	}
 
-	type fix struct {
-		p  netip.Prefix
-		nh []netip.Addr
-	}
-	var fixes []fix
+	var fixes []Op
 	r.stateMu.Lock()
-	for p, ir := range r.installed {
-		k, ok := inKernel[p]
-		if !ok {
-			// Gone behind our back: forget it, reinstall below if wanted.
-			delete(r.installed, p)
+	for p, e := range r.routes {
+		if e.have == nil {
 			continue
 		}
-		if !slices.Equal(k.Kernel, ir.Kernel) {
-			ir.Kernel = k.Kernel
-			ir.NextHops = nil // changed behind our back: rewrite below
-			r.installed[p] = ir
+		kernel, ok := inKernel[p]
+		if !ok {
+			// Gone behind our back: forget it, reinstall below if wanted.
+			r.setHave(p, nil)
+			continue
+		}
+		if !slices.Equal(kernel, e.have.kernel) {
+			// Changed behind our back: rewrite below.
+			r.setHave(p, &inst{kernel: kernel})
 		}
 	}
-	for p, k := range inKernel {
-		if _, ok := r.installed[p]; !ok {
+	for p, kernel := range inKernel {
+		if r.routes[p].have == nil {
 			// Ours but unknown (a write we thought failed went through).
-			k.NextHops = nil
-			r.installed[p] = k
+			r.setHave(p, &inst{kernel: kernel})
 		}
 	}
-	for p, nh := range r.desired {
-		if ir, ok := r.installed[p]; !ok || !slices.Equal(ir.NextHops, nh) {
-			fixes = append(fixes, fix{p, nh})
+	for p, e := range r.routes {
+		if e.want != nil && (e.have == nil || !slices.Equal(e.have.nh, e.want)) {
+			fixes = append(fixes, Op{Prefix: p.prefix(), NextHops: e.want})
 		}
-	}
-	for p := range r.installed {
-		_, want := r.desired[p]
 		_, stale := r.stale[p]
-		if !want && !stale {
-			fixes = append(fixes, fix{p, nil})
+		if e.want == nil && e.have != nil && !stale {
+			fixes = append(fixes, Op{Prefix: p.prefix()})
 		}
 	}
 	r.stateMu.Unlock()
@@ -470,29 +619,134 @@ func (r *Routes) Resync(ctx context.Context) {
 	if len(fixes) > 0 {
 		r.log.Info("resync: kernel differs from the RIB", "fixes", len(fixes))
 	}
-	for _, f := range fixes {
-		if f.nh == nil {
-			r.remove(ctx, f.p)
-		} else {
-			r.install(ctx, f.p, f.nh)
-		}
-	}
+	r.write(ctx, fixes)
 }
 
 func (r *Routes) removeAll() {
 	r.stateMu.Lock()
-	all := make([]netip.Prefix, 0, len(r.installed))
-	for p := range r.installed {
-		all = append(all, p)
+	all := make([]Op, 0, r.nInstalled)
+	for p, e := range r.routes {
+		if e.have != nil {
+			all = append(all, Op{Prefix: p.prefix()})
+		}
 	}
 	r.stateMu.Unlock()
 	// ctx is done: removal gets its own bound so that a stuck kernel cannot
 	// hold up shutdown forever.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for _, p := range all {
-		r.remove(ctx, p)
+	r.write(ctx, all)
+}
+
+// pkey is a prefix as a map key: 18 bytes against netip.Prefix's 32, which
+// counts in maps of a million routes.
+type pkey struct {
+	a    [16]byte
+	bits uint8
+	v6   bool
+}
+
+func keyOf(p netip.Prefix) pkey {
+	return pkey{a: p.Addr().As16(), bits: uint8(p.Bits()), v6: p.Addr().Is6()}
+}
+
+func (k pkey) prefix() netip.Prefix {
+	a := netip.AddrFrom16(k.a)
+	if !k.v6 {
+		a = a.Unmap()
 	}
+	return netip.PrefixFrom(a, int(k.bits))
+}
+
+// inst is one installed route: next hops as BGP gave them (nil for a route
+// found in the kernel and not confirmed) and as the kernel holds them.
+// Routes with the same next hops share one (see share).
+type inst struct {
+	nh     []netip.Addr
+	kernel []Nexthop
+}
+
+// entry is what the worker knows of one prefix: the next hops BGP wants
+// (nil: none) and the route installed (nil: none).
+type entry struct {
+	want []netip.Addr
+	have *inst
+}
+
+// put stores e for k (removing the prefix when it is neither wanted nor
+// installed) and keeps the counts. Called with stateMu held.
+func (r *Routes) put(k pkey, e entry) {
+	if old, ok := r.routes[k]; ok {
+		r.count(old, -1)
+	}
+	if e.want == nil && e.have == nil {
+		delete(r.routes, k)
+		return
+	}
+	r.count(e, 1)
+	r.routes[k] = e
+}
+
+func (r *Routes) count(e entry, d int) {
+	if e.want != nil {
+		r.nDesired += d
+	}
+	if e.have != nil {
+		r.nInstalled += d
+	}
+}
+
+func (r *Routes) setHave(k pkey, in *inst) {
+	e := r.routes[k]
+	e.have = in
+	r.put(k, e)
+}
+
+// sharedKey identifies an installed state by the slices it holds: the
+// next-hop sets from intern and the kernel next hops from the writer are
+// shared slices, so a full table via one peer is one inst.
+type sharedKey struct {
+	nh     *netip.Addr
+	nhLen  int
+	kernel *Nexthop
+	kLen   int
+}
+
+// maxShared bounds the table of shared installed states; past it the table
+// starts over (states already handed out stay valid).
+const maxShared = 1 << 16
+
+func (r *Routes) share(nh []netip.Addr, kernel []Nexthop) *inst {
+	key := sharedKey{unsafe.SliceData(nh), len(nh), unsafe.SliceData(kernel), len(kernel)}
+	if in, ok := r.shared[key]; ok {
+		return in
+	}
+	if len(r.shared) >= maxShared {
+		clear(r.shared)
+	}
+	in := &inst{nh: nh, kernel: kernel}
+	r.shared[key] = in
+	return in
+}
+
+// intern returns nh sorted and deduplicated, as a slice shared with the
+// equal sets handed out lately (a full table via one peer is a million
+// routes with one next-hop set). Called with mu held.
+func (r *Routes) intern(nh []netip.Addr) []netip.Addr {
+	for _, s := range r.recent {
+		if s != nil && slices.Equal(s, nh) {
+			return s
+		}
+	}
+	n := normalise(nh)
+	for _, s := range r.recent {
+		if s != nil && slices.Equal(s, n) {
+			return s
+		}
+	}
+	r.recent[r.recentNext] = n
+	r.recentNext = (r.recentNext + 1) % len(r.recent)
+	return n
 }
 
 // normalise sorts and deduplicates next hops so that equal sets compare

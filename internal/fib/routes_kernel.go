@@ -1,11 +1,13 @@
 package fib
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/vishvananda/netlink"
@@ -29,13 +31,49 @@ type KernelConfig struct {
 // KernelWriter is the Writer for the Linux FIB over rtnetlink. Its routes
 // carry protocol ProtocolBGP and their own metric, so they are distinct
 // from (and never replace) routes of any other origin for the same prefix.
+//
+// Writes go out in batches on one NETLINK_ROUTE socket, each request with
+// its own acknowledgement matched by sequence number, so a full table is
+// written at the kernel's speed while every route's outcome is still known.
+//
+// Next hops that are not on a connected subnet are resolved through the FIB
+// (one step). While Watch runs, resolutions are cached and Refresh tells
+// which of them changed, so the dependent routes can be moved; without it,
+// every Apply resolves afresh.
 type KernelWriter struct {
 	h      *netlink.Handle
+	sock   *routeSocket
+	rc     routeConf
 	metric int
 	table  int
+	nsPath string
+
+	tracking atomic.Bool
+	// cache holds resolutions (kept across Apply calls only while
+	// tracking); used by the worker goroutine only.
+	cache map[netip.Addr]resolution
+	// sharedKernel holds multipath next-hop lists handed out (see
+	// shareKernel); used by the worker goroutine only.
+	sharedKernel map[string][]Nexthop
 }
 
-// NewKernelWriter opens an rtnetlink handle in the configured namespace.
+// resolution is a resolved next hop or why it could not be resolved.
+type resolution struct {
+	nh  Nexthop
+	err error
+	// one is []Nexthop{nh}, shared by every single-next-hop route through
+	// it (a full table would otherwise hold a million copies).
+	one []Nexthop
+}
+
+func (r resolution) same(o resolution) bool {
+	if (r.err == nil) != (o.err == nil) {
+		return false
+	}
+	return r.err != nil || r.nh == o.nh
+}
+
+// NewKernelWriter opens rtnetlink sockets in the configured namespace.
 func NewKernelWriter(cfg KernelConfig) (*KernelWriter, error) {
 	if cfg.Metric == 0 {
 		cfg.Metric = DefaultMetric
@@ -62,12 +100,23 @@ func NewKernelWriter(cfg KernelConfig) (*KernelWriter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening rtnetlink: %w", err)
 	}
-	return &KernelWriter{h: h, metric: cfg.Metric, table: cfg.Table}, nil
+	sock, err := openRouteSocket(cfg.NetNS)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("opening rtnetlink for route writes: %w", err)
+	}
+	return &KernelWriter{
+		h: h, sock: sock, metric: cfg.Metric, table: cfg.Table, nsPath: cfg.NetNS,
+		rc:           routeConf{table: uint32(cfg.Table), metric: uint32(cfg.Metric)},
+		cache:        map[netip.Addr]resolution{},
+		sharedKernel: map[string][]Nexthop{},
+	}, nil
 }
 
-// Close releases the netlink handle; the routes stay.
+// Close releases the netlink sockets; the routes stay.
 func (k *KernelWriter) Close() {
 	k.h.Close()
+	k.sock.close()
 }
 
 // Resolve finds the connected gateway and interface through which the
@@ -75,9 +124,6 @@ func (k *KernelWriter) Close() {
 // itself; one further away (iBGP, multihop) resolves to the gateway of the
 // route that covers it, because the kernel rejects a gateway it cannot reach
 // directly ("Nexthop has invalid gateway").
-//
-// It resolves once, at install time: when the covering route changes later,
-// the dependent routes move only at the next Resync or update of the prefix.
 func (k *KernelWriter) Resolve(nh netip.Addr) (Nexthop, error) {
 	routes, err := k.h.RouteGetWithOptions(net.IP(nh.AsSlice()), &netlink.RouteGetOptions{})
 	if err != nil {
@@ -104,51 +150,130 @@ func (k *KernelWriter) Resolve(nh netip.Addr) (Nexthop, error) {
 	return Nexthop{Gateway: gw.Unmap(), LinkIndex: rt.LinkIndex}, nil
 }
 
-// Replace installs prefix with replace semantics: one route, multipath when
-// the next hops resolve to more than one gateway.
-func (k *KernelWriter) Replace(prefix netip.Prefix, nexthops []netip.Addr) ([]Nexthop, error) {
-	var kernel []Nexthop
-	for _, nh := range nexthops {
+// resolve is Resolve through the cache.
+func (k *KernelWriter) resolve(nh netip.Addr) resolution {
+	if r, ok := k.cache[nh]; ok {
+		return r
+	}
+	r := k.resolveNow(nh)
+	k.cache[nh] = r
+	return r
+}
+
+func (k *KernelWriter) resolveNow(nh netip.Addr) resolution {
+	var r resolution
+	r.nh, r.err = k.Resolve(nh)
+	if r.err == nil {
+		r.one = []Nexthop{r.nh}
+	}
+	return r
+}
+
+// Apply performs ops: a replace for an op with next hops (one route,
+// multipath when they resolve to more than one gateway), a delete for one
+// without. Each op's outcome lands in res at its index; a route already gone
+// is no error for a delete. The ops must be for distinct prefixes.
+func (k *KernelWriter) Apply(ops []Op, res []Result) {
+	if !k.tracking.Load() {
+		clear(k.cache) // resolve afresh for every batch
+	}
+	msgs := make([]routeMsg, 0, len(ops))
+	where := make([]int, 0, len(ops))
+	for i, op := range ops {
+		res[i] = Result{}
+		if op.NextHops == nil {
+			msgs = append(msgs, routeMsg{prefix: op.Prefix})
+			where = append(where, i)
+			continue
+		}
+		kernel, err := k.kernelNexthops(op)
+		if err != nil {
+			res[i].Err = err
+			continue
+		}
+		res[i].Kernel = kernel
+		msgs = append(msgs, routeMsg{prefix: op.Prefix, kernel: kernel})
+		where = append(where, i)
+	}
+	errs := make([]error, len(msgs))
+	k.sock.exchange(k.rc, msgs, errs)
+	for j, err := range errs {
+		i := where[j]
+		switch {
+		case err == nil:
+		case ops[i].NextHops == nil && errors.Is(err, syscall.ESRCH):
+		case ops[i].NextHops == nil:
+			res[i].Err = fmt.Errorf("deleting route %s: %w", ops[i].Prefix, err)
+		default:
+			res[i] = Result{Err: fmt.Errorf("replacing route %s: %w", ops[i].Prefix, err)}
+		}
+	}
+}
+
+// kernelNexthops resolves an op's next hops into the kernel's.
+func (k *KernelWriter) kernelNexthops(op Op) ([]Nexthop, error) {
+	prefix := op.Prefix
+	if len(op.NextHops) == 1 && op.NextHops[0].Is4() == prefix.Addr().Is4() {
+		r := k.resolve(op.NextHops[0])
+		if r.err != nil {
+			return nil, fmt.Errorf("route %s: %w", prefix, r.err)
+		}
+		return r.one, nil
+	}
+	kernel := make([]Nexthop, 0, len(op.NextHops))
+	for _, nh := range op.NextHops {
 		if nh.Is4() != prefix.Addr().Is4() {
 			return nil, fmt.Errorf("route %s: next hop %s is of the other family", prefix, nh)
 		}
-		r, err := k.Resolve(nh)
-		if err != nil {
-			return nil, fmt.Errorf("route %s: %w", prefix, err)
+		r := k.resolve(nh)
+		if r.err != nil {
+			return nil, fmt.Errorf("route %s: %w", prefix, r.err)
 		}
-		kernel = append(kernel, r)
+		kernel = append(kernel, r.nh)
 	}
 	kernel = sortNexthops(kernel)
 	if len(kernel) == 0 {
 		return nil, fmt.Errorf("route %s: no next hop", prefix)
 	}
-	rt := k.route(prefix)
-	if len(kernel) == 1 {
-		rt.Gw = net.IP(kernel[0].Gateway.AsSlice())
-		rt.LinkIndex = kernel[0].LinkIndex
-	} else {
-		for _, nh := range kernel {
-			rt.MultiPath = append(rt.MultiPath, &netlink.NexthopInfo{
-				LinkIndex: nh.LinkIndex,
-				Gw:        net.IP(nh.Gateway.AsSlice()),
-			})
-		}
+	return k.shareKernel(kernel), nil
+}
+
+// shareKernel returns an equal multipath next-hop list handed out before,
+// so that routes via the same set share one slice.
+func (k *KernelWriter) shareKernel(kernel []Nexthop) []Nexthop {
+	key := make([]byte, 0, len(kernel)*20)
+	for _, nh := range kernel {
+		a := nh.Gateway.As16()
+		key = append(key, a[:]...)
+		key = binary.NativeEndian.AppendUint32(key, uint32(nh.LinkIndex))
 	}
-	if err := k.h.RouteReplace(rt); err != nil {
-		return nil, fmt.Errorf("replacing route %s: %w", prefix, err)
+	if s, ok := k.sharedKernel[string(key)]; ok {
+		return s
 	}
-	return kernel, nil
+	if len(k.sharedKernel) >= 4096 {
+		clear(k.sharedKernel)
+	}
+	k.sharedKernel[string(key)] = kernel
+	return kernel
+}
+
+// Replace installs one route with replace semantics (see Apply).
+func (k *KernelWriter) Replace(prefix netip.Prefix, nexthops []netip.Addr) ([]Nexthop, error) {
+	if len(nexthops) == 0 {
+		return nil, fmt.Errorf("route %s: no next hop", prefix)
+	}
+	res := make([]Result, 1)
+	k.Apply([]Op{{Prefix: prefix, NextHops: nexthops}}, res)
+	return res[0].Kernel, res[0].Err
 }
 
 // Delete removes our route for prefix; routes of other protocols or metrics
-// for the same prefix are not touched, because the kernel matches protocol
-// and metric when they are given.
+// for the same prefix are not touched, because the delete names protocol
+// and metric.
 func (k *KernelWriter) Delete(prefix netip.Prefix) error {
-	err := k.h.RouteDel(k.route(prefix))
-	if err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("deleting route %s: %w", prefix, err)
-	}
-	return nil
+	res := make([]Result, 1)
+	k.Apply([]Op{{Prefix: prefix}}, res)
+	return res[0].Err
 }
 
 // List returns our routes: our protocol, table and metric.
@@ -182,21 +307,6 @@ func (k *KernelWriter) List() ([]InstalledRoute, error) {
 		out = append(out, ir)
 	}
 	return out, nil
-}
-
-func (k *KernelWriter) route(prefix netip.Prefix) *netlink.Route {
-	family := netlink.FAMILY_V4
-	if prefix.Addr().Is6() {
-		family = netlink.FAMILY_V6
-	}
-	return &netlink.Route{
-		Dst:      &net.IPNet{IP: net.IP(prefix.Addr().AsSlice()), Mask: net.CIDRMask(prefix.Bits(), prefix.Addr().BitLen())},
-		Protocol: ProtocolBGP,
-		Priority: k.metric,
-		Table:    k.table,
-		Family:   family,
-		Type:     unix.RTN_UNICAST,
-	}
 }
 
 // sortNexthops orders and deduplicates next hops: two BGP next hops behind

@@ -2,12 +2,16 @@ package fib
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -199,5 +203,166 @@ func TestRoutesKernelPrivileged(t *testing.T) {
 	out := ipCmd(t, "-n", ns, "route", "show", "proto", "bgp")
 	if !strings.Contains(out, "198.51.100.0/24 via 10.78.0.2") || strings.Contains(out, "203.0.113.0") {
 		t.Errorf("after restart and sweep:\n%s", out)
+	}
+}
+
+// TestNexthopTrackingPrivileged: an iBGP-style next hop (192.0.2.1) resolves
+// through an IGP-ish static route; when that route moves to another
+// gateway, the dependent route moves with it, without a resync; when it
+// goes, the dependent route goes, and it comes back with it. Our own route
+// writes do not count as changes.
+func TestNexthopTrackingPrivileged(t *testing.T) {
+	ns := routesNetns(t)
+	w, err := NewKernelWriter(KernelConfig{NetNS: "/run/netns/" + ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	ipCmd(t, "-n", ns, "route", "add", "192.0.2.0/24", "via", "10.78.0.4", "proto", "static")
+
+	r := NewRoutes(w, RoutesConfig{ResyncInterval: -1}, quiet())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	dep := netip.MustParsePrefix("100.64.0.0/16")
+	other := netip.MustParsePrefix("198.51.100.0/24")
+	r.Set(dep, []netip.Addr{netip.MustParseAddr("192.0.2.1")})
+	r.Set(other, []netip.Addr{netip.MustParseAddr("10.78.0.2")}) // connected: not affected
+	eventually(t, "routes installed", func() bool { return r.Stats().Installed == 2 })
+	show := func(p string) string { return ipCmd(t, "-n", ns, "route", "show", p, "proto", "bgp") }
+	if out := show("100.64.0.0/16"); !strings.Contains(out, "via 10.78.0.4") {
+		t.Fatalf("dependent route not via 10.78.0.4:\n%s", out)
+	}
+	replaces := r.Stats().Replaces
+
+	// The IGP route moves to another gateway.
+	ipCmd(t, "-n", ns, "route", "replace", "192.0.2.0/24", "via", "10.78.0.5", "proto", "static")
+	waitKernel := func(what string, cond func(string) bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for out := show("100.64.0.0/16"); !cond(out); out = show("100.64.0.0/16") {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: dependent route after 5 s:\n%s", what, out)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitKernel("IGP route moved to 10.78.0.5", func(out string) bool { return strings.Contains(out, "via 10.78.0.5 dev r0") })
+	if got := r.Stats().Replaces - replaces; got != 1 {
+		t.Errorf("%d replaces after the IGP change, want 1 (only the dependent route)", got)
+	}
+	if inst := r.Installed(); len(inst) != 2 {
+		t.Errorf("installed = %+v", inst)
+	}
+
+	// The IGP route goes: the next hop is unreachable, the route goes.
+	ipCmd(t, "-n", ns, "route", "del", "192.0.2.0/24")
+	waitKernel("IGP route removed", func(out string) bool { return strings.TrimSpace(out) == "" })
+	if s := r.Stats(); s.Installed != 1 || s.Desired != 2 {
+		t.Errorf("stats %+v: want 1 installed and 2 desired", s)
+	}
+	// It comes back (now as a connected subnet): so does the route.
+	ipCmd(t, "-n", ns, "addr", "add", "192.0.2.100/24", "dev", "r0")
+	waitKernel("subnet connected", func(out string) bool { return strings.Contains(out, "via 192.0.2.1 dev r0") })
+	if out := show("198.51.100.0/24"); !strings.Contains(out, "via 10.78.0.2") {
+		t.Errorf("unrelated route moved:\n%s", out)
+	}
+}
+
+// TestWatchIgnoresOwnRoutesPrivileged: the socket filter keeps our own
+// writes (protocol 186) out of the change feed; other routes get through.
+func TestWatchIgnoresOwnRoutesPrivileged(t *testing.T) {
+	ns := routesNetns(t)
+	w, err := NewKernelWriter(KernelConfig{NetNS: "/run/netns/" + ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	var calls atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Watch(ctx, func() { calls.Add(1) }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Watch: %v", err)
+		}
+	})
+	eventually(t, "watch running", w.tracking.Load)
+	ops := make([]Op, 1000)
+	for i := range ops {
+		ops[i] = Op{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{11, byte(i >> 8), byte(i), 0}), 24),
+			NextHops: []netip.Addr{netip.MustParseAddr("10.78.0.2")}}
+	}
+	res := make([]Result, len(ops))
+	w.Apply(ops, res)
+	for i := range ops {
+		if res[i].Err != nil {
+			t.Fatalf("Apply %s: %v", ops[i].Prefix, res[i].Err)
+		}
+		ops[i].NextHops = nil
+	}
+	w.Apply(ops, res)
+	time.Sleep(300 * time.Millisecond)
+	if n := calls.Load(); n != 0 {
+		t.Errorf("%d change calls for 2000 writes of our own, want 0", n)
+	}
+	ipCmd(t, "-n", ns, "route", "add", "192.0.2.0/24", "via", "10.78.0.4", "proto", "static")
+	eventually(t, "change reported for a static route", func() bool { return calls.Load() > 0 })
+}
+
+// TestRouteSocketOutcomesPrivileged: in one batch, each request gets its own
+// outcome, matched by sequence number, with the kernel's explanation.
+func TestRouteSocketOutcomesPrivileged(t *testing.T) {
+	ns := routesNetns(t)
+	s, err := openRouteSocket("/run/netns/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.close)
+	link := 0
+	for _, l := range strings.Split(ipCmd(t, "-n", ns, "-o", "link", "show", "r0"), ":") {
+		if v, err := strconv.Atoi(strings.TrimSpace(l)); err == nil {
+			link = v
+			break
+		}
+	}
+	good := Nexthop{Gateway: netip.MustParseAddr("10.78.0.2"), LinkIndex: link}
+	bad := Nexthop{Gateway: netip.MustParseAddr("192.0.2.99"), LinkIndex: link} // not on a connected subnet
+	msgs := []routeMsg{
+		{prefix: netip.MustParsePrefix("198.51.100.0/24"), kernel: []Nexthop{good}},
+		{prefix: netip.MustParsePrefix("203.0.113.0/24"), kernel: []Nexthop{bad}},
+		{prefix: netip.MustParsePrefix("100.64.0.0/16")}, // delete of a route that is not there
+		{prefix: netip.MustParsePrefix("100.65.0.0/16"), kernel: []Nexthop{good, {Gateway: netip.MustParseAddr("10.78.0.3"), LinkIndex: link}}},
+	}
+	// Many of them, so that the batch spans more than one sendmsg.
+	for i := range 2 * batchWindow {
+		msgs = append(msgs, routeMsg{prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{11, byte(i >> 8), byte(i), 0}), 24), kernel: []Nexthop{good}})
+	}
+	errs := make([]error, len(msgs))
+	s.exchange(routeConf{table: DefaultTable, metric: DefaultMetric}, msgs, errs)
+	if errs[0] != nil || errs[3] != nil {
+		t.Errorf("valid routes: %v, %v", errs[0], errs[3])
+	}
+	if errs[1] == nil || IsTransient(errs[1]) || !strings.Contains(errs[1].Error(), "gateway") {
+		t.Errorf("unreachable gateway: err = %v, want a permanent error with the kernel's explanation", errs[1])
+	}
+	if !errors.Is(errs[2], syscall.ESRCH) {
+		t.Errorf("delete of a missing route: err = %v, want ESRCH", errs[2])
+	}
+	for i, err := range errs[4:] {
+		if err != nil {
+			t.Fatalf("route %s: %v", msgs[4+i].prefix, err)
+		}
+	}
+	out := ipCmd(t, "-n", ns, "route", "show", "proto", "bgp")
+	if n := strings.Count(out, "\n"); n < 2*batchWindow+2 || strings.Contains(out, "203.0.113.0") {
+		t.Errorf("kernel holds %d lines of bgp routes, want %d and not 203.0.113.0/24", n, 2*batchWindow+2)
 	}
 }

@@ -65,6 +65,17 @@ func (f *fakeWriter) Delete(p netip.Prefix) error {
 	return nil
 }
 
+func (f *fakeWriter) Apply(ops []Op, res []Result) {
+	for i, op := range ops {
+		if op.NextHops == nil {
+			res[i] = Result{Err: f.Delete(op.Prefix)}
+			continue
+		}
+		k, err := f.Replace(op.Prefix, op.NextHops)
+		res[i] = Result{Kernel: k, Err: err}
+	}
+}
+
 func (f *fakeWriter) List() ([]InstalledRoute, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -365,5 +376,142 @@ func TestIsTransient(t *testing.T) {
 		if got := IsTransient(tc.err); got != tc.want {
 			t.Errorf("IsTransient(%v) = %v, want %v", tc.err, got, tc.want)
 		}
+	}
+}
+
+// trackingWriter is a fakeWriter whose next hops resolve through a table
+// the test changes, with the NexthopTracker side of KernelWriter.
+type trackingWriter struct {
+	*fakeWriter
+	tmu      sync.Mutex
+	via      map[netip.Addr]netip.Addr // next hop → gateway; missing: unreachable
+	resolved map[netip.Addr]netip.Addr // what Apply used (zero: unreachable)
+	changed  func()
+	watching chan struct{}
+}
+
+func (w *trackingWriter) Apply(ops []Op, res []Result) {
+	w.tmu.Lock()
+	defer w.tmu.Unlock()
+	for i, op := range ops {
+		if op.NextHops == nil {
+			res[i] = Result{Err: w.Delete(op.Prefix)}
+			continue
+		}
+		var gws []netip.Addr
+		for _, nh := range op.NextHops {
+			gw, ok := w.via[nh]
+			w.resolved[nh] = gw // the zero Addr: unreachable
+			if !ok {
+				res[i] = Result{Err: fmt.Errorf("route %s: next hop %s unreachable", op.Prefix, nh)}
+				break
+			}
+			gws = append(gws, gw)
+		}
+		if res[i].Err != nil {
+			continue
+		}
+		k, err := w.Replace(op.Prefix, gws)
+		res[i] = Result{Kernel: k, Err: err}
+	}
+}
+
+func (w *trackingWriter) Watch(ctx context.Context, changed func()) error {
+	w.tmu.Lock()
+	w.changed = changed
+	w.tmu.Unlock()
+	close(w.watching)
+	<-ctx.Done()
+	return nil
+}
+
+func (w *trackingWriter) Refresh() []netip.Addr {
+	w.tmu.Lock()
+	defer w.tmu.Unlock()
+	var out []netip.Addr
+	for nh, old := range w.resolved {
+		if gw := w.via[nh]; gw != old {
+			out = append(out, nh)
+			w.resolved[nh] = gw
+		}
+	}
+	return out
+}
+
+func (w *trackingWriter) move(nh, gw netip.Addr) {
+	w.tmu.Lock()
+	if gw.IsValid() {
+		w.via[nh] = gw
+	} else {
+		delete(w.via, nh)
+	}
+	changed := w.changed
+	w.tmu.Unlock()
+	changed()
+}
+
+func TestRoutesNexthopTracking(t *testing.T) {
+	ibgp := netip.MustParseAddr("192.0.2.1")
+	w := &trackingWriter{fakeWriter: newFakeWriter(), via: map[netip.Addr]netip.Addr{ibgp: nh1, nh2: nh2},
+		resolved: map[netip.Addr]netip.Addr{}, watching: make(chan struct{})}
+	r := NewRoutes(w, RoutesConfig{ResyncInterval: -1}, quiet())
+	start(t, r)
+	<-w.watching
+	r.Set(pfxA, []netip.Addr{ibgp})
+	r.Set(pfxB, []netip.Addr{nh2})
+	eventually(t, "installed", func() bool { return r.Stats().Installed == 2 })
+	via := func(p netip.Prefix) netip.Addr {
+		routes, _ := w.snapshot()
+		if len(routes[p]) == 0 {
+			return netip.Addr{}
+		}
+		return routes[p][0].Gateway
+	}
+	if got := via(pfxA); got != nh1 {
+		t.Fatalf("%s via %s, want %s", pfxA, got, nh1)
+	}
+	// The route to the iBGP next hop moves: only the dependent route is rewritten.
+	w.move(ibgp, nh2)
+	eventually(t, "dependent route moved", func() bool { return via(pfxA) == nh2 })
+	if s := r.Stats(); s.Replaces != 3 {
+		t.Errorf("replaces = %d, want 3 (two installs, one move)", s.Replaces)
+	}
+	// Unreachable: the route leaves the kernel but stays wanted.
+	w.move(ibgp, netip.Addr{})
+	eventually(t, "route removed", func() bool { return !via(pfxA).IsValid() })
+	if s := r.Stats(); s.Installed != 1 || s.Desired != 2 {
+		t.Errorf("stats %+v, want 1 installed, 2 desired", s)
+	}
+	// Reachable again: back.
+	w.move(ibgp, nh1)
+	eventually(t, "route back", func() bool { return via(pfxA) == nh1 })
+	if got := via(pfxB); got != nh2 {
+		t.Errorf("unrelated route %s via %s", pfxB, got)
+	}
+}
+
+func TestPrefixKeyRoundTrip(t *testing.T) {
+	seen := map[pkey]netip.Prefix{}
+	for _, s := range []string{"0.0.0.0/0", "10.0.0.0/8", "198.51.100.0/24", "203.0.113.7/32",
+		"::/0", "2001:db8::/32", "2001:db8:77::/48", "::ffff:198.51.100.0/120", "::ffff:0.0.0.0/96", "::/96"} {
+		p := netip.MustParsePrefix(s)
+		k := keyOf(p)
+		if got := k.prefix(); got != p {
+			t.Errorf("keyOf(%s).prefix() = %s", p, got)
+		}
+		if q, dup := seen[k]; dup {
+			t.Errorf("%s and %s share a key", p, q)
+		}
+		seen[k] = p
+	}
+}
+
+func TestRoutesShareNexthopSets(t *testing.T) {
+	r := NewRoutes(newFakeWriter(), RoutesConfig{}, quiet())
+	r.Set(pfxA, []netip.Addr{nh2, nh1})
+	r.Set(pfxB, []netip.Addr{nh1, nh2, nh1})
+	a, b := r.pending[keyOf(pfxA)], r.pending[keyOf(pfxB)]
+	if !slices.Equal(a, []netip.Addr{nh1, nh2}) || &a[0] != &b[0] {
+		t.Errorf("next-hop sets %v and %v: want one shared sorted set", a, b)
 	}
 }

@@ -1,0 +1,82 @@
+package fib
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRoutesScalePrivileged writes XROUTER_FIB_SCALE routes (for example
+// 1000000) through the worker into a namespace and removes them again,
+// logging the rates. It is skipped unless the variable is set: it measures,
+// it asserts only that every route arrived and went.
+func TestRoutesScalePrivileged(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("XROUTER_FIB_SCALE"))
+	if n <= 0 {
+		t.Skip("set XROUTER_FIB_SCALE=N to write N routes")
+	}
+	ns := routesNetns(t)
+	w, err := NewKernelWriter(KernelConfig{NetNS: "/run/netns/" + ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	r := NewRoutes(w, RoutesConfig{ResyncInterval: -1}, quiet())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	gw := []netip.Addr{netip.MustParseAddr("10.78.0.2")}
+	prefixes := make([]netip.Prefix, n)
+	for i := range n {
+		// 11.0.0.0/24 upwards: n /24s, skipping nothing special below 1M.
+		v := uint32(11<<24) + uint32(i)<<8
+		prefixes[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), 0}), 24)
+	}
+	t0 := time.Now()
+	for _, p := range prefixes {
+		r.Set(p, gw)
+	}
+	t.Logf("sets queued after %v", time.Since(t0))
+	waitStat(t, r, "install", func(s RoutesStats) bool { return s.Installed == n })
+	in := time.Since(t0)
+	t.Logf("installed %d routes in %v (%.0f/s); kernel: %s", n, in, float64(n)/in.Seconds(), fibCount(t, ns))
+	t0 = time.Now()
+	for _, p := range prefixes {
+		r.Delete(p)
+	}
+	t.Logf("deletes queued after %v", time.Since(t0))
+	waitStat(t, r, "delete", func(s RoutesStats) bool { return s.Installed == 0 && s.Pending == 0 })
+	del := time.Since(t0)
+	t.Logf("deleted %d routes in %v (%.0f/s); kernel: %s", n, del, float64(n)/del.Seconds(), fibCount(t, ns))
+	if s := r.Stats(); s.Failures != 0 {
+		t.Errorf("stats %+v: want no failures", s)
+	}
+}
+
+func waitStat(t *testing.T, r *Routes, what string, cond func(RoutesStats) bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Minute)
+	for !cond(r.Stats()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: timed out", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func fibCount(t *testing.T, ns string) string {
+	t.Helper()
+	out := ipCmd(t, "netns", "exec", ns, "cat", "/proc/net/fib_triestat")
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "Prefixes:") {
+			return strings.TrimSpace(l)
+		}
+	}
+	return "?"
+}
