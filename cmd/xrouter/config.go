@@ -39,7 +39,7 @@ reported with the key and the file. Nothing is attached or changed.`,
 		Short: "List every configuration key",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			for _, k := range config.Keys() {
+			for _, k := range config.AllKeys() {
 				fmt.Fprintln(cmd.OutOrStdout(), k)
 			}
 		},

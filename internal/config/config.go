@@ -387,7 +387,7 @@ func (c *Config) Validate() error {
 	}
 	if c.BGP.AS != 0 || len(c.BGP.Neighbors) > 0 || len(c.BGP.Networks) > 0 {
 		if err := c.BGP.Validate(); err != nil {
-			return errors.New(oneLine(err))
+			return bgpError(err)
 		}
 	}
 	if c.Metrics.Listen != "" {
@@ -410,6 +410,25 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// bgpError formats the BGP speaker's validation errors (each "KEY: problem")
+// like the rest of the config's: `key "bgp.neighbors[0].families": required`,
+// several joined by "; " on one line.
+func bgpError(err error) error {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	parts := make([]string, 0, len(errs))
+	for _, e := range errs {
+		msg := oneLine(e)
+		if k, rest, ok := strings.Cut(msg, ": "); ok && isBGPKey(k) && !strings.ContainsAny(k, " \"") {
+			msg = fmt.Sprintf("key %q: %s", k, rest)
+		}
+		parts = append(parts, msg)
+	}
+	return errors.New(strings.Join(parts, "; "))
 }
 
 // RequireInterfaces checks that the config selects interfaces at all; the
