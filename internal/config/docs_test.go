@@ -173,3 +173,24 @@ func TestBGPErrorsOnOneLine(t *testing.T) {
 		t.Errorf("err = %q\nwant  %q", err, want)
 	}
 }
+
+// TestDocExamplesLoad: every YAML example in the README and the operations
+// guide is a config that loads.
+func TestDocExamplesLoad(t *testing.T) {
+	n := 0
+	for _, doc := range []string{"../../README.md", "../../docs/operations.md"} {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, block := range regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(string(b), -1) {
+			n++
+			if _, err := Load(writeFile(t, block[1]), nil); err != nil {
+				t.Errorf("%s: example does not load: %v\n%s", doc, err, block[1])
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("no YAML examples found")
+	}
+}
