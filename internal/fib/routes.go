@@ -449,7 +449,13 @@ func (r *Routes) write(ctx context.Context, ops []Op) []failure {
 		ops = ops[n:]
 	}
 	if len(failed) > maxLoggedFailures {
-		r.log.Error("route writes failed", "routes", len(failed), "logged", maxLoggedFailures)
+		waiting := 0
+		for _, f := range failed {
+			if errors.Is(f.err, ErrNextHopUnresolved) {
+				waiting++
+			}
+		}
+		r.log.Error("route writes failed", "routes", len(failed), "waiting_for_next_hop", waiting, "logged", maxLoggedFailures)
 	}
 	return failed
 }
@@ -476,9 +482,12 @@ func (r *Routes) writeChunk(ctx context.Context, ops []Op, res []Result, failed 
 				r.stats.Failures++
 				failed = append(failed, failure{op, rs.Err})
 				if len(failed) <= maxLoggedFailures {
-					if op.NextHops == nil {
+					switch {
+					case op.NextHops == nil:
 						r.log.Error("removing route", "prefix", op.Prefix, "err", rs.Err)
-					} else {
+					case errors.Is(rs.Err, ErrNextHopUnresolved):
+						r.log.Warn("route not installed: its next hop does not resolve; it waits for it", "prefix", op.Prefix, "next_hops", op.NextHops, "err", rs.Err)
+					default:
 						r.log.Error("installing route", "prefix", op.Prefix, "next_hops", op.NextHops, "err", rs.Err)
 					}
 				}

@@ -119,6 +119,11 @@ func (k *KernelWriter) Close() {
 	k.sock.close()
 }
 
+// ErrNextHopUnresolved is the error of a route whose BGP next hop the FIB
+// cannot reach now (no route, or an unreachable one). It is not a fault of
+// the route: it stays wanted and is installed when the next hop resolves.
+var ErrNextHopUnresolved = errors.New("next hop does not resolve")
+
 // Resolve finds the connected gateway and interface through which the
 // kernel reaches a BGP next hop. A next hop on a connected subnet resolves to
 // itself; one further away (iBGP, multihop) resolves to the gateway of the
@@ -126,11 +131,13 @@ func (k *KernelWriter) Close() {
 // directly ("Nexthop has invalid gateway").
 func (k *KernelWriter) Resolve(nh netip.Addr) (Nexthop, error) {
 	routes, err := k.h.RouteGetWithOptions(net.IP(nh.AsSlice()), &netlink.RouteGetOptions{})
-	if err != nil {
+	switch {
+	case errors.Is(err, unix.ENETUNREACH), errors.Is(err, unix.EHOSTUNREACH):
+		return Nexthop{}, fmt.Errorf("resolving next hop %s: %w (%v)", nh, ErrNextHopUnresolved, err)
+	case err != nil:
 		return Nexthop{}, fmt.Errorf("resolving next hop %s: %w", nh, err)
-	}
-	if len(routes) == 0 {
-		return Nexthop{}, fmt.Errorf("resolving next hop %s: no route", nh)
+	case len(routes) == 0:
+		return Nexthop{}, fmt.Errorf("resolving next hop %s: %w (no route)", nh, ErrNextHopUnresolved)
 	}
 	rt := routes[0]
 	switch rt.Type {
@@ -138,7 +145,7 @@ func (k *KernelWriter) Resolve(nh netip.Addr) (Nexthop, error) {
 	case unix.RTN_LOCAL:
 		return Nexthop{}, fmt.Errorf("next hop %s is an address of this host", nh)
 	default:
-		return Nexthop{}, fmt.Errorf("next hop %s is unreachable (route type %d)", nh, rt.Type)
+		return Nexthop{}, fmt.Errorf("next hop %s: %w (route type %d)", nh, ErrNextHopUnresolved, rt.Type)
 	}
 	if rt.Gw == nil {
 		return Nexthop{Gateway: nh, LinkIndex: rt.LinkIndex}, nil
