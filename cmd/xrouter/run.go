@@ -305,6 +305,8 @@ func restartOnly(cur, next *config.Config) error {
 		{"metrics", cur.Metrics, next.Metrics},
 		{"api", cur.API, next.API},
 		{"fib", cur.FIB, next.FIB},
+		{"debug", cur.Debug, next.Debug},
+		{"runtime", cur.Runtime, next.Runtime},
 	} {
 		if !reflect.DeepEqual(s.cur, s.next) {
 			return fmt.Errorf("key %q: changes to this section need a restart (`xrouter run` again); reload applies bgp.* only", s.key)

@@ -28,6 +28,8 @@ func TestRestartOnly(t *testing.T) {
 		{"interfaces", `"dataplane"`, func(c *config.Config) { c.Dataplane.Interfaces = []string{"eth1"} }},
 		{"log level", `"log"`, func(c *config.Config) { c.Log.Level = "debug" }},
 		{"fib metric", `"fib"`, func(c *config.Config) { c.FIB.Metric = 30 }},
+		{"pprof", `"debug"`, func(c *config.Config) { c.Debug.PProf = "127.0.0.1:6060" }},
+		{"gc percent", `"runtime"`, func(c *config.Config) { c.Runtime.GCPercent = 300 }},
 		{"bgp off", `"bgp.as"`, func(c *config.Config) { c.BGP.AS = 0 }},
 	} {
 		c := base()
