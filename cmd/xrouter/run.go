@@ -143,18 +143,26 @@ func run(cfg *config.Config, log *slog.Logger) error {
 			_, _ = devmap.Detach(d.PinPath)
 		}
 	}()
-	dp, err := dataplane.Load(d.PinPath)
+	dp, err := dataplane.LoadWith(d.PinPath, dataplane.Options{CacheSize: d.Cache.Size})
 	if err != nil {
 		return err
 	}
 	defer dp.Close()
+	// The next-hop cache is off from here until the invalidator has read
+	// the kernel's state and follows its events.
+	inv, err := devmap.NewInvalidator(devmap.CacheConfig{Enabled: d.Cache.Enabled, MaxAge: d.Cache.MaxAge}, dp, log)
+	if err != nil {
+		return err
+	}
+	defer inv.Stop()
 
 	mgr := devmap.New(devmap.Config{
-		Explicit: d.Interfaces,
-		Match:    d.Matches,
-		Mode:     devmap.Mode(d.Mode),
-		PinPath:  d.PinPath,
-		OnAttach: func(name string) { checkForwarding(name, d.ManageForwarding, log) },
+		Explicit:       d.Interfaces,
+		Match:          d.Matches,
+		Mode:           devmap.Mode(d.Mode),
+		PinPath:        d.PinPath,
+		OnAttach:       func(name string) { checkForwarding(name, d.ManageForwarding, log) },
+		OnEgressChange: func() { inv.Bump("devmap") },
 	}, dp, log)
 	if err := mgr.Start(); err != nil {
 		return fmt.Errorf("attaching data plane: %w", err)
@@ -177,6 +185,14 @@ func run(cfg *config.Config, log *slog.Logger) error {
 	for _, p := range mgr.Ports() {
 		checkForwarding(p.Name, d.ManageForwarding, log)
 	}
+	invDone := make(chan error, 1)
+	go func() { invDone <- inv.Run(ctx) }()
+	defer func() {
+		stop()
+		if err := <-invDone; err != nil {
+			log.Warn("next-hop cache invalidator", "err", err)
+		}
+	}()
 	reportWarnings(d.PinPath, log)
 
 	if metricsLn != nil {
