@@ -227,3 +227,9 @@ func (d *Dataplane) CacheEntries() (int, error) {
 	}
 	return n, nil
 }
+
+// PinnedMapNames lists every map the program pins, for detach.
+func PinnedMapNames() []string {
+	return []string{StatsMapName, DevmapMapName, PortsMapName, Local4MapName,
+		CacheGenMapName, CacheStatsMapName, Mpath4MapName, Mpath6MapName}
+}

@@ -47,7 +47,6 @@ type Invalidator struct {
 	customRules4, customRules6 bool
 	tosRoutes4, srcRoutes6     bool
 	neigh                      map[neighKey]neighVal
-	lastReason                 string
 }
 
 type neighKey struct {
@@ -133,8 +132,6 @@ func (v *Invalidator) bumpLocked(reason string) {
 			"custom_rules_v4", v.customRules4, "custom_rules_v6", v.customRules6, "tos_routes_v4", v.tosRoutes4, "src_routes_v6", v.srcRoutes6)
 	}
 	v.state = st
-	v.lastReason = reason
-	v.log.Debug("next-hop cache generation bumped", "generation", st.Generation, "reason", reason)
 }
 
 // Stop turns the cache off: nobody will invalidate it once we are gone.
@@ -271,14 +268,17 @@ func (v *Invalidator) readLoop(ctx context.Context, fd int) error {
 			}
 			continue
 		}
-		v.handle(msgs)
+		got := time.Now()
+		if reason := v.handle(msgs); reason != "" {
+			v.log.Debug("next-hop cache generation bumped", "reason", reason, "generation", v.State().Generation, "took", time.Since(got))
+		}
 	}
 	return nil
 }
 
 // handle applies one batch of events and bumps once for all of them. The
 // multipath tries and the bypass flags are updated before the bump.
-func (v *Invalidator) handle(msgs []syscall.NetlinkMessage) {
+func (v *Invalidator) handle(msgs []syscall.NetlinkMessage) string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	reason := ""
@@ -290,6 +290,7 @@ func (v *Invalidator) handle(msgs []syscall.NetlinkMessage) {
 	if reason != "" {
 		v.bumpLocked(reason)
 	}
+	return reason
 }
 
 // event returns why m invalidates the cache, or "" when it does not.
@@ -334,7 +335,8 @@ func parseRoute(b []byte) (route, bool) {
 	if len(b) < unix.SizeofRtMsg {
 		return route{}, false
 	}
-	r := route{family: b[0], tos: b[4], srcLen: b[2]}
+	// rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
+	r := route{family: b[0], tos: b[3], srcLen: b[2]}
 	dstLen := int(b[1])
 	attrs, err := parseAttrs(b[unix.SizeofRtMsg:])
 	if err != nil {
@@ -559,6 +561,11 @@ func defaultRules(msgs []syscall.NetlinkMessage, family uint8) bool {
 					prio = binary.NativeEndian.Uint32(a.val)
 				}
 			case unix.FRA_PROTOCOL:
+			case unix.FRA_SUPPRESS_PREFIXLEN, unix.FRA_SUPPRESS_IFGROUP:
+				// Always reported; -1 means unset.
+				if len(a.val) != 4 || binary.NativeEndian.Uint32(a.val) != 0xffffffff {
+					return false
+				}
 			default:
 				return false // a selector, goto, suppress_*, ...
 			}
