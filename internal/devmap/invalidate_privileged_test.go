@@ -3,6 +3,7 @@ package devmap
 import (
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -55,5 +56,118 @@ func TestDefaultRulesPrivileged(t *testing.T) {
 	}
 	if defaultRules(msgs2, unix.AF_INET) {
 		t.Error("local rule moved to pref 100: still taken for the default set")
+	}
+}
+
+// TestRouteClassesPrivileged: the routes the cache must not serve by
+// destination alone are recognised in a dump, however they were made.
+func TestRouteClassesPrivileged(t *testing.T) {
+	testbed.RequireRoot(t)
+	ns := testbed.NewNetns(t, "xrinv-")
+	ns.IP(t, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
+	ns.IP(t, "link", "set", "v0", "up")
+	ns.IP(t, "link", "set", "v1", "up")
+	ns.IP(t, "addr", "add", "10.5.0.1/24", "dev", "v0")
+	ns.IP(t, "addr", "add", "fd00:5::1/64", "dev", "v0", "nodad")
+	for _, args := range [][]string{
+		{"route", "add", "10.60.0.0/16", "nexthop", "via", "10.5.0.2", "nexthop", "via", "10.5.0.3"},
+		{"-6", "route", "add", "fd00:60::/48", "nexthop", "via", "fd00:5::2", "nexthop", "via", "fd00:5::3"},
+		{"-6", "route", "add", "fd00:61::/48", "via", "fd00:5::2"},
+		{"-6", "route", "append", "fd00:61::/48", "via", "fd00:5::3"},
+		{"nexthop", "add", "id", "7", "via", "10.5.0.2", "dev", "v0"},
+		{"route", "add", "10.62.0.0/16", "nhid", "7"},
+		{"route", "add", "10.63.0.0/16", "tos", "0x10", "via", "10.5.0.2"},
+		{"-6", "route", "add", "fd00:64::/48", "from", "fd00:99::/48", "via", "fd00:5::2"},
+		{"route", "add", "10.65.0.0/16", "via", "10.5.0.2"},
+	} {
+		ns.IP(t, args...)
+	}
+	var msgs []syscall.NetlinkMessage
+	if err := ns.Do(func() error {
+		var err error
+		msgs, err = dumpRetry(unix.RTM_GETROUTE, make([]byte, unix.SizeofRtMsg))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]route{}
+	for _, m := range msgs {
+		if r, ok := parseRoute(m.Data); ok {
+			got[r.dst.String()] = r
+		}
+	}
+	for _, c := range []struct {
+		prefix           string
+		multipath        bool
+		tos, srcSpecific bool
+	}{
+		{"10.60.0.0/16", true, false, false},
+		{"fd00:60::/48", true, false, false},
+		{"fd00:61::/48", true, false, false},
+		{"10.62.0.0/16", true, false, false},
+		{"10.63.0.0/16", false, true, false},
+		{"fd00:64::/48", false, false, true},
+		{"10.65.0.0/16", false, false, false},
+	} {
+		r, ok := got[c.prefix]
+		if !ok {
+			t.Errorf("%s: not in the dump", c.prefix)
+			continue
+		}
+		if r.multipath != c.multipath || (r.tos != 0) != c.tos || (r.srcLen != 0) != c.srcSpecific {
+			t.Errorf("%s: parsed %+v, want multipath %v tos %v source-specific %v", c.prefix, r, c.multipath, c.tos, c.srcSpecific)
+		}
+	}
+}
+
+// TestRouteEventsMultipathPrivileged: the events (not only dumps) mark
+// multipath routes, including a sibling appended to an IPv6 route and a
+// route on a nexthop object.
+func TestRouteEventsMultipathPrivileged(t *testing.T) {
+	testbed.RequireRoot(t)
+	ns := testbed.NewNetns(t, "xrinv-")
+	ns.IP(t, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
+	ns.IP(t, "link", "set", "v0", "up")
+	ns.IP(t, "link", "set", "v1", "up")
+	ns.IP(t, "addr", "add", "10.5.0.1/24", "dev", "v0")
+	ns.IP(t, "addr", "add", "fd00:5::1/64", "dev", "v0", "nodad")
+	ns.IP(t, "-6", "route", "add", "fd00:61::/48", "via", "fd00:5::2")
+	ns.IP(t, "nexthop", "add", "id", "7", "via", "10.5.0.2", "dev", "v0")
+	var fd int
+	if err := ns.Do(func() error {
+		var err error
+		fd, err = subscribe()
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	ns.IP(t, "-6", "route", "append", "fd00:61::/48", "via", "fd00:5::3")
+	ns.IP(t, "route", "add", "10.62.0.0/16", "nhid", "7")
+	ns.IP(t, "route", "add", "10.60.0.0/16", "nexthop", "via", "10.5.0.2", "nexthop", "via", "10.5.0.3")
+	want := map[string]bool{"fd00:61::/48": true, "10.62.0.0/16": true, "10.60.0.0/16": true}
+	seen := map[string]bool{}
+	buf := make([]byte, 1<<16)
+	deadline := time.Now().Add(3 * time.Second)
+	for len(seen) < len(want) && time.Now().Before(deadline) {
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			continue
+		}
+		msgs, _ := syscall.ParseNetlinkMessage(buf[:n])
+		for _, m := range msgs {
+			if m.Header.Type != unix.RTM_NEWROUTE {
+				continue
+			}
+			if r, ok := parseRoute(m.Data); ok && want[r.dst.String()] {
+				if !r.multipath {
+					t.Errorf("event for %s not marked multipath", r.dst)
+				}
+				seen[r.dst.String()] = true
+			}
+		}
+	}
+	if len(seen) != len(want) {
+		t.Errorf("saw events for %v, want %v", seen, want)
 	}
 }
