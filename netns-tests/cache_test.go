@@ -10,12 +10,16 @@ package netnstests
 // kernel picks.
 
 import (
+	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/netip"
+	"regexp"
 	"strconv"
 	"sync"
 	"testing"
@@ -513,7 +517,7 @@ func TestCacheFuzzPrivileged(t *testing.T) {
 // the kernel's multipath hash picks for each of them, and all four are
 // used; the cache must not pin the destination to one.
 func TestCacheECMPPrivileged(t *testing.T) {
-	r := newCacheRouter(t, "")
+	r := newCacheRouter(t, "metrics:\n  listen: 127.0.0.1:9479\n")
 	rt := r.tp.Router
 	rt.Sysctl(t, "net.ipv4.fib_multipath_hash_policy", "1") // L4: ports count
 	bumps := r.statusBumps(t)
@@ -542,4 +546,35 @@ func TestCacheECMPPrivileged(t *testing.T) {
 		t.Errorf("cache %+v: multipath lookups should be counted uncacheable", s)
 	}
 	t.Logf("flows per next hop: %v; cache %+v", used, s)
+
+	// The same counters on /metrics (served inside the router namespace).
+	rt.IP(t, "link", "set", "lo", "up")
+	var body string
+	err := r.tp.Router.Do(func() error {
+		// Dialled here: net/http would dial from another thread, outside
+		// the namespace.
+		conn, err := net.Dial("tcp", "127.0.0.1:9479")
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if _, err := io.WriteString(conn, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n"); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		body = string(b)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("scraping /metrics: %v", err)
+	}
+	if !regexp.MustCompile(`(?m)^xrouter_nh_cache_total\{event="uncacheable"\} [1-9]`).MatchString(body) ||
+		!regexp.MustCompile(`(?m)^xrouter_nh_cache_generation [1-9]`).MatchString(body) {
+		t.Errorf("/metrics lacks the cache counters:\n%s", body)
+	}
 }

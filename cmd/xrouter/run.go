@@ -196,7 +196,11 @@ func run(cfg *config.Config, log *slog.Logger) error {
 	reportWarnings(d.PinPath, log)
 
 	if metricsLn != nil {
-		serveHTTP(ctx, metricsLn, metrics.Handler(metrics.NewCollector(dp.Stats, mgr.Ports)), log)
+		cache := func() (dataplane.CacheStats, dataplane.CacheState, error) {
+			s, err := dp.CacheStats()
+			return s, inv.State(), err
+		}
+		serveHTTP(ctx, metricsLn, metrics.Handler(metrics.NewCollector(dp.Stats, mgr.Ports), metrics.NewCacheCollector(cache)), log)
 		log.Info("serving metrics", "addr", metricsLn.Addr().String())
 	}
 	if apiLn != nil {
