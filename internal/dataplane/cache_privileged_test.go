@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"testing"
@@ -15,6 +16,7 @@ import (
 // far in the future, as the daemon does.
 func (e *fwdEnv) enableCache(t testing.TB, gen uint64) {
 	t.Helper()
+	e.pinCPU = true
 	e.setCache(t, CacheState{Generation: gen, LeaseNs: MonotonicCoarseNs() + uint64(time.Hour)})
 }
 
@@ -237,6 +239,7 @@ func TestFwdCacheMTUPrivileged(t *testing.T) {
 // for a while.
 func TestFwdCacheBypassPrivileged(t *testing.T) {
 	e := newFwdEnv(t)
+	e.pinCPU = true
 	c := fwdCase{frame: udp4To(remote4), outcome: Forwarded, egress: devDst}
 	now := MonotonicCoarseNs()
 	for _, s := range []CacheState{
@@ -324,3 +327,47 @@ func (e *fwdEnv) runHere(dev string, frame []byte, repeat uint32) (uint32, []byt
 }
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// TestFwdCacheDevmapPrivileged: the devmap is checked on every hit too, so
+// an egress leaving the devmap is never redirected to, bump or not.
+func TestFwdCacheDevmapPrivileged(t *testing.T) {
+	e := newFwdEnv(t)
+	e.enableCache(t, 1)
+	c := fwdCase{frame: udp4To(remote4), outcome: Forwarded, egress: devDst}
+	for range 3 {
+		e.check(t, c)
+	}
+	if err := e.router.Do(func() error { return e.dp.DeleteEgress(e.ifindex[devDst]) }); err != nil {
+		t.Fatal(err)
+	}
+	h := e.cacheStats(t)
+	e.check(t, fwdCase{frame: udp4To(remote4), outcome: PassNotInDevmap})
+	if d := e.cacheStats(t).sub(h); d.Hit != 1 {
+		t.Errorf("cache %+v: want the (unbumped) entry to hit and the devmap check to refuse", d)
+	}
+}
+
+// TestFwdCacheChecksumPrivileged is TestFwdIPv4ChecksumPrivileged with the
+// cache on and few destinations, so most frames are served from the cache:
+// the output must still be the kernel's frame, checksum included.
+func TestFwdCacheChecksumPrivileged(t *testing.T) {
+	e := newFwdEnv(t)
+	e.enableCache(t, 1)
+	rng := rand.New(rand.NewPCG(5, 6))
+	before := e.cacheStats(t)
+	for range 2000 {
+		h := randomIPv4(rng)
+		h.Dst = netip.AddrFrom4([4]byte{10, 99, 0, byte(rng.IntN(16))})
+		in := frame4(h, randomL4(rng, &h))
+		verdict, out, err := e.run(devSrc, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := forwarded(in, peerMAC[devDst], routerMAC[devDst]); verdict != xdpRedirect || !bytes.Equal(out, want) {
+			t.Fatalf("verdict %d; output\n got %x\nwant %x", verdict, out, want)
+		}
+	}
+	if d := e.cacheStats(t).sub(before); d.Hit < 1000 {
+		t.Errorf("cache %+v: want most of 2000 frames to hit", d)
+	}
+}

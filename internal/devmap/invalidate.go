@@ -43,6 +43,9 @@ type Invalidator struct {
 
 	mu    sync.Mutex
 	state dataplane.CacheState
+	// ready: the tries, flags and neighbours were read after subscribing;
+	// until then (and after Stop) bumps leave the cache off.
+	ready bool
 	// Why lookups may depend on more than the destination, per family.
 	customRules4, customRules6 bool
 	tosRoutes4, srcRoutes6     bool
@@ -107,7 +110,7 @@ func (v *Invalidator) Bump(reason string) {
 }
 
 func (v *Invalidator) bumpLocked(reason string) {
-	if !v.cfg.Enabled {
+	if !v.cfg.Enabled || !v.ready {
 		return
 	}
 	st := v.state
@@ -134,10 +137,12 @@ func (v *Invalidator) bumpLocked(reason string) {
 	v.state = st
 }
 
-// Stop turns the cache off: nobody will invalidate it once we are gone.
+// Stop turns the cache off (nobody will invalidate it once we are gone);
+// only a full re-read turns it on again.
 func (v *Invalidator) Stop() {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	v.ready = false
 	v.state.Generation = 0
 	v.state.LeaseNs = 0
 	if err := v.dp.SetCacheState(v.state); err != nil {
@@ -251,7 +256,10 @@ func (v *Invalidator) readLoop(ctx context.Context, fd int) error {
 			case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
 				continue
 			case errors.Is(err, unix.ENOBUFS):
-				// Events were lost: nothing cached can be trusted.
+				// Events were lost: nothing cached can be trusted,
+				// and the tries may lack a multipath route. Off
+				// until everything is read again.
+				v.Stop()
 				v.log.Warn("next-hop cache: netlink overrun, resyncing")
 				if err := v.resync("overrun"); err != nil {
 					return err
@@ -262,6 +270,7 @@ func (v *Invalidator) readLoop(ctx context.Context, fd int) error {
 		}
 		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
 		if err != nil {
+			v.Stop()
 			v.log.Warn("next-hop cache: unparsable netlink message, resyncing", "err", err)
 			if err := v.resync("bad message"); err != nil {
 				return err
@@ -509,6 +518,7 @@ func (v *Invalidator) resync(reason string) error {
 	v.tosRoutes4, v.srcRoutes6 = tos4, src6
 	v.neigh = nt
 	v.readRules()
+	v.ready = true
 	v.bumpLocked(reason)
 	return nil
 }
