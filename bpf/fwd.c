@@ -371,14 +371,27 @@ static __always_inline int cache_lookup(struct cache_ctx *c, struct xr_nh_key *k
 	pc->win_lookups++;
 	e = bpf_map_lookup_elem(&xr_nh_cache, k);
 	if (e && e->gen == cfg->gen && tot_len <= e->ok_len) {
-		pc->hit++;
-		pc->win_hits++;
-		cache_window(pc);
 		nh->ifindex = e->ifindex;
 		__builtin_memcpy(nh->macs, e->macs, sizeof(nh->macs));
-		return 1;
+		/* An LRU element can be evicted and reused by another CPU
+		 * while we read it; the reuse zeroes this CPU's copy. Only
+		 * zeroes can be torn in, so a copy whose generation still
+		 * holds afterwards and with no zero word is the entry. (A
+		 * next hop whose MAC words are zero is simply never served
+		 * from the cache.) */
+		if (e->gen == cfg->gen && nh->ifindex && nh->macs[0] && nh->macs[1] && nh->macs[2]) {
+			pc->hit++;
+			pc->win_hits++;
+			cache_window(pc);
+			return 1;
+		}
 	}
 	pc->miss++;
+	/* The window measures whether destinations repeat: an entry that is
+	 * only stale (a bump) or short (MTU) counts, so that a bump does not
+	 * switch the cache off while it refills. */
+	if (e)
+		pc->win_hits++;
 	cache_window(pc);
 	c->gen = cfg->gen;
 	c->pc = pc;
@@ -462,6 +475,7 @@ static __always_inline void cache_store(struct cache_ctx *c, struct xr_nh_key *k
 		pc->admit_skip++;
 		return;
 	}
+	pc->win_hits++; /* a repeat: counts for the hit-ratio window */
 	struct xr_nh_entry v = {.gen = c->gen, .ifindex = nh->ifindex, .ok_len = tot_len};
 
 	__builtin_memcpy(v.macs, nh->macs, sizeof(v.macs));

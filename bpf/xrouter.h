@@ -123,8 +123,9 @@ struct xr_lpm6 {
 #define XR_NH_CACHE_DEFAULT 65536
 #define XR_SEEN_SLOTS 65536 /* admission filter, power of two */
 #define XR_MPATH_MAX 65536  /* multipath prefixes per family */
-/* Hit-ratio window: every XR_WIN lookups, a hit ratio below 1/XR_WIN_MIN_DIV
- * bypasses the cache for the next XR_WIN_BYPASS packets. */
+/* Hit-ratio window: every XR_WIN lookups, if fewer than 1/XR_WIN_MIN_DIV
+ * were repeats (a hit, a stale or short entry, or an admitted second
+ * sighting), the cache is bypassed for the next XR_WIN_BYPASS packets. */
 #define XR_WIN 512
 #define XR_WIN_MIN_DIV 8
 #define XR_WIN_BYPASS 8192

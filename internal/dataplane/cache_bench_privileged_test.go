@@ -70,7 +70,8 @@ func (e *fwdEnv) timedRun(dev string, frame []byte, repeat uint32) (uint32, time
 //
 //	XR_TIMING=1 go test -count=1 -run TestCacheTimingPrivileged -v ./internal/dataplane/
 //
-// XR_TIMING_ROUTES=N adds N /24 routes first (a bigger FIB trie).
+// XR_TIMING_ROUTES=N adds N /24 routes first (a bigger FIB trie), and the
+// "new dst" packets go to random addresses under them.
 func TestCacheTimingPrivileged(t *testing.T) {
 	if os.Getenv("XR_TIMING") == "" {
 		t.Skip("set XR_TIMING=1 to measure")
@@ -83,15 +84,14 @@ func TestCacheTimingPrivileged(t *testing.T) {
 	e.router.AddNeigh(t, devDst, mustAddr("fd00:201:2::50"), routerMAC[devSrc])
 	e.router.IP(t, "route", "add", "10.90.0.0/16", "via", "10.201.2.50")
 	e.router.IP(t, "route", "add", "fd00:90::/32", "via", "fd00:201:2::50")
+	routes := 0
 	if n := os.Getenv("XR_TIMING_ROUTES"); n != "" {
-		var count int
-		fmt.Sscan(n, &count)
+		if _, err := fmt.Sscan(n, &routes); err != nil || routes < 0 || routes > 1<<22 {
+			t.Fatalf("XR_TIMING_ROUTES=%q: want a count up to %d", n, 1<<22)
+		}
 		var b strings.Builder
-		for i := range count {
-			fmt.Fprintf(&b, "route add 11.%d.%d.0/24 via 10.201.2.50\n", (i>>8)&0xff, i&0xff)
-			if i >= 1<<16 {
-				fmt.Fprintf(&b, "route add 12.%d.%d.0/24 via 10.201.2.50\n", (i>>8)&0xff, i&0xff)
-			}
+		for i := range routes {
+			fmt.Fprintf(&b, "route add %d.%d.%d.0/24 via 10.201.2.50\n", 11+i>>16, (i>>8)&0xff, i&0xff)
 		}
 		f := t.TempDir() + "/routes"
 		if err := os.WriteFile(f, []byte(b.String()), 0o600); err != nil {
@@ -102,10 +102,35 @@ func TestCacheTimingPrivileged(t *testing.T) {
 	hot4 := frame4(ip4(to4(mustAddr("10.90.1.1")), func(h *ipv4Hdr) { h.TTL = 255 }), udp(1, 2, payload(18)))
 	hot6 := frame6(ip6(to6(mustAddr("fd00:90::1")), func(h *ipv6Hdr) { h.Hop = 255 }), udp(1, 2, payload(18)))
 	rng := rand.New(rand.NewPCG(3, 4))
-	random := make([][]byte, 5000)
+	random := make([][]byte, 20000)
 	for i := range random {
 		d := netip.AddrFrom4([4]byte{10, 90, byte(rng.IntN(256)), byte(rng.IntN(256))})
+		if routes > 0 {
+			// Spread over the big table's routes.
+			r := rng.IntN(routes)
+			d = netip.AddrFrom4([4]byte{byte(11 + r>>16), byte(r >> 8), byte(r), byte(1 + rng.IntN(254))})
+		}
 		random[i] = frame4(ip4(to4(d), func(h *ipv4Hdr) { h.TTL = 255 }), udp(1, 2, payload(18)))
+	}
+
+	// 20000 active destinations, picked at random for every packet.
+	active := make([][]byte, 400000)
+	for i := range active {
+		active[i] = random[rng.IntN(len(random))]
+	}
+	actives := func() (time.Duration, error) {
+		var total time.Duration
+		for _, f := range active {
+			v, d, err := e.timedRun(devSrc, f, 1)
+			if err != nil {
+				return 0, err
+			}
+			if v != xdpRedirect {
+				return 0, fmt.Errorf("verdict %d", v)
+			}
+			total += d
+		}
+		return total / time.Duration(len(active)), nil
 	}
 
 	hot := func(frame []byte) (time.Duration, error) {
@@ -123,17 +148,24 @@ func TestCacheTimingPrivileged(t *testing.T) {
 		}
 		return total / calls, nil
 	}
+	// Destinations never seen before: fresh ones on every call.
 	spread := func() (time.Duration, error) {
 		var total time.Duration
-		for _, f := range random {
-			v, d, err := e.timedRun(devSrc, f, 1)
+		for range len(random) {
+			d := netip.AddrFrom4([4]byte{10, 90, byte(rng.IntN(256)), byte(rng.IntN(256))})
+			if routes > 0 {
+				r := rng.IntN(routes)
+				d = netip.AddrFrom4([4]byte{byte(11 + r>>16), byte(r >> 8), byte(r), byte(1 + rng.IntN(254))})
+			}
+			f := frame4(ip4(to4(d), func(h *ipv4Hdr) { h.TTL = 255 }), udp(1, 2, payload(18)))
+			v, took, err := e.timedRun(devSrc, f, 1)
 			if err != nil {
 				return 0, err
 			}
 			if v != xdpRedirect {
 				return 0, fmt.Errorf("verdict %d", v)
 			}
-			total += d
+			total += took
 		}
 		return total / time.Duration(len(random)), nil
 	}
@@ -162,7 +194,10 @@ func TestCacheTimingPrivileged(t *testing.T) {
 		measure("ipv6 one dst, cache hit", 2, func() (time.Duration, error) { return hot(hot6) })
 		measure("ipv4 new dst each packet, cache off", 0, spread)
 		measure("ipv4 new dst each packet, cache on", 3, spread)
-		for _, k := range []string{"ipv4 one dst, cache off", "ipv4 one dst, cache hit", "ipv6 one dst, cache off", "ipv6 one dst, cache hit", "ipv4 new dst each packet, cache off", "ipv4 new dst each packet, cache on"} {
+		measure("ipv4 20k active dsts, cache off", 0, actives)
+		measure("ipv4 20k active dsts, cache on", 4, actives)
+		for _, k := range []string{"ipv4 one dst, cache off", "ipv4 one dst, cache hit", "ipv6 one dst, cache off", "ipv6 one dst, cache hit",
+			"ipv4 new dst each packet, cache off", "ipv4 new dst each packet, cache on", "ipv4 20k active dsts, cache off", "ipv4 20k active dsts, cache on"} {
 			t.Logf("%-40s %6.1f ns/packet", k, float64(results[k].Nanoseconds()))
 		}
 		s, _ := e.dp.CacheStats()
