@@ -64,8 +64,9 @@ func (e *fwdEnv) timedRun(dev string, frame []byte, repeat uint32) (uint32, time
 }
 
 // TestCacheTimingPrivileged prints ns per packet of the program with the
-// cache off, on a cache hit, and on ever-new destinations, measured with
-// BPF_PROG_RUN on one CPU (no live frames, no veth). It asserts nothing
+// cache off, on a cache hit, on ever-new destinations and on 20000 active
+// destinations, measured with BPF_PROG_RUN on one CPU (no live frames, no
+// veth), the best of three interleaved rounds. It asserts nothing
 // about speed; it runs only with XR_TIMING=1:
 //
 //	XR_TIMING=1 go test -count=1 -run TestCacheTimingPrivileged -v ./internal/dataplane/
@@ -114,7 +115,7 @@ func TestCacheTimingPrivileged(t *testing.T) {
 	}
 
 	// 20000 active destinations, picked at random for every packet.
-	active := make([][]byte, 400000)
+	active := make([][]byte, 200000)
 	for i := range active {
 		active[i] = random[rng.IntN(len(random))]
 	}
@@ -180,14 +181,17 @@ func TestCacheTimingPrivileged(t *testing.T) {
 				return err
 			}
 			d, err := f()
-			results[name] = d
+			// The machine is shared: keep the best of the rounds.
+			if old, ok := results[name]; !ok || d < old {
+				results[name] = d
+			}
 			return err
 		})
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
-	for range 2 {
+	for round := range 3 {
 		measure("ipv4 one dst, cache off", 0, func() (time.Duration, error) { return hot(hot4) })
 		measure("ipv4 one dst, cache hit", 1, func() (time.Duration, error) { return hot(hot4) })
 		measure("ipv6 one dst, cache off", 0, func() (time.Duration, error) { return hot(hot6) })
@@ -198,7 +202,7 @@ func TestCacheTimingPrivileged(t *testing.T) {
 		measure("ipv4 20k active dsts, cache on", 4, actives)
 		for _, k := range []string{"ipv4 one dst, cache off", "ipv4 one dst, cache hit", "ipv6 one dst, cache off", "ipv6 one dst, cache hit",
 			"ipv4 new dst each packet, cache off", "ipv4 new dst each packet, cache on", "ipv4 20k active dsts, cache off", "ipv4 20k active dsts, cache on"} {
-			t.Logf("%-40s %6.1f ns/packet", k, float64(results[k].Nanoseconds()))
+			t.Logf("round %d, best so far: %-40s %6.1f ns/packet", round+1, k, float64(results[k].Nanoseconds()))
 		}
 		s, _ := e.dp.CacheStats()
 		t.Logf("cache counters: %+v", s)

@@ -251,43 +251,68 @@ func (v *Invalidator) readLoop(ctx context.Context, fd int) error {
 	buf := make([]byte, 1<<20)
 	for ctx.Err() == nil {
 		n, _, err := unix.Recvfrom(fd, buf, 0)
-		if err != nil {
-			switch {
-			case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
-				continue
-			case errors.Is(err, unix.ENOBUFS):
-				// Events were lost: nothing cached can be trusted,
-				// and the tries may lack a multipath route. Off
-				// until everything is read again.
-				v.Stop()
-				v.log.Warn("next-hop cache: netlink overrun, resyncing")
-				if err := v.resync("overrun"); err != nil {
-					return err
-				}
-				continue
-			}
-			return fmt.Errorf("reading netlink events: %w", err)
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			continue
 		}
-		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+		got := time.Now()
+		reason, lost, err := v.batch(fd, buf, n, err)
 		if err != nil {
+			return err
+		}
+		if lost != "" {
+			// Events were lost: nothing cached can be trusted, and
+			// the tries may lack a multipath route. Off until
+			// everything is read again.
 			v.Stop()
-			v.log.Warn("next-hop cache: unparsable netlink message, resyncing", "err", err)
-			if err := v.resync("bad message"); err != nil {
+			v.log.Warn("next-hop cache: events lost, re-reading the kernel's state", "why", lost)
+			if err := v.resync(lost); err != nil {
 				return err
 			}
 			continue
 		}
-		got := time.Now()
-		if reason := v.handle(msgs); reason != "" {
+		if reason != "" {
+			v.Bump(reason)
 			v.log.Debug("next-hop cache generation bumped", "reason", reason, "generation", v.State().Generation, "took", time.Since(got))
 		}
 	}
 	return nil
 }
 
-// handle applies one batch of events and bumps once for all of them. The
-// multipath tries and the bypass flags are updated before the bump.
-func (v *Invalidator) handle(msgs []syscall.NetlinkMessage) string {
+// maxBatch bounds how many queued messages one bump covers.
+const maxBatch = 256
+
+// batch applies the message just received and whatever else is already
+// queued (up to maxBatch), so that a burst (a BGP table being installed)
+// costs one bump rather than one per route. It returns why to bump, or
+// why events were lost.
+func (v *Invalidator) batch(fd int, buf []byte, n int, err error) (reason, lost string, _ error) {
+	for i := 0; ; i++ {
+		switch {
+		case errors.Is(err, unix.ENOBUFS):
+			return "", "netlink overrun", nil
+		case err != nil:
+			return "", "", fmt.Errorf("reading netlink events: %w", err)
+		}
+		msgs, perr := syscall.ParseNetlinkMessage(buf[:n])
+		if perr != nil {
+			return "", "unparsable netlink message", nil
+		}
+		if r := v.apply(msgs); r != "" && reason == "" {
+			reason = r
+		}
+		if i == maxBatch {
+			return reason, "", nil
+		}
+		n, _, err = unix.Recvfrom(fd, buf, unix.MSG_DONTWAIT)
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			return reason, "", nil
+		}
+	}
+}
+
+// apply records what the messages change (multipath tries, bypass flags,
+// neighbour table) and returns why they invalidate the cache, or "".
+func (v *Invalidator) apply(msgs []syscall.NetlinkMessage) string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	reason := ""
@@ -295,9 +320,6 @@ func (v *Invalidator) handle(msgs []syscall.NetlinkMessage) string {
 		if r := v.event(m); r != "" && reason == "" {
 			reason = r
 		}
-	}
-	if reason != "" {
-		v.bumpLocked(reason)
 	}
 	return reason
 }
