@@ -1,6 +1,10 @@
 package devmap
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -169,5 +173,48 @@ func TestRouteEventsMultipathPrivileged(t *testing.T) {
 	}
 	if len(seen) != len(want) {
 		t.Errorf("saw events for %v, want %v", seen, want)
+	}
+}
+
+// TestOverrunDetectedPrivileged: when the kernel drops events because the
+// socket is full, the batch reports them lost (the caller then turns the
+// cache off and re-reads everything) instead of bumping as if complete.
+func TestOverrunDetectedPrivileged(t *testing.T) {
+	testbed.RequireRoot(t)
+	ns := testbed.NewNetns(t, "xrinv-")
+	ns.IP(t, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
+	ns.IP(t, "link", "set", "v0", "up")
+	ns.IP(t, "link", "set", "v1", "up")
+	ns.IP(t, "addr", "add", "10.5.0.1/24", "dev", "v0")
+	var fd int
+	if err := ns.Do(func() error {
+		var err error
+		if fd, err = subscribe(); err != nil {
+			return err
+		}
+		// Shrink the buffer far below one burst.
+		return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1024)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	var b strings.Builder
+	for i := range 200 {
+		fmt.Fprintf(&b, "route add 10.70.%d.0/24 via 10.5.0.2\n", i)
+	}
+	batch := filepath.Join(t.TempDir(), "routes")
+	if err := os.WriteFile(batch, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ns.IP(t, "-batch", batch)
+	v := &Invalidator{neigh: map[neighKey]neighVal{}}
+	buf := make([]byte, 1<<16)
+	n, _, err := unix.Recvfrom(fd, buf, 0)
+	reason, lost, berr := v.batch(fd, buf, n, err)
+	if berr != nil {
+		t.Fatal(berr)
+	}
+	if lost == "" {
+		t.Fatalf("200 route events into a 1 KiB socket buffer: batch says %q, nothing lost", reason)
 	}
 }
