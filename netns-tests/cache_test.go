@@ -21,6 +21,7 @@ import (
 	"net/netip"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -38,6 +39,9 @@ var cacheHops = []struct{ addr, mac string }{
 	{"10.201.2.13", "02:00:00:00:aa:03"},
 	{"10.201.2.14", "02:00:00:00:aa:04"},
 }
+
+// The same next hops' IPv6 addresses (MACs as above).
+var cacheHops6 = []string{"fd00:201:2::11", "fd00:201:2::12", "fd00:201:2::13", "fd00:201:2::14"}
 
 // frameSeen is one UDP frame of ours that reached the dst host's veth.
 type frameSeen struct {
@@ -114,26 +118,39 @@ func startCapture(t *testing.T, ns *testbed.Netns, dev string) *capture {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-// parseOurs recognises an IPv4 UDP frame to udpPort carrying "xrnt".
+// parseOurs recognises an IPv4 or IPv6 UDP frame to udpPort carrying "xrnt".
 func parseOurs(b []byte) (frameSeen, bool) {
-	if len(b) < 14+20 || binary.BigEndian.Uint16(b[12:]) != 0x0800 {
+	if len(b) < 14+40 {
 		return frameSeen{}, false
 	}
+	f := frameSeen{dmac: net.HardwareAddr(b[:6]).String()}
 	ip := b[14:]
-	ihl := int(ip[0]&0xf) * 4
-	if ip[9] != unix.IPPROTO_UDP || len(ip) < ihl+8 {
+	var udp []byte
+	switch binary.BigEndian.Uint16(b[12:]) {
+	case 0x0800:
+		ihl := int(ip[0]&0xf) * 4
+		if ip[9] != unix.IPPROTO_UDP || len(ip) < ihl+8 {
+			return frameSeen{}, false
+		}
+		f.ipLen = int(binary.BigEndian.Uint16(ip[2:]))
+		if binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 {
+			// A fragment: the first one still has the UDP header.
+			f.fragment = true
+			if binary.BigEndian.Uint16(ip[6:])&0x1fff != 0 {
+				return f, true
+			}
+		}
+		udp = ip[ihl:]
+	case 0x86dd:
+		if ip[6] != unix.IPPROTO_UDP {
+			return frameSeen{}, false
+		}
+		f.ipLen = int(binary.BigEndian.Uint16(ip[4:])) + 40
+		udp = ip[40:]
+	default:
 		return frameSeen{}, false
 	}
-	f := frameSeen{dmac: net.HardwareAddr(b[:6]).String(), ipLen: int(binary.BigEndian.Uint16(ip[2:]))}
-	if binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 {
-		// A fragment: the first one still has the UDP header.
-		f.fragment = true
-		if binary.BigEndian.Uint16(ip[6:])&0x1fff != 0 {
-			return f, true
-		}
-	}
-	udp := ip[ihl:]
-	if binary.BigEndian.Uint16(udp[2:]) != udpPort || len(udp) < 8+12 || string(udp[8:12]) != "xrnt" {
+	if len(udp) < 8+12 || binary.BigEndian.Uint16(udp[2:]) != udpPort || string(udp[8:12]) != "xrnt" {
 		return frameSeen{}, false
 	}
 	f.sport = binary.BigEndian.Uint16(udp)
@@ -165,8 +182,9 @@ type cacheRouter struct {
 func newCacheRouter(t *testing.T, extra string) *cacheRouter {
 	t.Helper()
 	tp := newTopo(t)
-	for _, h := range cacheHops {
+	for i, h := range cacheHops {
 		tp.Router.IP(t, "neigh", "replace", h.addr, "dev", testbed.LineRouterDstDev, "lladdr", h.mac, "nud", "permanent")
+		tp.Router.IP(t, "-6", "neigh", "replace", cacheHops6[i], "dev", testbed.LineRouterDstDev, "lladdr", h.mac, "nud", "permanent")
 	}
 	// A DF-less sender and a fixed path MTU: the MTU case compares sizes.
 	cfgPath := writeConfig(t, cfg{
@@ -182,6 +200,7 @@ func newCacheRouter(t *testing.T, extra string) *cacheRouter {
 	}
 	// The src host's own neighbour (the router) must be resolved.
 	pingOK(t, tp.Src, rtrSrc4, 2)
+	pingOK(t, tp.Src, rtrSrc6, 2)
 	return r
 }
 
@@ -248,7 +267,11 @@ func (r *cacheRouter) cacheStats(t *testing.T) dataplane.CacheStats {
 // off, ...).
 func (r *cacheRouter) kernelHop(t *testing.T, dst string, sport uint16) string {
 	t.Helper()
-	out, err := r.tp.Router.IPExec("-j", "route", "get", dst, "from", src4, "iif", testbed.LineRouterSrcDev,
+	from := src4
+	if strings.Contains(dst, ":") {
+		from = src6
+	}
+	out, err := r.tp.Router.IPExec("-j", "route", "get", dst, "from", from, "iif", testbed.LineRouterSrcDev,
 		"ipproto", "udp", "sport", strconv.Itoa(int(sport)), "dport", strconv.Itoa(udpPort))
 	if err != nil {
 		return ""
@@ -290,10 +313,14 @@ func (r *cacheRouter) send(t *testing.T, dst string, sport uint16, n, size int) 
 	t.Helper()
 	r.id++
 	id := r.id
+	family := "udp4"
+	if strings.Contains(dst, ":") {
+		family = "udp6"
+	}
 	var conn *net.UDPConn
 	err := r.tp.Src.Do(func() error {
 		var err error
-		conn, err = net.ListenUDP("udp4", &net.UDPAddr{Port: int(sport)})
+		conn, err = net.ListenUDP(family, &net.UDPAddr{Port: int(sport)})
 		return err
 	})
 	if err != nil {
@@ -304,7 +331,9 @@ func (r *cacheRouter) send(t *testing.T, dst string, sport uint16, n, size int) 
 	_ = raw.Control(func(fd uintptr) {
 		// No DF: a too-big packet is fragmented by the router, so what
 		// arrives shows the MTU the router applied.
-		_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DONT)
+		if family == "udp4" {
+			_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DONT)
+		}
 	})
 	buf := make([]byte, max(size, 20))
 	copy(buf, "xrnt")
@@ -576,5 +605,61 @@ func TestCacheECMPPrivileged(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^xrouter_nh_cache_total\{event="uncacheable"\} [1-9]`).MatchString(body) ||
 		!regexp.MustCompile(`(?m)^xrouter_nh_cache_generation [1-9]`).MatchString(body) {
 		t.Errorf("/metrics lacks the cache counters:\n%s", body)
+	}
+}
+
+// TestCacheIPv6Privileged: the same for IPv6: a route replaced, a
+// neighbour's address changed, and a 4-way multipath route whose flows take
+// the kernel's next hop each.
+func TestCacheIPv6Privileged(t *testing.T) {
+	r := newCacheRouter(t, "")
+	rt := r.tp.Router
+	dev := testbed.LineRouterDstDev
+	const dst = "fd00:77::1"
+	rt.IP(t, "-6", "route", "replace", "fd00:77::/48", "via", cacheHops6[0])
+	for _, step := range []struct {
+		name   string
+		change func()
+	}{
+		{"route replaced", func() { rt.IP(t, "-6", "route", "replace", "fd00:77::/48", "via", cacheHops6[1]) }},
+		{"neighbour lladdr changed", func() {
+			rt.IP(t, "-6", "neigh", "replace", cacheHops6[1], "dev", dev, "lladdr", "02:00:00:00:bb:02", "nud", "permanent")
+		}},
+		{"neighbour deleted", func() { rt.IP(t, "-6", "neigh", "del", cacheHops6[1], "dev", dev) }},
+	} {
+		r.settle(t, dst, 100)
+		bumps := r.statusBumps(t)
+		step.change()
+		r.waitBumped(t, bumps, step.name)
+		want := r.kernelHop(t, dst, 0)
+		id := r.send(t, dst, 0, 10, 100)
+		t.Run(step.name, func(t *testing.T) { r.expect(t, id, 10, want, 0) })
+	}
+
+	rt.Sysctl(t, "net.ipv6.fib_multipath_hash_policy", "1")
+	bumps := r.statusBumps(t)
+	args := []string{"-6", "route", "replace", "fd00:79::/48"}
+	for _, h := range cacheHops6 {
+		args = append(args, "nexthop", "via", h, "dev", dev)
+	}
+	// The deleted neighbour back, so all four are usable.
+	rt.IP(t, "-6", "neigh", "replace", cacheHops6[1], "dev", dev, "lladdr", cacheHops[1].mac, "nud", "permanent")
+	rt.IP(t, args...)
+	r.waitBumped(t, bumps, "multipath route")
+	used := map[string]int{}
+	for sport := uint16(22000); sport < 22032; sport++ {
+		want := r.kernelHop(t, "fd00:79::1", sport)
+		if want == "" {
+			t.Fatalf("sport %d: the kernel has no next hop", sport)
+		}
+		id := r.send(t, "fd00:79::1", sport, 3, 40)
+		r.expect(t, id, 3, want, 0)
+		used[want]++
+	}
+	if len(used) != len(cacheHops6) {
+		t.Errorf("flows used next hops %v, want all %d", used, len(cacheHops6))
+	}
+	if s := r.cacheStats(t); s.Hit == 0 || s.Uncacheable == 0 {
+		t.Errorf("cache %+v: want hits (single-path) and uncacheable (multipath) lookups", s)
 	}
 }
