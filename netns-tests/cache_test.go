@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -661,5 +662,94 @@ func TestCacheIPv6Privileged(t *testing.T) {
 	}
 	if s := r.cacheStats(t); s.Hit == 0 || s.Uncacheable == 0 {
 		t.Errorf("cache %+v: want hits (single-path) and uncacheable (multipath) lookups", s)
+	}
+}
+
+// TestCacheDisabledPrivileged: dataplane.cache.enabled false keeps the
+// generation at 0: the program never consults the cache, and forwarding is
+// the plain lookup.
+func TestCacheDisabledPrivileged(t *testing.T) {
+	tp := newTopo(t)
+	cfgPath := writeConfig(t, cfg{
+		Interfaces: []string{testbed.LineRouterSrcDev, testbed.LineRouterDstDev},
+		Pin:        tp.Pin,
+		Extra:      "  cache:\n    enabled: false\n",
+	})
+	d := startDaemon(t, tp.Router, cfgPath)
+	d.waitLog(t, "next-hop cache disabled", 5*time.Second)
+	s := newUDPSender(t, tp.Src, "udp4")
+	rcv := listenUDP(t, tp.Dst, dst4)
+	warmUp(t, tp.Src, dst4)
+	g := measure(t, tp, func() { sendUDP(t, s, rcv, dst4, 1, 50, time.Millisecond) })
+	if g.stats["forwarded"] < 50 {
+		t.Errorf("forwarded %d of 50 on the fast path", g.stats["forwarded"])
+	}
+	st, err := dataplane.ReadPinnedCacheState(tp.Pin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := dataplane.ReadPinnedCacheStats(tp.Pin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Generation != 0 || cs != (dataplane.CacheStats{}) {
+		t.Errorf("cache disabled: state %+v, counters %+v; want generation 0 and no counter moved", st, cs)
+	}
+}
+
+// TestCacheLeaseAndRestartPrivileged: a killed daemon cannot bump, so the
+// program stops trusting the cache when the lease runs out and forwards by
+// the kernel's current decision; a new daemon continues the generation
+// numbers (an old program's entries never become valid again).
+func TestCacheLeaseAndRestartPrivileged(t *testing.T) {
+	tp := newTopo(t)
+	rt := tp.Router
+	for _, h := range cacheHops {
+		rt.IP(t, "neigh", "replace", h.addr, "dev", testbed.LineRouterDstDev, "lladdr", h.mac, "nud", "permanent")
+	}
+	rt.IP(t, "route", "replace", "10.77.0.0/16", "via", cacheHops[0].addr)
+	cfgPath := writeConfig(t, cfg{
+		Interfaces: []string{testbed.LineRouterSrcDev, testbed.LineRouterDstDev},
+		Pin:        tp.Pin,
+		Extra:      "  cache:\n    max_age: 30s\n",
+	})
+	d := startDaemon(t, rt, cfgPath)
+	r := &cacheRouter{tp: tp, d: d, cap: startCapture(t, tp.Dst, testbed.LineDstDev), id: 1000}
+	waitFor(5*time.Second, func() bool { return r.cacheState(t).Generation != 0 })
+	pingOK(t, tp.Src, rtrSrc4, 2)
+	const dst = "10.77.1.1"
+	r.settle(t, dst, 100)
+	before := r.cacheState(t)
+
+	if err := d.signal(t, syscall.SIGKILL); err == nil {
+		t.Fatal("xrouter run exited cleanly on SIGKILL")
+	}
+	rt.IP(t, "route", "replace", "10.77.0.0/16", "via", cacheHops[1].addr)
+	// At most 1 s after the last renewal.
+	lease := time.Duration(r.cacheState(t).LeaseNs - dataplane.MonotonicCoarseNs())
+	if lease > time.Second {
+		t.Fatalf("lease %s left, longer than 1 s", lease)
+	}
+	time.Sleep(lease + 50*time.Millisecond)
+	want := r.kernelHop(t, dst, 0)
+	id := r.send(t, dst, 0, 10, 100)
+	r.expect(t, id, 10, want, 0)
+	if want != cacheHops[1].mac {
+		t.Fatalf("kernel decision %s, want the new next hop %s", want, cacheHops[1].mac)
+	}
+
+	d2 := startDaemon(t, rt, cfgPath)
+	r.d = d2
+	waitFor(5*time.Second, func() bool { return r.cacheState(t).Generation != 0 })
+	after := r.cacheState(t)
+	if after.Generation <= before.Generation {
+		t.Errorf("restarted daemon's generation %d, earlier run's %d: generations must not repeat", after.Generation, before.Generation)
+	}
+	r.settle(t, dst, 100)
+	if err := d2.signal(t, syscall.SIGTERM); err != nil {
+		t.Fatalf("xrouter run on SIGTERM: %v", err)
+	}
+	if st := r.cacheState(t); st.Generation != 0 {
+		t.Errorf("after a clean stop the generation is %d, want 0 (nobody invalidates any more)", st.Generation)
 	}
 }

@@ -96,10 +96,32 @@ func (v *Invalidator) State() dataplane.CacheState {
 	return v.state
 }
 
-// lease is how long the program may trust the cache without hearing from
-// us: two periods and a margin.
+// Lease: the program trusts the cache only until leaseTime after the last
+// renewal, which happens every leaseRenew, so that a killed daemon (which
+// can no longer bump) leaves at most leaseTime of stale answers.
+const (
+	leaseTime  = time.Second
+	leaseRenew = 250 * time.Millisecond
+)
+
 func (v *Invalidator) lease() uint64 {
-	return dataplane.MonotonicCoarseNs() + uint64(2*v.cfg.MaxAge+time.Second)
+	return dataplane.MonotonicCoarseNs() + uint64(leaseTime)
+}
+
+// renew extends the lease without invalidating anything.
+func (v *Invalidator) renew() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.ready || v.state.Generation == 0 {
+		return
+	}
+	st := v.state
+	st.LeaseNs = v.lease()
+	if err := v.dp.SetCacheState(st); err != nil {
+		v.log.Warn("next-hop cache: renewing the lease", "err", err)
+		return
+	}
+	v.state = st
 }
 
 // Bump invalidates every cache entry now.
@@ -208,6 +230,8 @@ func (v *Invalidator) follow(ctx context.Context) error {
 	go func() { events <- v.readLoop(ctx, fd) }()
 	tick := time.NewTicker(v.cfg.MaxAge)
 	defer tick.Stop()
+	renew := time.NewTicker(leaseRenew)
+	defer renew.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -217,6 +241,8 @@ func (v *Invalidator) follow(ctx context.Context) error {
 			return err
 		case <-tick.C:
 			v.Bump("max_age")
+		case <-renew.C:
+			v.renew()
 		}
 	}
 }
