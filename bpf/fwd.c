@@ -418,13 +418,20 @@ static __always_inline int multipath(struct xr_nh_key *k)
 static __always_inline int admit(struct xr_nh_key *k)
 {
 	__u32 *w = (__u32 *)k;
-	__u32 h = (w[0] * 0x9e3779b1) ^ w[2] ^ w[3] ^ w[4] ^ w[5];
+	__u32 h = w[0] * 0x9e3779b1;
 	__u32 slot, tag, *seen;
 
+	/* Fold the words, then murmur3's finaliser: the address bits that
+	 * vary most sit in the high half of IPv4's word. */
+	h = (h ^ w[2]) * 0x85ebca6b;
+	h = (h ^ w[3]) * 0xc2b2ae35;
+	h = (h ^ w[4]) * 0x85ebca6b;
+	h = (h ^ w[5] ^ k->family) * 0xc2b2ae35;
+	h ^= h >> 16;
 	h *= 0x85ebca6b;
-	h ^= h >> 15;
+	h ^= h >> 13;
 	h *= 0xc2b2ae35;
-	h ^= k->family;
+	h ^= h >> 16;
 	slot = h & (XR_SEEN_SLOTS - 1);
 	tag = h | 1;
 	seen = bpf_map_lookup_elem(&xr_cache_seen, &slot);

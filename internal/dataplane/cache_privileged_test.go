@@ -371,3 +371,48 @@ func TestFwdCacheChecksumPrivileged(t *testing.T) {
 		t.Errorf("cache %+v: want most of 2000 frames to hit", d)
 	}
 }
+
+// TestFwdCacheRefillAfterBumpPrivileged: after a bump every entry is stale;
+// the window counts stale entries as repeats, so the cache refills instead
+// of switching itself off.
+func TestFwdCacheRefillAfterBumpPrivileged(t *testing.T) {
+	e := newFwdEnv(t)
+	e.enableCache(t, 1)
+	var frames [][]byte
+	for i := range 600 {
+		d := mustAddr("10.99.0.0").As4()
+		d[2], d[3] = byte(i>>8), byte(i)
+		frames = append(frames, udp4To(netip.AddrFrom4(d)))
+	}
+	pass := func() {
+		t.Helper()
+		err := e.onCPU0(func() error {
+			for _, in := range frames {
+				if v, _, err := e.runHere(devSrc, in, 1); err != nil || v != xdpRedirect {
+					t.Errorf("verdict %d, err %v", v, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// All new at first: the first window finds no repeats and bypasses
+	// the next 8192 packets; the window after that sees second sightings
+	// and admits them.
+	for range 17 {
+		pass()
+	}
+	if n := e.cacheEntries(t); n != len(frames) {
+		t.Fatalf("%d entries after warming, want %d; cache %+v", n, len(frames), e.cacheStats(t))
+	}
+	e.enableCache(t, 2)
+	h := e.cacheStats(t)
+	pass()
+	pass()
+	d := e.cacheStats(t).sub(h)
+	if d.Bypass != 0 || d.Insert != uint64(len(frames)) || d.Hit != uint64(len(frames)) {
+		t.Errorf("two passes after a bump: cache %+v, want %d refreshes then %d hits, no bypass", d, len(frames), len(frames))
+	}
+}
