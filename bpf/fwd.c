@@ -462,6 +462,15 @@ static __always_inline void cache_store(struct cache_ctx *c, struct xr_nh_key *k
 			e->ok_len = tot_len;
 		return;
 	}
+	/* A new key: only on its second sighting (checked before the
+	 * multipath trie, the dearer lookup). */
+	if (!e) {
+		if (!admit(k)) {
+			pc->admit_skip++;
+			return;
+		}
+		pc->win_hits++; /* a repeat: counts for the window */
+	}
 	if (multipath(k)) {
 		pc->uncacheable++;
 		return;
@@ -477,12 +486,6 @@ static __always_inline void cache_store(struct cache_ctx *c, struct xr_nh_key *k
 		e->gen = c->gen;
 		return;
 	}
-	if (!admit(k)) {
-		pc->insert--;
-		pc->admit_skip++;
-		return;
-	}
-	pc->win_hits++; /* a repeat: counts for the hit-ratio window */
 	struct xr_nh_entry v = {.gen = c->gen, .ifindex = nh->ifindex, .ok_len = tot_len};
 
 	__builtin_memcpy(v.macs, nh->macs, sizeof(v.macs));

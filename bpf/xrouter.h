@@ -101,7 +101,7 @@ struct xr_cache_pcpu {
 	__u64 miss;        /* looked up in the cache, not usable */
 	__u64 insert;      /* entries written (new, refreshed, or longer ok_len not counted) */
 	__u64 bypass;      /* cache not consulted: policy flag, lease, low hit ratio */
-	__u64 uncacheable; /* lookup succeeded but the destination is multipath */
+	__u64 uncacheable; /* lookup succeeded (and admitted) but the destination is multipath */
 	__u64 admit_skip;  /* first sighting of a destination: not inserted */
 	__u64 spare[2];
 	__u32 win_lookups;
@@ -128,7 +128,7 @@ struct xr_lpm6 {
  * sighting), the cache is bypassed for the next XR_WIN_BYPASS packets. */
 #define XR_WIN 512
 #define XR_WIN_MIN_DIV 8
-#define XR_WIN_BYPASS 8192
+#define XR_WIN_BYPASS 16384
 
 #define XR_MAX_PORTS 1024
 #define XR_MAX_LOCAL4 4096
