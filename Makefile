@@ -6,10 +6,10 @@ BIN       := bin/xrouter
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 # Packages the tests and the demo use; clang-14/llvm-14 only for `make generate`.
-DEB_PKGS  := iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev procps bird2
+DEB_PKGS  := iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev procps bird2 frr
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build deps generate check-generate vet test test-unit test-root demo clean
+.PHONY: all build deps generate check-generate vet test test-unit test-root demo bench clean
 
 all: build
 
@@ -24,11 +24,12 @@ deps:
 # Regenerates the committed BPF objects with the pinned clang and CFLAGS in
 # internal/dataplane/gen.go.
 generate:
-	$(GO) generate ./internal/dataplane
+	$(GO) generate ./internal/dataplane ./internal/loadgen
 
 # Fails when the committed objects differ from a fresh `make generate`.
 check-generate: generate
-	git diff --exit-code -- 'internal/dataplane/*_bpfel.go' 'internal/dataplane/*_bpfel.o'
+	git diff --exit-code -- 'internal/dataplane/*_bpfel.go' 'internal/dataplane/*_bpfel.o' \
+		'internal/loadgen/*_bpfel.go' 'internal/loadgen/*_bpfel.o'
 
 vet:
 	$(GO) vet ./...
@@ -41,6 +42,16 @@ test: deps build vet check-generate
 
 test-unit:
 	$(GO) test -race -count=1 ./internal/config/ ./internal/fib/
+
+# The forwarding benchmark (netns-tests/bench): source ⇄ router ⇄ sink in
+# network namespaces, every router mode interleaved round by round on one
+# CPU; results and plots into docs/benchmarks.md and docs/img/. About 5–6
+# minutes on 2 cores. BENCH_FLAGS adds flags, e.g. -rounds 3 -dev.
+BENCH_FLAGS ?=
+bench: deps build
+	$(GO) test -c -o bin/bench.test ./netns-tests/bench/
+	bin/bench.test -test.run '^TestBenchPrivileged$$' -test.v -test.timeout 15m \
+		-full -xrouter $(BIN) -docs docs/benchmarks.md -command 'make bench$(if $(BENCH_FLAGS), BENCH_FLAGS="$(BENCH_FLAGS)")' $(BENCH_FLAGS)
 
 demo: deps build
 	XR=./$(BIN) scripts/demo.sh

@@ -4,62 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/xrouter/xrouter/internal/testbed"
 )
-
-// birdPeer is BIRD 2 running in a namespace of the line topology.
-type birdPeer struct {
-	sock string
-	cmd  *exec.Cmd
-}
-
-func startBIRD(t *testing.T, ns *testbed.Netns, conf string) *birdPeer {
-	t.Helper()
-	for _, tool := range []string{"bird", "birdc"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (Debian package bird2; make test installs it)", tool)
-		}
-	}
-	dir := t.TempDir()
-	b := &birdPeer{sock: filepath.Join(dir, "bird.ctl")}
-	confPath := filepath.Join(dir, "bird.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logBuf := &lockedBuffer{}
-	b.cmd = exec.Command("ip", "netns", "exec", ns.Name(), "bird", "-f", "-c", confPath, "-s", b.sock)
-	b.cmd.Stdout, b.cmd.Stderr = logBuf, logBuf
-	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := b.cmd.Start(); err != nil {
-		t.Fatalf("starting bird: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = b.cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = b.cmd.Process.Kill()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Errorf("bird (pid %d) not reaped", b.cmd.Process.Pid)
-		}
-		if t.Failed() {
-			t.Logf("bird log:\n%s", logBuf.String())
-		}
-	})
-	return b
-}
-
-func (b *birdPeer) birdc(args ...string) string {
-	out, _ := exec.Command("birdc", append([]string{"-s", b.sock}, args...)...).CombinedOutput()
-	return string(out)
-}
 
 // TestBGPDaemonWithBIRDPrivileged runs the real daemon with a BGP section
 // against BIRD 2 on the dst host: BIRD's prefix lands in the router's kernel

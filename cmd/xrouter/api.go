@@ -151,7 +151,14 @@ func peersCmd() *cobra.Command {
 				if p.UptimeSeconds > 0 {
 					up = (time.Duration(p.UptimeSeconds) * time.Second).String()
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d\n", p.Address, p.PeerAS, p.State, up, p.Received, p.Accepted, p.Installed)
+				state := p.State
+				switch {
+				case p.HeldDown != "":
+					state += " (held down: " + p.HeldDown + ")"
+				case p.PeerRestarting:
+					state += " (peer restarting, routes kept)"
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d\n", p.Address, p.PeerAS, state, up, p.Received, p.Accepted, p.Installed)
 			}
 			return tw.Flush()
 		},

@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"syscall"
 	"time"
 
@@ -74,14 +76,14 @@ the data plane keeps forwarding unless dataplane.detach_on_exit is set.`,
 			if err != nil {
 				return err
 			}
-			return run(cfg, newLogger(cfg))
+			return run(cfg, newLogger(cfg), func() (*config.Config, error) { return loadConfig(cmd) })
 		},
 	}
 	configFlags(cmd)
 	return cmd
 }
 
-func run(cfg *config.Config, log *slog.Logger) error {
+func run(cfg *config.Config, log *slog.Logger, reload func() (*config.Config, error)) error {
 	d := cfg.Dataplane
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -209,17 +211,29 @@ func run(cfg *config.Config, log *slog.Logger) error {
 	routesDone := make(chan error, 1)
 	if bgpOn {
 		// Routes left by an earlier run are loaded first and kept until
-		// the peers confirm them or End-of-RIB: no blind flush.
+		// the peers confirm them or End-of-RIB: no blind flush. A data
+		// plane pinned by an earlier run means this is a restart: with
+		// graceful restart, peers are told so and keep our routes.
 		go func() { routesDone <- ctl.routes.Run(ctx) }()
+		ctl.speaker.SetRestarting(!fresh)
 		if err := ctl.speaker.Start(ctx); err != nil {
 			return fmt.Errorf("starting BGP: %w", err)
 		}
 		defer func() {
-			ctl.speaker.Stop()
+			// Routes and data plane staying: a graceful restart, peers
+			// keep our routes. Otherwise withdraw properly.
+			keep := !cfg.FIB.RemoveOnStop && !detach
+			if !keep || !ctl.speaker.Leave() {
+				ctl.speaker.Stop()
+			}
 			if routesDone != nil {
+				stop() // an error return has not cancelled ctx yet
 				<-routesDone
 			}
 		}()
+		if err := startRedistribution(ctx, ctl.speaker, log); err != nil {
+			return err
+		}
 	}
 
 	log.Info("xrouter running", "version", version, "pid", os.Getpid(), "interfaces", len(mgr.Ports()), "config", cfg.File)
@@ -228,7 +242,12 @@ func run(cfg *config.Config, log *slog.Logger) error {
 	for {
 		select {
 		case <-hup:
-			log.Info("SIGHUP: re-checking interfaces")
+			log.Info("SIGHUP: reloading the config and re-checking interfaces", "config", cfg.File)
+			if next, err := reloadConfig(ctx, cfg, reload, ctl.speaker, log); err != nil {
+				log.Error("config reload rejected; the running config stays in force", "err", err)
+			} else {
+				cfg = next
+			}
 			mgr.Resync()
 			reportWarnings(d.PinPath, log)
 		case err := <-routesDone:
@@ -244,6 +263,75 @@ func run(cfg *config.Config, log *slog.Logger) error {
 			return nil
 		}
 	}
+}
+
+// reloadConfig reads the config again and applies what may change while
+// running: the bgp section (neighbours, networks, prefix lists, policies,
+// redistribution, graceful restart, max-prefix). The new config is checked
+// completely first; a file that does not load, or that changes a key which
+// needs a restart, is rejected and nothing is applied.
+func reloadConfig(ctx context.Context, cur *config.Config, load func() (*config.Config, error), sp *bgp.Speaker, log *slog.Logger) (*config.Config, error) {
+	next, err := load()
+	if err != nil {
+		return nil, err
+	}
+	if err := restartOnly(cur, next); err != nil {
+		return nil, fmt.Errorf("config %s: %w", next.File, err)
+	}
+	if sp == nil {
+		log.Info("config reloaded; nothing changed that applies while running", "config", next.File)
+		return next, nil
+	}
+	sum, err := sp.Reload(ctx, next.BGP)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", next.File, err)
+	}
+	log.Info("config reloaded", "config", next.File, "bgp", sum.String())
+	return next, nil
+}
+
+// restartOnly names the first section outside bgp that changed: those are
+// read at start only.
+func restartOnly(cur, next *config.Config) error {
+	for _, s := range []struct {
+		key       string
+		cur, next any
+	}{
+		{"dataplane", cur.Dataplane, next.Dataplane},
+		{"log", cur.Log, next.Log},
+		{"metrics", cur.Metrics, next.Metrics},
+		{"api", cur.API, next.API},
+		{"fib", cur.FIB, next.FIB},
+	} {
+		if !reflect.DeepEqual(s.cur, s.next) {
+			return fmt.Errorf("key %q: changes to this section need a restart (`xrouter run` again); reload applies bgp.* only", s.key)
+		}
+	}
+	if (cur.BGP.AS == 0) != (next.BGP.AS == 0) {
+		return errors.New(`key "bgp.as": turning BGP on or off needs a restart`)
+	}
+	return nil
+}
+
+// startRedistribution follows the kernel's connected and static routes
+// and hands them to the speaker, which announces those its
+// bgp.redistribute prefix lists match. It always runs, so that a reload
+// that turns redistribution on needs no restart.
+func startRedistribution(ctx context.Context, sp *bgp.Speaker, log *slog.Logger) error {
+	err := fib.WatchKernelRoutes(ctx, 200*time.Millisecond, log, func(kr fib.KernelRoutes) {
+		for _, k := range []struct {
+			kind string
+			ps   []netip.Prefix
+		}{{bgp.RedistributeConnected, kr.Connected}, {bgp.RedistributeStatic, kr.Static}} {
+			if err := sp.Redistribute(ctx, k.kind, k.ps); err != nil {
+				log.Error("redistribution", "kind", k.kind, "err", err)
+			}
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("redistribution: %w", err)
+	}
+	return nil
 }
 
 // serveHTTP serves h on ln until ctx ends.

@@ -18,6 +18,22 @@ const (
 	DefaultListenPort  = 179
 	DefaultHoldTime    = 90 * time.Second
 	DefaultGRPCAddress = "127.0.0.1:50051"
+	// DefaultRestartTime is the graceful-restart time we advertise: how
+	// long peers keep our routes while we restart.
+	DefaultRestartTime = 120 * time.Second
+	// DefaultDeferralTime bounds how long a restarted speaker waits for
+	// every peer's End-of-RIB before sending its own updates.
+	DefaultDeferralTime = 60 * time.Second
+	// DefaultRestartAfter is how long a session torn down by the
+	// max-prefix action "restart" stays down.
+	DefaultRestartAfter = 60 * time.Second
+)
+
+// Max-prefix actions.
+const (
+	MaxPrefixTeardown = "teardown"
+	MaxPrefixWarn     = "warn"
+	MaxPrefixRestart  = "restart"
 )
 
 // Config is the BGP speaker's configuration, decoded by the daemon's config
@@ -48,6 +64,59 @@ type Config struct {
 	PrefixLists []PrefixList `mapstructure:"prefix_lists"`
 	// Neighbors are the configured peers.
 	Neighbors []Neighbor `mapstructure:"neighbors"`
+	// GracefulRestart configures RFC 4724 for every neighbour (each may
+	// override Enabled).
+	GracefulRestart GracefulRestart `mapstructure:"graceful_restart"`
+	// Redistribute announces kernel routes that xrouter did not write.
+	Redistribute Redistribute `mapstructure:"redistribute"`
+}
+
+// GracefulRestart is RFC 4724, in both roles: as restarting speaker (the
+// daemon restarts, its kernel routes stay and peers keep its routes for
+// RestartTime) and as helper (a peer restarts, its routes stay installed
+// until it is back and sent End-of-RIB, or its advertised restart time
+// passes).
+type GracefulRestart struct {
+	Enabled bool `mapstructure:"enabled"`
+	// RestartTime is advertised to peers: how long they keep our routes
+	// while we are down. At most 4095s (a 12-bit field); default 120s.
+	RestartTime time.Duration `mapstructure:"restart_time"`
+	// DeferralTime: after a restart we send our routes once every peer
+	// has sent End-of-RIB, or when this passes. Default 60s.
+	DeferralTime time.Duration `mapstructure:"deferral_time"`
+}
+
+// Redistribute selects kernel routes to announce.
+type Redistribute struct {
+	// Connected are the subnets of the router's own addresses (kernel
+	// routes with protocol "kernel" and scope link).
+	Connected RedistributeSource `mapstructure:"connected"`
+	// Static are routes with protocol "static" or "boot" (ip route add
+	// without a proto); never xrouter's own (protocol bgp).
+	Static RedistributeSource `mapstructure:"static"`
+}
+
+// RedistributeSource is one kind of kernel route to announce.
+type RedistributeSource struct {
+	Enabled bool `mapstructure:"enabled"`
+	// PrefixList names the list a route must match to be announced;
+	// required when Enabled.
+	PrefixList string `mapstructure:"prefix_list"`
+}
+
+// MaxPrefixes limits the prefixes a neighbour may send per family. A plain
+// integer in the config file is a Limit with the action teardown.
+type MaxPrefixes struct {
+	// Limit > 0 turns the check on.
+	Limit uint32 `mapstructure:"limit"`
+	// Action when the neighbour sends more than Limit: "teardown" (the
+	// default) closes the session with a Cease NOTIFICATION and keeps it
+	// down until the config is reloaded with a change to the neighbour or
+	// the daemon restarts; "restart" closes it and re-enables it after
+	// RestartAfter; "warn" logs and keeps accepting.
+	Action string `mapstructure:"action"`
+	// RestartAfter is the wait of the "restart" action; default 60s.
+	RestartAfter time.Duration `mapstructure:"restart_after"`
 }
 
 // PrefixList is a named list of prefixes with length ranges.
@@ -92,9 +161,19 @@ type Neighbor struct {
 	// (RFC 8212) and accept everything for an iBGP one.
 	Import string `mapstructure:"import"`
 	Export string `mapstructure:"export"`
-	// MaxPrefixes > 0 tears the session down when the peer sends more
-	// prefixes (per family) than this; it is GoBGP's only action.
-	MaxPrefixes uint32 `mapstructure:"max_prefixes"`
+	// MaxPrefixes limits the prefixes the peer may send per family.
+	MaxPrefixes MaxPrefixes `mapstructure:"max_prefixes"`
+	// GracefulRestart overrides bgp.graceful_restart.enabled for this
+	// neighbour when set.
+	GracefulRestart *bool `mapstructure:"graceful_restart"`
+}
+
+// grEnabled reports whether graceful restart is on for the neighbour.
+func (n Neighbor) grEnabled(global GracefulRestart) bool {
+	if n.GracefulRestart != nil {
+		return *n.GracefulRestart
+	}
+	return global.Enabled
 }
 
 // ebgp reports whether the neighbour is external.
@@ -113,9 +192,23 @@ func (c Config) withDefaults() Config {
 		if n.KeepaliveInterval == 0 {
 			n.KeepaliveInterval = n.HoldTime / 3
 		}
+		if n.MaxPrefixes.Limit > 0 {
+			if n.MaxPrefixes.Action == "" {
+				n.MaxPrefixes.Action = MaxPrefixTeardown
+			}
+			if n.MaxPrefixes.RestartAfter == 0 {
+				n.MaxPrefixes.RestartAfter = DefaultRestartAfter
+			}
+		}
 		ns[i] = n
 	}
 	c.Neighbors = ns
+	if c.GracefulRestart.RestartTime == 0 {
+		c.GracefulRestart.RestartTime = DefaultRestartTime
+	}
+	if c.GracefulRestart.DeferralTime == 0 {
+		c.GracefulRestart.DeferralTime = DefaultDeferralTime
+	}
 	return c
 }
 
@@ -203,6 +296,37 @@ func (c Config) Validate() error {
 			if ref.v != "" && !lists[ref.v] {
 				bad("%s.%s: no prefix list named %q", key, ref.k, ref.v)
 			}
+		}
+		mp := n.MaxPrefixes
+		switch mp.Action {
+		case "", MaxPrefixTeardown, MaxPrefixWarn, MaxPrefixRestart:
+		default:
+			bad("%s.max_prefixes.action: unknown action %q (want %s, %s or %s)", key, mp.Action, MaxPrefixTeardown, MaxPrefixWarn, MaxPrefixRestart)
+		}
+		if mp.Limit == 0 && (mp.Action != "" || mp.RestartAfter != 0) {
+			bad("%s.max_prefixes.limit: required with an action", key)
+		}
+		if mp.RestartAfter < 0 || (mp.RestartAfter > 0 && mp.RestartAfter < time.Second) {
+			bad("%s.max_prefixes.restart_after: %s is below 1s", key, mp.RestartAfter)
+		}
+	}
+	gr := c.GracefulRestart
+	if gr.RestartTime < 0 || gr.RestartTime > 4095*time.Second || (gr.RestartTime > 0 && gr.RestartTime < time.Second) {
+		bad("bgp.graceful_restart.restart_time: %s out of range (1s to 4095s)", gr.RestartTime)
+	}
+	if gr.DeferralTime < 0 || gr.DeferralTime > 65535*time.Second || (gr.DeferralTime > 0 && gr.DeferralTime < time.Second) {
+		bad("bgp.graceful_restart.deferral_time: %s out of range (1s to 65535s)", gr.DeferralTime)
+	}
+	for _, src := range []struct {
+		k string
+		v RedistributeSource
+	}{{"connected", c.Redistribute.Connected}, {"static", c.Redistribute.Static}} {
+		key := "bgp.redistribute." + src.k + ".prefix_list"
+		switch {
+		case src.v.Enabled && src.v.PrefixList == "":
+			bad("%s: required when redistribution is enabled", key)
+		case src.v.PrefixList != "" && !lists[src.v.PrefixList]:
+			bad("%s: no prefix list named %q", key, src.v.PrefixList)
 		}
 	}
 	return errors.Join(errs...)

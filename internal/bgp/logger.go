@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
 )
@@ -11,6 +12,13 @@ import (
 // gobgpLogger sends GoBGP's logs to slog, so the daemon has one log stream.
 type gobgpLogger struct {
 	log *slog.Logger
+
+	mu          sync.Mutex
+	dialFailure map[string]string // neighbour → last connect error warned about
+
+	// onPrefixLimit, when set, is told of GoBGP's "prefix limit reached"
+	// (it has just sent the Cease NOTIFICATION): GoBGP has no event for it.
+	onPrefixLimit func(neighbor, family string)
 }
 
 func (l *gobgpLogger) emit(level slog.Level, msg string, fields gobgplog.Fields) {
@@ -42,14 +50,47 @@ func (l *gobgpLogger) Error(msg string, fields gobgplog.Fields) {
 
 func (l *gobgpLogger) Warn(msg string, fields gobgplog.Fields) {
 	l.emit(slog.LevelWarn, msg, fields)
+	// The same message with "Pct" is the early-warning threshold, which
+	// we do not configure.
+	if _, pct := fields["Pct"]; msg == "prefix limit reached" && !pct && l.onPrefixLimit != nil {
+		key, _ := fields["Key"].(string)
+		fam := fmt.Sprint(fields["Family"])
+		l.onPrefixLimit(key, fam)
+	}
 }
 
 func (l *gobgpLogger) Info(msg string, fields gobgplog.Fields) {
+	if msg == "Peer Up" {
+		l.mu.Lock()
+		delete(l.dialFailure, fmt.Sprint(fields["Key"]))
+		l.mu.Unlock()
+	}
 	l.emit(slog.LevelInfo, msg, fields)
 }
 
 func (l *gobgpLogger) Debug(msg string, fields gobgplog.Fields) {
+	// GoBGP reports a neighbour it cannot connect to only at debug level,
+	// at every retry. An operator must see it: warn once per neighbour and
+	// error, again after the session was up in between.
+	if msg == "failed to connect" && l.newDialFailure(fields) {
+		l.emit(slog.LevelWarn, "bgp neighbour: cannot connect", fields)
+		return
+	}
 	l.emit(slog.LevelDebug, msg, fields)
+}
+
+func (l *gobgpLogger) newDialFailure(fields gobgplog.Fields) bool {
+	key, errText := fmt.Sprint(fields["Key"]), fmt.Sprint(fields["Error"])
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.dialFailure == nil {
+		l.dialFailure = map[string]string{}
+	}
+	if last, ok := l.dialFailure[key]; ok && last == errText {
+		return false
+	}
+	l.dialFailure[key] = errText
+	return true
 }
 
 // SetLevel is ignored: the slog handler decides.

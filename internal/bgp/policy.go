@@ -107,9 +107,8 @@ func (s *Speaker) installPolicies(ctx context.Context) error {
 		p   *api.Policy
 		dir api.PolicyDirection
 	}{{p.imp, api.PolicyDirection_IMPORT}, {p.export, api.PolicyDirection_EXPORT}} {
-		if len(pol.p.Statements) == 0 {
-			continue // no neighbours: nothing to decide
-		}
+		// Assigned even without statements (no neighbours yet), so that a
+		// reload adding neighbours only has to replace the policies.
 		if err := s.srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: pol.p}); err != nil {
 			return fmt.Errorf("adding policy %s: %w", pol.p.Name, err)
 		}

@@ -18,6 +18,13 @@
 // installed; when one of them becomes the best path for a prefix, any route
 // learned earlier for that prefix is removed.
 //
+// Graceful restart (RFC 4724) is GoBGP's, configured per neighbour; this
+// package decides when a start is a restart (SetRestarting) and lets a
+// planned stop look like one to peers (Leave). Reload applies a changed
+// configuration by difference, Redistribute announces kernel routes, and
+// the max-prefix actions GoBGP lacks (warn, hold-down, restart after a
+// delay) are added around its prefix limit.
+//
 // All GoBGP imports of xrouter live in this package.
 package bgp
 
@@ -57,6 +64,14 @@ type PeerState struct {
 	Uptime   time.Duration `json:"uptime"`
 	Received uint64        `json:"received"`
 	Accepted uint64        `json:"accepted"`
+	// GracefulRestart: configured for the neighbour.
+	GracefulRestart bool `json:"graceful_restart"`
+	// PeerRestarting: the neighbour went away after negotiating graceful
+	// restart; its routes are kept (stale) until it is back or its
+	// restart time passes.
+	PeerRestarting bool `json:"peer_restarting,omitempty"`
+	// HeldDown names why xrouter keeps the session down ("max-prefix").
+	HeldDown string `json:"held_down,omitempty"`
 }
 
 // Speaker is the embedded BGP speaker.
@@ -68,10 +83,26 @@ type Speaker struct {
 	srv    *server.BgpServer
 	cancel context.CancelFunc
 
+	// restarting: this start follows an earlier run whose routes are
+	// still in the kernel (graceful restart, restarting speaker).
+	restarting bool
+
+	// opMu serialises what changes GoBGP's configuration after Start:
+	// reloads, redistribution and max-prefix actions.
+	opMu sync.Mutex
+	// local is every prefix we announce, with the sources asking for it
+	// ("config", "connected", "static"); owned under opMu.
+	local map[netip.Prefix]map[string]bool
+	// kernel is the latest set of redistributable kernel routes per
+	// source, kept so that a reload can re-filter them; under opMu.
+	kernel map[string][]netip.Prefix
+
 	mu      sync.Mutex
 	eor     map[eorKey]bool
 	swept   bool
 	stopped bool
+	// limits is the max-prefix state per neighbour, under mu.
+	limits map[netip.Addr]*limitState
 }
 
 type eorKey struct {
@@ -90,7 +121,26 @@ func New(cfg Config, sink RouteSink, log *slog.Logger) (*Speaker, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Speaker{cfg: cfg.withDefaults(), sink: sink, log: log, eor: map[eorKey]bool{}}, nil
+	return &Speaker{
+		cfg: cfg.withDefaults(), sink: sink, log: log, eor: map[eorKey]bool{},
+		local: map[netip.Prefix]map[string]bool{}, kernel: map[string][]netip.Prefix{},
+		limits: map[netip.Addr]*limitState{},
+	}, nil
+}
+
+// SetRestarting marks this start as a restart after an earlier run (whose
+// data plane and kernel routes are still there): with graceful restart on,
+// the OPEN carries the Restart State and Forwarding State bits, so peers
+// keep our routes until we send End-of-RIB, and we hold our updates until
+// every peer sent its End-of-RIB (or bgp.graceful_restart.deferral_time).
+// Call it before Start.
+func (s *Speaker) SetRestarting(restarting bool) { s.restarting = restarting }
+
+// config returns the current configuration.
+func (s *Speaker) config() Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg
 }
 
 // Start starts GoBGP, installs the policies, watches best paths, adds the
@@ -100,7 +150,7 @@ func New(cfg Config, sink RouteSink, log *slog.Logger) (*Speaker, error) {
 // everything started is stopped again.
 func (s *Speaker) Start(ctx context.Context) (err error) {
 	var opts []server.ServerOption
-	opts = append(opts, server.LoggerOption(&gobgpLogger{log: s.log.With("component", "gobgp")}))
+	opts = append(opts, server.LoggerOption(&gobgpLogger{log: s.log.With("component", "gobgp"), onPrefixLimit: s.onPrefixLimit}))
 	if s.cfg.GRPCAddress != "" {
 		opts = append(opts, server.GrpcListenAddress(s.cfg.GRPCAddress))
 	}
@@ -139,20 +189,120 @@ func (s *Speaker) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("watching best paths: %w", err)
 	}
 
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
 	for _, n := range s.cfg.Neighbors {
-		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: peerAPI(s.cfg.AS, n)}); err != nil {
+		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: peerAPI(s.cfg, n, s.restarting)}); err != nil {
 			return fmt.Errorf("adding neighbour %s (as %d): %w", n.Address, n.PeerAS, err)
 		}
 	}
 	for _, n := range s.cfg.Networks {
 		p, _ := parsePrefix(n) // validated
+		if err := s.announce(ctx, p, sourceConfig); err != nil {
+			return err
+		}
+	}
+	go s.watchLimits(wctx)
+	s.log.Info("bgp started", "as", s.cfg.AS, "router_id", s.cfg.RouterID,
+		"listen_port", s.cfg.ListenPort, "neighbors", len(s.cfg.Neighbors), "networks", len(s.cfg.Networks),
+		"graceful_restart", s.cfg.GracefulRestart.Enabled, "restarting", s.restarting)
+	return nil
+}
+
+// Sources of announced prefixes.
+const (
+	sourceConfig    = "config"
+	sourceConnected = "connected"
+	sourceStatic    = "static"
+)
+
+// announce adds source's wish to announce p; the first wish adds the path
+// to GoBGP. Call with opMu held.
+func (s *Speaker) announce(ctx context.Context, p netip.Prefix, source string) error {
+	srcs := s.local[p]
+	if srcs[source] {
+		return nil
+	}
+	if len(srcs) == 0 {
 		if _, err := s.srv.AddPath(ctx, &api.AddPathRequest{Path: localPath(p)}); err != nil {
 			return fmt.Errorf("announcing network %s: %w", p, err)
 		}
+		srcs = map[string]bool{}
+		s.local[p] = srcs
 	}
-	s.log.Info("bgp started", "as", s.cfg.AS, "router_id", s.cfg.RouterID,
-		"listen_port", s.cfg.ListenPort, "neighbors", len(s.cfg.Neighbors), "networks", len(s.cfg.Networks))
+	srcs[source] = true
 	return nil
+}
+
+// withdraw removes source's wish; the last one withdraws the path. Call
+// with opMu held.
+func (s *Speaker) withdraw(ctx context.Context, p netip.Prefix, source string) error {
+	srcs := s.local[p]
+	if !srcs[source] {
+		return nil
+	}
+	if len(srcs) == 1 {
+		fam := FamilyIPv4Unicast
+		if p.Addr().Is6() {
+			fam = FamilyIPv6Unicast
+		}
+		if err := s.srv.DeletePath(ctx, &api.DeletePathRequest{Family: familyAPI(fam), Path: localPath(p)}); err != nil {
+			return fmt.Errorf("withdrawing network %s: %w", p, err)
+		}
+		delete(s.local, p)
+		return nil
+	}
+	delete(srcs, source)
+	return nil
+}
+
+// Announced returns the prefixes we announce, sorted.
+func (s *Speaker) Announced() []netip.Prefix {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	out := make([]netip.Prefix, 0, len(s.local))
+	for p := range s.local {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return a.Bits() - b.Bits()
+	})
+	return out
+}
+
+// Leave is the stop of a graceful restart: it stops handing paths to the
+// sink but sends no NOTIFICATION, leaving the sessions to be closed by the
+// kernel when the process exits. Peers that negotiated graceful restart
+// take that as a restart and keep our routes for the restart time, while
+// the kernel routes and the data plane keep forwarding; the next start
+// (SetRestarting) resynchronises. It reports whether that applies: false
+// when no neighbour has graceful restart, in which case it did nothing and
+// Stop should be called.
+func (s *Speaker) Leave() bool {
+	cfg := s.config()
+	gr := false
+	for _, n := range cfg.Neighbors {
+		gr = gr || n.grEnabled(cfg.GracefulRestart)
+	}
+	if !gr {
+		return false
+	}
+	s.mu.Lock()
+	if s.stopped || s.srv == nil {
+		s.mu.Unlock()
+		return true
+	}
+	s.stopped = true
+	s.mu.Unlock()
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.log.Info("bgp: sessions left to close with the process, without NOTIFICATION (graceful restart): peers keep our routes while we restart",
+		"restart_time", cfg.GracefulRestart.RestartTime)
+	return true
 }
 
 // Stop closes the sessions (with a Cease NOTIFICATION) and stops GoBGP. The
@@ -197,11 +347,22 @@ func (s *Speaker) Peers(ctx context.Context) ([]PeerState, error) {
 				ps.Accepted += af.State.Accepted
 			}
 		}
+		if gr := p.GracefulRestart; gr != nil {
+			ps.GracefulRestart = gr.Enabled
+			ps.PeerRestarting = gr.PeerRestarting
+		}
 		out = append(out, ps)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing peers: %w", err)
 	}
+	s.mu.Lock()
+	for i := range out {
+		if st := s.limits[out[i].Address]; st != nil && st.tripped {
+			out[i].HeldDown = "max-prefix"
+		}
+	}
+	s.mu.Unlock()
 	slices.SortFunc(out, func(a, b PeerState) int { return a.Address.Compare(b.Address) })
 	return out, nil
 }
@@ -274,6 +435,9 @@ func (s *Speaker) onEOR(p *api.Path) {
 	}
 	s.mu.Lock()
 	s.eor[eorKey{addr.Unmap(), fam}] = true
+	if s.cfg.GracefulRestart.Enabled || s.restarting {
+		s.log.Info("End-of-RIB received", "neighbor", addr.Unmap(), "family", fam)
+	}
 	all := !s.swept
 	for _, n := range s.cfg.Neighbors {
 		a, _ := netip.ParseAddr(n.Address)
@@ -428,8 +592,9 @@ func familyAPI(f string) *api.Family {
 	return &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
 }
 
-// peerAPI is a neighbour as GoBGP wants it.
-func peerAPI(localAS uint32, n Neighbor) *api.Peer {
+// peerAPI is a neighbour as GoBGP wants it; restarting sets the Restart
+// State bit for a neighbour with graceful restart.
+func peerAPI(cfg Config, n Neighbor, restarting bool) *api.Peer {
 	p := &api.Peer{
 		Conf: &api.PeerConf{
 			NeighborAddress: n.Address,
@@ -449,10 +614,24 @@ func peerAPI(localAS uint32, n Neighbor) *api.Peer {
 	if n.MultihopTTL > 0 {
 		p.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: n.MultihopTTL}
 	}
+	gr := n.grEnabled(cfg.GracefulRestart)
+	if gr {
+		p.GracefulRestart = &api.GracefulRestart{
+			Enabled:         true,
+			RestartTime:     uint32(cfg.GracefulRestart.RestartTime / time.Second),
+			DeferralTime:    uint32(cfg.GracefulRestart.DeferralTime / time.Second),
+			LocalRestarting: restarting,
+		}
+	}
 	for _, f := range n.Families {
 		af := &api.AfiSafi{Config: &api.AfiSafiConfig{Family: familyAPI(f), Enabled: true}}
-		if n.MaxPrefixes > 0 {
-			af.PrefixLimits = &api.PrefixLimit{Family: familyAPI(f), MaxPrefixes: n.MaxPrefixes}
+		// GoBGP enforces the limit itself (a Cease NOTIFICATION as soon as
+		// an UPDATE goes over); "warn" is ours, it only counts.
+		if mp := n.MaxPrefixes; mp.Limit > 0 && mp.Action != MaxPrefixWarn {
+			af.PrefixLimits = &api.PrefixLimit{Family: familyAPI(f), MaxPrefixes: mp.Limit}
+		}
+		if gr {
+			af.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
 		}
 		p.AfiSafis = append(p.AfiSafis, af)
 	}

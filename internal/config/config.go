@@ -195,6 +195,7 @@ func Load(file string, flags map[string]*pflag.Flag) (*Config, error) {
 			stringToDurationHook,
 			stringToSliceHook,
 			stringToBoolHook,
+			maxPrefixesHook,
 		),
 	}
 	dec, err := mapstructure.NewDecoder(dc)
@@ -242,6 +243,30 @@ func stringToDurationHook(f, t reflect.Type, data any) (any, error) {
 		return nil, fmt.Errorf("%q is not a duration (e.g. 30s, 5m)", data)
 	}
 	return d, nil
+}
+
+// maxPrefixesHook keeps the older form of bgp.neighbors[].max_prefixes, a
+// plain integer, as {limit: N} (action teardown).
+func maxPrefixesHook(f, t reflect.Type, data any) (any, error) {
+	if t != reflect.TypeOf(bgp.MaxPrefixes{}) {
+		return data, nil
+	}
+	v := reflect.ValueOf(data)
+	switch f.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		n := v.Int()
+		if n < 0 || n > 1<<32-1 {
+			return nil, fmt.Errorf("%d out of range", n)
+		}
+		return bgp.MaxPrefixes{Limit: uint32(n)}, nil
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		n := v.Uint()
+		if n > 1<<32-1 {
+			return nil, fmt.Errorf("%d out of range", n)
+		}
+		return bgp.MaxPrefixes{Limit: uint32(n)}, nil
+	}
+	return data, nil
 }
 
 func stringToBoolHook(f, t reflect.Type, data any) (any, error) {

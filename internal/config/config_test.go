@@ -72,6 +72,11 @@ func TestLoadRejects(t *testing.T) {
 		{"not yaml", "dataplane: [\n", []string{"config "}},
 		{"bgp unknown neighbour key", "bgp:\n  as: 65001\n  router_id: 10.0.0.1\n  neighbors:\n    - address: 10.0.0.2\n      peer_as: 65002\n      families: [ipv4-unicast]\n      colour: red\n", []string{"colour"}},
 		{"bgp malformed network", "bgp:\n  as: 65001\n  router_id: 10.0.0.1\n  networks: [10.0.0.0/33]\n", []string{"bgp.networks", "10.0.0.0/33"}},
+		{"bgp max_prefixes action", "bgp:\n  as: 65001\n  router_id: 10.0.0.1\n  neighbors:\n    - address: 10.0.0.2\n      peer_as: 65002\n      families: [ipv4-unicast]\n      max_prefixes: {limit: 5, action: explode}\n", []string{"bgp.neighbors[0].max_prefixes.action", "explode"}},
+		{"bgp max_prefixes negative", "bgp:\n  as: 65001\n  router_id: 10.0.0.1\n  neighbors:\n    - address: 10.0.0.2\n      peer_as: 65002\n      families: [ipv4-unicast]\n      max_prefixes: -1\n", []string{"max_prefixes"}},
+		{"bgp restart_time too long", "bgp:\n  as: 65001\n  router_id: 10.0.0.1\n  graceful_restart: {enabled: true, restart_time: 2h}\n", []string{"bgp.graceful_restart.restart_time"}},
+		{"bgp redistribute without list", "bgp:\n  as: 65001\n  router_id: 10.0.0.1\n  redistribute:\n    static: {enabled: true}\n", []string{"bgp.redistribute.static.prefix_list"}},
+		{"bgp redistribute unknown list", "bgp:\n  as: 65001\n  router_id: 10.0.0.1\n  redistribute:\n    connected: {enabled: true, prefix_list: nope}\n", []string{"bgp.redistribute.connected.prefix_list", "nope"}},
 		{"bgp neighbour without families", "bgp:\n  as: 65001\n  router_id: 10.0.0.1\n  neighbors:\n    - address: 10.0.0.2\n      peer_as: 65002\n", []string{"bgp.neighbors[0].families"}},
 		{"fib table local", "fib:\n  table: 255\n", []string{"fib.table"}},
 		{"cache size too small", "dataplane:\n  cache:\n    size: 10\n", []string{"dataplane.cache.size", "10"}},
@@ -165,5 +170,55 @@ func TestKeysListsEveryField(t *testing.T) {
 	}
 	if len(Keys()) != len(want) {
 		t.Errorf("Keys() = %v, want %d keys", Keys(), len(want))
+	}
+}
+
+func TestLoadBGPFeatureKeys(t *testing.T) {
+	p := writeFile(t, `
+bgp:
+  as: 65001
+  router_id: 10.0.0.1
+  graceful_restart: {enabled: true, restart_time: 30s}
+  prefix_lists:
+    - name: lan
+      entries: [{prefix: 10.1.0.0/16, le: 24}]
+  redistribute:
+    connected: {enabled: true, prefix_list: lan}
+  neighbors:
+    - address: 10.0.0.2
+      peer_as: 65002
+      families: [ipv4-unicast]
+      max_prefixes: 100
+    - address: 10.0.0.3
+      peer_as: 65003
+      families: [ipv4-unicast]
+      graceful_restart: false
+      max_prefixes: {limit: 10, action: restart, restart_after: 5s}
+`)
+	c, err := Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := c.BGP
+	if b.GRPCAddress != "127.0.0.1:50051" {
+		t.Errorf("grpc_address default = %q, want 127.0.0.1:50051", b.GRPCAddress)
+	}
+	if !b.GracefulRestart.Enabled || b.GracefulRestart.RestartTime != 30*time.Second {
+		t.Errorf("graceful_restart = %+v", b.GracefulRestart)
+	}
+	if !b.Redistribute.Connected.Enabled || b.Redistribute.Connected.PrefixList != "lan" || b.Redistribute.Static.Enabled {
+		t.Errorf("redistribute = %+v", b.Redistribute)
+	}
+	if mp := b.Neighbors[0].MaxPrefixes; mp.Limit != 100 || mp.Action != "" {
+		t.Errorf("plain max_prefixes = %+v, want limit 100 (action defaults to teardown)", mp)
+	}
+	if mp := b.Neighbors[1].MaxPrefixes; mp.Limit != 10 || mp.Action != "restart" || mp.RestartAfter != 5*time.Second {
+		t.Errorf("max_prefixes = %+v", mp)
+	}
+	if gr := b.Neighbors[1].GracefulRestart; gr == nil || *gr {
+		t.Errorf("neighbour graceful_restart = %v, want false", gr)
+	}
+	if b.Neighbors[0].GracefulRestart != nil {
+		t.Error("neighbour graceful_restart set without being configured")
 	}
 }

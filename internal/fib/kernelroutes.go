@@ -1,0 +1,143 @@
+package fib
+
+// Kernel routes xrouter did not write, for BGP redistribution. This file is
+// self-contained: it only reads the kernel's routes and follows their
+// changes; nothing else in the package depends on it.
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// KernelRoutes are the redistributable routes of the main table.
+type KernelRoutes struct {
+	// Connected are the subnets of addresses on the interfaces (protocol
+	// kernel, scope link, unicast).
+	Connected []netip.Prefix
+	// Static are operator routes: protocol static or boot (what `ip route
+	// add` gives without a proto).
+	Static []netip.Prefix
+}
+
+// ListKernelRoutes reads the redistributable routes of the main table of
+// the calling thread's namespace (IPv4 and IPv6). Routes of protocol
+// ProtocolBGP (ours) are never included; link-local IPv6 subnets neither.
+func ListKernelRoutes() (KernelRoutes, error) {
+	var out KernelRoutes
+	routes, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return out, fmt.Errorf("listing kernel routes: %w", err)
+	}
+	seenC, seenS := map[netip.Prefix]bool{}, map[netip.Prefix]bool{}
+	for _, r := range routes {
+		if r.Dst == nil || r.Type != unix.RTN_UNICAST {
+			continue
+		}
+		p, ok := ipNetPrefix(r.Dst)
+		if !ok || p.Addr().IsLinkLocalUnicast() {
+			continue
+		}
+		switch {
+		case r.Protocol == unix.RTPROT_KERNEL && r.Scope == netlink.SCOPE_LINK:
+			if !seenC[p] {
+				seenC[p] = true
+				out.Connected = append(out.Connected, p)
+			}
+		case r.Protocol == unix.RTPROT_STATIC || r.Protocol == unix.RTPROT_BOOT:
+			if !seenS[p] {
+				seenS[p] = true
+				out.Static = append(out.Static, p)
+			}
+		}
+	}
+	sortPrefixes(out.Connected)
+	sortPrefixes(out.Static)
+	return out, nil
+}
+
+func ipNetPrefix(n *net.IPNet) (netip.Prefix, bool) {
+	a, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(a.Unmap(), ones).Masked(), true
+}
+
+func sortPrefixes(ps []netip.Prefix) { slices.SortFunc(ps, comparePrefix) }
+
+// WatchKernelRoutes calls fn with the redistributable routes now and after
+// every change (route events are coalesced over settle), until ctx ends.
+// Call it from the thread's namespace the daemon runs in (the whole
+// process, under nsenter). A failed listing is logged and retried at the
+// next event or after a minute.
+func WatchKernelRoutes(ctx context.Context, settle time.Duration, log *slog.Logger, fn func(KernelRoutes)) error {
+	if log == nil {
+		log = slog.Default()
+	}
+	updates := make(chan netlink.RouteUpdate, 256)
+	done := make(chan struct{})
+	errs := make(chan error, 1)
+	if err := netlink.RouteSubscribeWithOptions(updates, done, netlink.RouteSubscribeOptions{
+		ErrorCallback: func(err error) {
+			select {
+			case errs <- err:
+			default:
+			}
+		},
+	}); err != nil {
+		return fmt.Errorf("subscribing to route changes: %w", err)
+	}
+	go func() {
+		defer close(done)
+		var last KernelRoutes
+		first := true
+		emit := func() {
+			kr, err := ListKernelRoutes()
+			if err != nil {
+				log.Warn("redistribution: listing kernel routes", "err", err)
+				return
+			}
+			if !first && slices.Equal(kr.Connected, last.Connected) && slices.Equal(kr.Static, last.Static) {
+				return
+			}
+			first, last = false, kr
+			fn(kr)
+		}
+		emit()
+		var timer <-chan time.Time
+		safety := time.NewTicker(time.Minute) // a missed event is repaired
+		defer safety.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case _, ok := <-updates:
+				if !ok {
+					log.Warn("redistribution: route subscription closed; polling every minute")
+					updates = nil
+					continue
+				}
+				if timer == nil {
+					timer = time.After(settle)
+				}
+			case err := <-errs:
+				log.Warn("redistribution: route subscription", "err", err)
+			case <-timer:
+				timer = nil
+				emit()
+			case <-safety.C:
+				emit()
+			}
+		}
+	}()
+	return nil
+}

@@ -1,0 +1,816 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xrouter/xrouter/internal/dataplane"
+	"github.com/xrouter/xrouter/internal/loadgen"
+	"github.com/xrouter/xrouter/internal/testbed"
+)
+
+// Options says what to run.
+type Options struct {
+	// XR is the xrouter binary that runs on the router (`xrouter run`).
+	XR string
+	// Rounds is how many times every (scenario, mode) is measured; modes
+	// are interleaved within each round.
+	Rounds int
+	// Duration of one measurement, and of the warm-up before it.
+	Duration, Warmup time.Duration
+	// Table is the full table's size; Sweep are the smaller sizes the table
+	// grows through (Mpps against table size), in increasing order.
+	Table int
+	Sweep []int
+	// Active is the number of active destinations of the table scenarios.
+	Active int
+	// Quick leaves out the 1500-byte scenarios (smoke mode).
+	Quick bool
+	// CPU is the CPU the generator thread, and with it the router's and the
+	// sink's NAPI processing, runs on.
+	CPU int
+	// Progress receives one line per measurement.
+	Progress io.Writer
+}
+
+// DefaultOptions is `make bench`: 5 rounds, 0.7 s per measurement, 1M
+// routes.
+func DefaultOptions(xr string) Options {
+	return Options{
+		XR: xr, Rounds: 5, Duration: 700 * time.Millisecond, Warmup: 100 * time.Millisecond,
+		Table: 1_000_000, Sweep: []int{10_000, 100_000}, Active: 20_000,
+		CPU: runtime.NumCPU() - 1, Progress: os.Stdout,
+	}
+}
+
+// The router's modes.
+const (
+	ModeKernel   = "kernel"
+	ModeXrouter  = "xrouter"
+	ModeNoCache  = "xrouter-nocache"
+	ModeRedirect = "redirect"
+	ModeDrop     = "drop"
+)
+
+// AllModes in report order.
+var AllModes = []string{ModeKernel, ModeXrouter, ModeNoCache, ModeRedirect, ModeDrop}
+
+// lookupModes are the modes whose cost depends on the routing table.
+var lookupModes = []string{ModeKernel, ModeXrouter, ModeNoCache}
+
+var modeLabel = map[string]string{
+	ModeKernel:   "kernel forwarding",
+	ModeXrouter:  "xrouter",
+	ModeNoCache:  "xrouter, cache off",
+	ModeRedirect: "bare redirect",
+	ModeDrop:     "bare drop",
+}
+
+// Scenario is one kind of traffic against one routing table.
+type Scenario struct {
+	Name     string
+	Desc     string
+	Routes   int // table prefixes installed besides the fixed routes (0: none)
+	FrameLen int
+	traffic  loadgen.Traffic
+	// SizeSweep marks the scenarios of the Mpps-against-table-size plot;
+	// Size is the table size it stands for.
+	SizeSweep bool
+	Size      int
+	modes     []string
+}
+
+// Sample is one measurement. Mpps is measured over the window of Seconds;
+// the counts are exact totals over the whole generator run (warm-up and
+// window), read while no traffic flowed, for the cross-checks.
+type Sample struct {
+	Round     int
+	Mpps      float64
+	Seconds   float64
+	Generated uint64 // frames the generator wrote
+	Slow      uint64 // ... of which TTL 1
+	Counted   uint64 // frames counted: at the sinks, or at the router's ingress for drop
+	TTLOK     uint64 // sink frames with the forwarded TTL
+	PerSink   []uint64
+	// XRForwarded and XRTTL are xrouter's own counters (forwarded,
+	// ttl_exceeded) over the measurement, read from its pinned stats map.
+	XRForwarded, XRTTL uint64
+	HasXR              bool
+	// CPUShare is the share of the counted frames processed on Options.CPU.
+	CPUShare float64
+}
+
+// Results holds every sample: Samples[scenario][mode][round], nil when
+// the mode was not measured in that scenario.
+type Results struct {
+	Opts      Options
+	Scenarios []*Scenario
+	Samples   map[string]map[string][]*Sample
+	Skipped   map[string]string // mode -> why it was skipped
+	RouteRate []string          // route installation notes
+	Machine   string
+	// DaemonConfig is the xrouter mode's config file (pin path shortened).
+	DaemonConfig string
+	// LoadAvg is /proc/loadavg's first three fields at the start and the
+	// end: how busy the machine was besides the benchmark.
+	LoadAvg [2]string
+	Started time.Time
+	Elapsed time.Duration
+}
+
+// runner holds the live state of one benchmark run.
+type runner struct {
+	t     testing.TB
+	o     Options
+	tp    *topo
+	gen   *loadgen.Generator
+	th    *genThread
+	res   *Results
+	table []netip.Prefix
+	// installed is how many table prefixes are in the router's FIB.
+	installed int
+}
+
+// Run runs the benchmark. Everything it creates is removed when t ends;
+// cancelling ctx (Ctrl-C) stops the measurement under way and returns.
+func Run(ctx context.Context, t testing.TB, o Options) (*Results, error) {
+	t.Helper()
+	testbed.RequireRoot(t)
+	if err := lookPath("nsenter", "ip"); err != nil {
+		return nil, err
+	}
+	if o.CPU < 0 || o.CPU >= runtime.NumCPU() {
+		return nil, fmt.Errorf("CPU %d: this machine has CPUs 0..%d", o.CPU, runtime.NumCPU()-1)
+	}
+	r := &runner{t: t, o: o, res: &Results{
+		Opts: o, Samples: map[string]map[string][]*Sample{}, Skipped: map[string]string{},
+		Machine: machine(), Started: time.Now().UTC(),
+	}}
+	r.res.LoadAvg[0] = loadAvg()
+	r.progress("building topology (source ⇄ router ⇄ sink, %d ECMP links) and a %d-prefix table", ecmpLinks+1, o.Table)
+	r.tp = buildTopo(t)
+	r.table = makeTable(o.Table)
+
+	var err error
+	if r.gen, err = loadgen.LoadGenerator(); err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { r.gen.Close() })
+	if r.th, err = startGenThread(r.tp.Src, o.CPU); err != nil {
+		return nil, err
+	}
+	t.Cleanup(r.th.stop)
+	if runtime.NumCPU() > 1 {
+		restore, err := r.th.keepOthersOff(o.CPU)
+		if err != nil {
+			return nil, fmt.Errorf("moving the benchmark's other threads off CPU %d: %w", o.CPU, err)
+		}
+		t.Cleanup(restore)
+	}
+
+	why, err := r.checkModes()
+	if err != nil {
+		return nil, err
+	}
+	if path, err := r.daemonConfig(false); err == nil {
+		b, _ := os.ReadFile(path)
+		r.res.DaemonConfig = strings.ReplaceAll(string(b), r.tp.pin, filepath.Join(testbed.BPFFS, nsPrefix+"RANDOM"))
+	}
+	if why != "" {
+		r.res.Skipped[ModeNoCache] = why
+		r.progress("mode %s skipped: %s", ModeNoCache, why)
+	}
+
+	r.res.Scenarios = r.scenarios()
+	// Phases by table size: the table only grows.
+	var sizes []int
+	for _, sc := range r.res.Scenarios {
+		if len(sizes) == 0 || sizes[len(sizes)-1] != sc.Routes {
+			sizes = append(sizes, sc.Routes)
+		}
+	}
+	for _, size := range sizes {
+		if err := r.growTable(size); err != nil {
+			return nil, err
+		}
+		var scs []*Scenario
+		for _, sc := range r.res.Scenarios {
+			if sc.Routes == size {
+				scs = append(scs, sc)
+			}
+		}
+		if err := r.phase(ctx, scs); err != nil {
+			return nil, err
+		}
+	}
+	r.res.Elapsed = time.Since(r.res.Started)
+	r.res.LoadAvg[1] = loadAvg()
+	return r.res, nil
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
+}
+
+func (r *runner) progress(format string, args ...any) {
+	if r.o.Progress != nil {
+		fmt.Fprintf(r.o.Progress, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+	}
+}
+
+// scenarios lists the scenarios in phase order (table size ascending).
+func (r *runner) scenarios() []*Scenario {
+	tp := r.tp
+	base4 := loadgen.Traffic{
+		DstMAC: tp.RouterSrc.MAC, SrcMAC: tp.SrcPort.MAC,
+		Src: tp.SrcPort.Addr4.Addr(), Flows: 256, SportBase: 10000, Dport: 9, TTL: 64,
+	}
+	base6 := base4
+	base6.Src = tp.SrcPort.Addr6.Addr()
+	one4 := []netip.Addr{oneRoute4.Addr().Next()}
+	one6 := []netip.Addr{oneRoute6.Addr().Next()}
+
+	with := func(b loadgen.Traffic, f func(*loadgen.Traffic)) loadgen.Traffic { f(&b); return b }
+	var out []*Scenario
+	add := func(sc *Scenario) {
+		if sc.modes == nil {
+			sc.modes = AllModes
+		}
+		out = append(out, sc)
+	}
+	add(&Scenario{Name: "v4-64", Desc: "IPv4, one route, 1 destination, 256 flows", FrameLen: 64,
+		traffic: with(base4, func(t *loadgen.Traffic) { t.Dsts = one4 })})
+	if !r.o.Quick {
+		add(&Scenario{Name: "v4-1500", Desc: "IPv4, one route, 1 destination, 256 flows", FrameLen: 1500,
+			traffic: with(base4, func(t *loadgen.Traffic) { t.Dsts = one4 })})
+	}
+	add(&Scenario{Name: "v6-64", Desc: "IPv6, one route, 1 destination, 256 flows", FrameLen: 64,
+		traffic: with(base6, func(t *loadgen.Traffic) { t.Dsts = one6 })})
+	if !r.o.Quick {
+		add(&Scenario{Name: "v6-1500", Desc: "IPv6, one route, 1 destination, 256 flows", FrameLen: 1500,
+			traffic: with(base6, func(t *loadgen.Traffic) { t.Dsts = one6 })})
+	}
+	add(&Scenario{Name: "ecmp4", Desc: "IPv4, one route with 4 ECMP next hops, 1 destination, 1024 flows", FrameLen: 64,
+		traffic: with(base4, func(t *loadgen.Traffic) { t.Dsts = []netip.Addr{ecmpRoute.Addr().Next()}; t.Flows = 1024 })})
+	add(&Scenario{Name: "slow10", Desc: "IPv4, one route, every 10th frame TTL 1 (slow path)", FrameLen: 64,
+		traffic: with(base4, func(t *loadgen.Traffic) { t.Dsts = one4; t.SlowEvery = 10 })})
+	add(&Scenario{Name: "size-1", Desc: fmt.Sprintf("IPv4, one route, %d random destinations in it", r.o.Active), FrameLen: 64,
+		SizeSweep: true, Size: 1,
+		traffic: with(base4, func(t *loadgen.Traffic) {
+			t.Dsts = activeDsts([]netip.Prefix{oneRoute4}, r.o.Active, 1)
+			t.Random = true
+		})})
+	for _, n := range r.o.Sweep {
+		add(&Scenario{Name: "size-" + count(n), Desc: fmt.Sprintf("IPv4, %s routes, %d active destinations", count(n), r.o.Active),
+			FrameLen: 64, Routes: n, SizeSweep: true, Size: n, modes: lookupModes,
+			traffic: with(base4, func(t *loadgen.Traffic) { t.Dsts = activeDsts(r.table[:n], r.o.Active, 2); t.Random = true })})
+	}
+	n := r.o.Table
+	add(&Scenario{Name: "full-" + count(r.o.Active), Desc: fmt.Sprintf("IPv4, %s routes, %d active destinations", count(n), r.o.Active),
+		FrameLen: 64, Routes: n, SizeSweep: true, Size: n,
+		traffic: with(base4, func(t *loadgen.Traffic) { t.Dsts = activeDsts(r.table, r.o.Active, 3); t.Random = true })})
+	add(&Scenario{Name: "full-random", Desc: fmt.Sprintf("IPv4, %s routes, uniformly random destinations (one per prefix, picked at random)", count(n)),
+		FrameLen: 64, Routes: n,
+		traffic: with(base4, func(t *loadgen.Traffic) { t.Dsts = onePerPrefix(r.table, 4); t.Random = true })})
+	return out
+}
+
+// count formats a table size: 1, 500, 10k, 1M.
+func count(n int) string {
+	switch {
+	case n >= 1_000_000 && n%1_000_000 == 0:
+		return fmt.Sprintf("%dM", n/1_000_000)
+	case n >= 1000 && n%1000 == 0:
+		return fmt.Sprintf("%dk", n/1000)
+	}
+	return fmt.Sprint(n)
+}
+
+func (r *runner) growTable(size int) error {
+	if size <= r.installed {
+		return nil
+	}
+	r.progress("installing routes %d → %d with ip -batch ...", r.installed, size)
+	d, err := r.tp.installRoutes(r.table, r.installed, size)
+	if err != nil {
+		return err
+	}
+	note := fmt.Sprintf("%d → %d routes: %.1f s (%.0fk routes/s)", r.installed, size, d.Seconds(), float64(size-r.installed)/d.Seconds()/1000)
+	r.res.RouteRate = append(r.res.RouteRate, note)
+	r.progress("installed %s", note)
+	r.installed = size
+	return nil
+}
+
+// phase measures scenarios (all against the same table) for every round,
+// the modes interleaved: each round runs every mode once, in an order
+// rotated by one per round, and every scenario inside each mode.
+func (r *runner) phase(ctx context.Context, scs []*Scenario) error {
+	modes := map[string]bool{}
+	for _, sc := range scs {
+		for _, m := range sc.modes {
+			modes[m] = true
+		}
+	}
+	var order []string
+	for _, m := range AllModes {
+		if modes[m] && r.res.Skipped[m] == "" {
+			order = append(order, m)
+		}
+	}
+	for round := 0; round < r.o.Rounds; round++ {
+		for i := range order {
+			m := order[(i+round)%len(order)]
+			if err := r.runMode(ctx, m, round, scs); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// active is a router mode set up for measuring.
+type active struct {
+	name  string
+	stop  func() error
+	count func() (uint64, []uint64, error) // frames counted, and per CPU
+	pin   string                           // xrouter's pin directory, if it runs
+}
+
+func (r *runner) runMode(ctx context.Context, mode string, round int, scs []*Scenario) error {
+	a, err := r.startMode(mode)
+	if err != nil {
+		return fmt.Errorf("mode %s: %w", mode, err)
+	}
+	// Let a freshly started daemon finish its start-up work (interface
+	// scan, sysctls, first resync) before the first measurement.
+	time.Sleep(settle)
+	var merr error
+	for _, sc := range scs {
+		if !contains(sc.modes, mode) {
+			continue
+		}
+		var s *Sample
+		for attempt := 1; ; attempt++ {
+			s, merr = r.measure(ctx, sc, a)
+			if !errors.Is(merr, errGenStopped) || attempt == 3 {
+				break
+			}
+			r.progress("[round %d/%d] %s %s: %v; measuring again", round+1, r.o.Rounds, sc.Name, mode, merr)
+		}
+		if merr != nil {
+			merr = fmt.Errorf("round %d, %s, mode %s: %w", round+1, sc.Name, mode, merr)
+			break
+		}
+		s.Round = round
+		r.record(sc, mode, s)
+		line := fmt.Sprintf("[round %d/%d] %s %s: %.2f Mpps", round+1, r.o.Rounds, sc.Name, mode, s.Mpps)
+		if s.HasXR {
+			line += fmt.Sprintf(" (sink %d, xrouter forwarded %d", s.Counted, s.XRForwarded)
+			if s.Slow > 0 {
+				line += fmt.Sprintf(", ttl_exceeded %d of %d TTL-1 frames", s.XRTTL, s.Slow)
+			}
+			line += ")"
+		}
+		if s.CPUShare < 0.99 {
+			line += fmt.Sprintf(" WARNING: only %.1f%% counted on CPU %d", 100*s.CPUShare, r.o.CPU)
+		}
+		r.progress("%s", line)
+	}
+	if err := a.stop(); err != nil && merr == nil {
+		merr = fmt.Errorf("stopping mode %s: %w", mode, err)
+	}
+	return merr
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *runner) record(sc *Scenario, mode string, s *Sample) {
+	byMode := r.res.Samples[sc.Name]
+	if byMode == nil {
+		byMode = map[string][]*Sample{}
+		r.res.Samples[sc.Name] = byMode
+	}
+	if byMode[mode] == nil {
+		byMode[mode] = make([]*Sample, r.o.Rounds)
+	}
+	byMode[mode][s.Round] = s
+}
+
+// sinkCounter counts at the sinks.
+func (r *runner) sinkCounter() func() (uint64, []uint64, error) {
+	return func() (uint64, []uint64, error) {
+		ip, _, _, err := r.tp.sinkCounts()
+		if err != nil {
+			return 0, nil, err
+		}
+		per, err := r.tp.sinkPerCPU()
+		return ip, per, err
+	}
+}
+
+func (r *runner) startMode(mode string) (*active, error) {
+	tp := r.tp
+	if on, err := tp.routerXDP(); err != nil || len(on) > 0 {
+		return nil, fmt.Errorf("router interfaces still have XDP from the previous mode: %v %v", on, err)
+	}
+	a := &active{name: mode, stop: func() error { return nil }, count: r.sinkCounter()}
+	switch mode {
+	case ModeKernel:
+		// Frames sent with XDP_TX into the router's ingress veth are only
+		// received when that veth has NAPI on: XDP attached, or GRO.
+		if err := tp.setGRO(testbed.LineRouterSrcDev, true); err != nil {
+			return nil, err
+		}
+		a.stop = func() error { return tp.setGRO(testbed.LineRouterSrcDev, false) }
+	case ModeXrouter, ModeNoCache:
+		d, err := r.startDaemon(mode == ModeNoCache)
+		if err != nil {
+			return nil, err
+		}
+		a.stop, a.pin = d.stop, tp.pin
+	case ModeRedirect, ModeDrop:
+		var b *loadgen.Bare
+		err := tp.Router.Do(func() error {
+			var err error
+			if mode == ModeRedirect {
+				b, err = loadgen.AttachRedirect(tp.RouterSrc.Index, tp.RouterDst.Index, tp.DstPort.MAC, tp.RouterDst.MAC)
+			} else {
+				b, err = loadgen.AttachDrop(tp.RouterSrc.Index)
+			}
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		a.stop = b.Close
+		if mode == ModeDrop {
+			a.count = func() (uint64, []uint64, error) {
+				per, err := b.Seen()
+				var sum uint64
+				for _, v := range per {
+					sum += v
+				}
+				return sum, per, err
+			}
+		}
+	default:
+		return nil, fmt.Errorf("unknown mode %q", mode)
+	}
+	return a, nil
+}
+
+// daemonConfig writes the router's config file.
+func (r *runner) daemonConfig(cacheOff bool) (string, error) {
+	tp := r.tp
+	ifs := []string{testbed.LineRouterSrcDev, testbed.LineRouterDstDev}
+	for _, l := range tp.ecmpR {
+		ifs = append(ifs, l.Name)
+	}
+	var b strings.Builder
+	b.WriteString("dataplane:\n")
+	fmt.Fprintf(&b, "  interfaces: [%s]\n", strings.Join(ifs, ", "))
+	b.WriteString("  mode: native\n")
+	fmt.Fprintf(&b, "  pin_path: %s\n", tp.pin)
+	b.WriteString("  detach_on_exit: true\n")
+	b.WriteString("  manage_forwarding: true\n")
+	name := "xrouter.yaml"
+	if cacheOff {
+		b.WriteString("  cache:\n    enabled: false\n")
+		name = "xrouter-nocache.yaml"
+	}
+	b.WriteString("api:\n  socket: \"\"\n")
+	b.WriteString("log:\n  level: info\n")
+	path := filepath.Join(tp.dir, name)
+	return path, os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// checkConfig runs `xrouter config check -c FILE` in the router's
+// namespace (it checks that the interfaces exist) and returns its output.
+func (r *runner) checkConfig(cacheOff bool) (string, error) {
+	path, err := r.daemonConfig(cacheOff)
+	if err != nil {
+		return "", err
+	}
+	out, err := exec.Command("nsenter", "--net="+r.tp.Router.Path(), r.o.XR, "config", "check", "-c", path).CombinedOutput()
+	return strings.ReplaceAll(strings.TrimSpace(string(out)), path, "FILE"), err
+}
+
+// checkModes checks the daemon's configs before anything runs. The
+// default one must pass; the cache-off one needs dataplane.cache.enabled,
+// which older builds reject: then that mode is skipped, and why is
+// returned.
+func (r *runner) checkModes() (string, error) {
+	if out, err := r.checkConfig(false); err != nil {
+		return "", fmt.Errorf("xrouter config check -c FILE: %v: %s", err, out)
+	}
+	if out, err := r.checkConfig(true); err != nil {
+		if !strings.Contains(out, "dataplane.cache") {
+			return "", fmt.Errorf("xrouter config check -c FILE (cache off): %v: %s", err, out)
+		}
+		return fmt.Sprintf("this xrouter does not accept dataplane.cache.enabled (`xrouter config check -c FILE`: %s)", out), nil
+	}
+	return "", nil
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// daemon is one `xrouter run` on the router, started as deployed: the real
+// binary with its own config file, in the router's namespace through
+// nsenter (which keeps the host's bpffs mount for the pins).
+type daemon struct {
+	cmd  *exec.Cmd
+	log  *lockedBuffer
+	done chan struct{}
+	err  error
+}
+
+func (r *runner) startDaemon(cacheOff bool) (*daemon, error) {
+	cfg, err := r.daemonConfig(cacheOff)
+	if err != nil {
+		return nil, err
+	}
+	d := &daemon{log: &lockedBuffer{}, done: make(chan struct{})}
+	d.cmd = exec.Command("nsenter", "--net="+r.tp.Router.Path(), r.o.XR, "run", "-c", cfg)
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	// nsenter execs xrouter in place, so this is the daemon's PID; it must
+	// not outlive the benchmark if that dies without cleaning up.
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := d.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting xrouter run: %w", err)
+	}
+	go func() {
+		d.err = d.cmd.Wait()
+		close(d.done)
+	}()
+	pid := d.cmd.Process.Pid
+	r.t.Cleanup(func() {
+		select {
+		case <-d.done:
+		default:
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			<-d.done
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(d.log.String(), "xrouter running") {
+		select {
+		case <-d.done:
+			return nil, fmt.Errorf("xrouter run exited (%v) before it was running; log:\n%s", d.err, d.log.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			return nil, fmt.Errorf("xrouter run not running after 20 s; log:\n%s", d.log.String())
+		}
+	}
+	return d, nil
+}
+
+// stop sends SIGTERM and waits; detach_on_exit removes the program.
+func (d *daemon) stop() error {
+	pid := d.cmd.Process.Pid
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		return fmt.Errorf("kill -TERM %d: %w", pid, err)
+	}
+	select {
+	case <-d.done:
+	case <-time.After(15 * time.Second):
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		<-d.done
+		return fmt.Errorf("xrouter run (pid %d) did not stop within 15 s of SIGTERM; log:\n%s", pid, d.log.String())
+	}
+	var ee *exec.ExitError
+	if d.err != nil && !(errors.As(d.err, &ee) && ee.ExitCode() == 0) {
+		return fmt.Errorf("xrouter run exited with %v; log:\n%s", d.err, d.log.String())
+	}
+	return nil
+}
+
+// reading is every counter at one moment.
+type reading struct {
+	counted      uint64
+	perCPU       []uint64
+	ttlOK        uint64
+	perSink      []uint64
+	gen, slow    uint64
+	xrFwd, xrTTL uint64
+	xrFwdCPU     []uint64
+}
+
+func (r *runner) read(a *active) (reading, error) {
+	var rd reading
+	var err error
+	if rd.counted, rd.perCPU, err = a.count(); err != nil {
+		return rd, err
+	}
+	if _, rd.ttlOK, rd.perSink, err = r.tp.sinkCounts(); err != nil {
+		return rd, err
+	}
+	if rd.gen, rd.slow, err = r.gen.Counts(); err != nil {
+		return rd, err
+	}
+	if a.pin != "" {
+		st, err := dataplane.ReadPinnedStats(a.pin)
+		if err != nil {
+			return rd, err
+		}
+		rd.xrFwd, rd.xrTTL = st[dataplane.Forwarded].Packets, st[dataplane.PassTTLExceeded].Packets
+		if rd.xrFwdCPU, err = loadgen.PinnedPerCPU(filepath.Join(a.pin, dataplane.StatsMapName), uint32(dataplane.Forwarded)); err != nil {
+			return rd, err
+		}
+	}
+	return rd, nil
+}
+
+// errGenStopped is a generator run that ended before the measurement did:
+// a signal meant for the process (SIGCHLD, ...) landed on its thread. The
+// measurement is repeated.
+var errGenStopped = errors.New("generator run ended early (a stray signal on its thread)")
+
+// settle is the pause between setting up a mode and measuring it.
+const settle = 300 * time.Millisecond
+
+// maxRate bounds every generator run: no run sends more than this rate
+// could in its planned time plus 5 s, whatever happens to the stop signal.
+const maxRate = 50e6
+
+// measure runs the generator once, for warm-up + measurement, and reads
+// every counter at the start and the end of the measurement window while it
+// runs (from another CPU); then it interrupts the generator. The run's own
+// set-up and tear-down (tens of ms) stay outside the window.
+func (r *runner) measure(ctx context.Context, sc *Scenario, a *active) (*Sample, error) {
+	if err := r.gen.Configure(sc.traffic); err != nil {
+		return nil, err
+	}
+	// Readings with no traffic at all, before and after the run, for the
+	// exact cross-checks; the rate comes from the readings in between.
+	q0, err := r.read(a)
+	if err != nil {
+		return nil, err
+	}
+	ifindex := r.tp.SrcPort.Index
+	frames := uint32(min(maxRate*(r.o.Warmup+r.o.Duration+5*time.Second).Seconds(), math.MaxUint32))
+	done := make(chan error, 1)
+	go func() {
+		done <- r.th.do(func() error { return r.gen.Run(ifindex, sc.FrameLen, frames, 64) })
+	}()
+	finished := false
+	stop := func() error {
+		if finished {
+			return nil
+		}
+		for {
+			if err := loadgen.Interrupt(r.th.tid); err != nil {
+				return fmt.Errorf("interrupting the generator: %w", err)
+			}
+			select {
+			case err := <-done:
+				finished = true
+				return err
+			case <-time.After(20 * time.Millisecond):
+				// The signal may have come before the thread entered
+				// the run; send another.
+			}
+		}
+	}
+	defer stop()
+	wait := func(d time.Duration) error {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-done:
+			finished = true
+			if err == nil {
+				err = errGenStopped
+			}
+			return err
+		case <-time.After(d):
+			return nil
+		}
+	}
+
+	// Warm up until the generator's frames flow (the run's set-up is
+	// done), then for Warmup more.
+	g0 := q0.gen
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if err := wait(5 * time.Millisecond); err != nil {
+			return nil, err
+		}
+		g, _, err := r.gen.Counts()
+		if err != nil {
+			return nil, err
+		}
+		if g > g0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, errors.New("generator sent nothing within 5 s")
+		}
+	}
+	if err := wait(r.o.Warmup); err != nil {
+		return nil, err
+	}
+	t1 := time.Now()
+	before, err := r.read(a)
+	if err != nil {
+		return nil, err
+	}
+	if err := wait(r.o.Duration); err != nil {
+		return nil, err
+	}
+	t2 := time.Now()
+	after, err := r.read(a)
+	if err != nil {
+		return nil, err
+	}
+	if err := stop(); err != nil {
+		return nil, err
+	}
+	// Let the last frames' softirq work finish before the final reading.
+	time.Sleep(10 * time.Millisecond)
+	q1, err := r.read(a)
+	if err != nil {
+		return nil, err
+	}
+	el := t2.Sub(t1)
+	s := &Sample{
+		Seconds:   el.Seconds(),
+		Mpps:      float64(after.counted-before.counted) / el.Seconds() / 1e6,
+		Generated: q1.gen - q0.gen,
+		Slow:      q1.slow - q0.slow,
+		Counted:   q1.counted - q0.counted,
+		TTLOK:     q1.ttlOK - q0.ttlOK,
+	}
+	for i := range q1.perSink {
+		s.PerSink = append(s.PerSink, q1.perSink[i]-q0.perSink[i])
+	}
+	s.CPUShare = cpuShare(q0.perCPU, q1.perCPU, r.o.CPU)
+	if a.pin != "" {
+		s.HasXR = true
+		s.XRForwarded, s.XRTTL = q1.xrFwd-q0.xrFwd, q1.xrTTL-q0.xrTTL
+		s.CPUShare = min(s.CPUShare, cpuShare(q0.xrFwdCPU, q1.xrFwdCPU, r.o.CPU))
+	}
+	return s, nil
+}
+
+// cpuShare is the share of the growth between two per-CPU readings that
+// happened on cpu (1 when nothing grew).
+func cpuShare(before, after []uint64, cpu int) float64 {
+	var total, on uint64
+	for i := range after {
+		var b uint64
+		if i < len(before) {
+			b = before[i]
+		}
+		total += after[i] - b
+		if i == cpu {
+			on = after[i] - b
+		}
+	}
+	if total == 0 {
+		return 1
+	}
+	return float64(on) / float64(total)
+}

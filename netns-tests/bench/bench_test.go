@@ -1,0 +1,64 @@
+package bench
+
+import (
+	"context"
+	"flag"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	full     = flag.Bool("full", false, "run the full benchmark (make bench); without it TestBenchPrivileged skips")
+	xrPath   = flag.String("xrouter", "bin/xrouter", "the xrouter binary to benchmark")
+	docs     = flag.String("docs", "", "docs/benchmarks.md to write the results into (empty: do not write)")
+	rounds   = flag.Int("rounds", 5, "rounds")
+	duration = flag.Duration("duration", 700*time.Millisecond, "duration of one measurement")
+	table    = flag.Int("table", 1_000_000, "full table size")
+	command  = flag.String("command", "make bench", "the command line to record in the docs")
+	dev      = flag.Bool("dev", false, "mark the docs as a development run on a shared machine")
+)
+
+// TestBenchPrivileged is `make bench`: the whole benchmark, results into
+// the docs. It only runs with -full, so `go test ./...` skips it (the smoke
+// test in netns-tests covers the same code in a quick mode).
+func TestBenchPrivileged(t *testing.T) {
+	if !*full {
+		t.Skip("the full benchmark runs with -full (make bench)")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	xr, err := filepath.Abs(*xrPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(xr); err != nil {
+		t.Fatalf("xrouter binary: %v (run make build)", err)
+	}
+	o := DefaultOptions(xr)
+	o.Rounds, o.Duration, o.Table = *rounds, *duration, *table
+	if o.Table < 100_000 {
+		o.Sweep = []int{o.Table / 100, o.Table / 10}
+	}
+	res, err := Run(ctx, t, o)
+	if err != nil {
+		if ctx.Err() != nil {
+			t.Fatalf("interrupted; cleaning up: %v", err)
+		}
+		t.Fatal(err)
+	}
+	md := res.Markdown(*command, *dev)
+	t.Logf("benchmark finished in %s", res.Elapsed.Round(time.Second))
+	os.Stdout.WriteString("\n" + md + "\n")
+	if *docs != "" {
+		img := filepath.Join(filepath.Dir(*docs), "img")
+		if err := res.WriteDocs(*docs, img, *command, *dev); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote %s and %s", *docs, strings.Join([]string{filepath.Join(img, "bench-modes.png"), filepath.Join(img, "bench-table-size.png")}, ", "))
+	}
+}

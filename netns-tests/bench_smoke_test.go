@@ -1,0 +1,81 @@
+package netnstests
+
+import (
+	"context"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/xrouter/xrouter/internal/testbed"
+	"github.com/xrouter/xrouter/netns-tests/bench"
+)
+
+// TestBenchSmokePrivileged runs the benchmark (make bench) in a quick mode:
+// one round, a few hundred ms per measurement, a small table. It asserts
+// only what works, never a speed: in every scenario every mode delivered
+// packets (to the sink, or at the router's ingress for the bare drop), the
+// forwarding modes' packets arrived with their TTL decremented, and
+// xrouter's own counters moved with what the sink counted.
+func TestBenchSmokePrivileged(t *testing.T) {
+	testbed.RequireRoot(t)
+	o := bench.DefaultOptions(xrBin)
+	o.Rounds, o.Duration, o.Warmup = 1, 300*time.Millisecond, 50*time.Millisecond
+	o.Table, o.Sweep, o.Active, o.Quick = 2000, []int{200}, 500, true
+	o.Progress = testWriter{t}
+	res, err := bench.Run(context.Background(), t, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m, why := range res.Skipped {
+		t.Logf("mode %s skipped: %s", m, why)
+	}
+	for _, sc := range res.Scenarios {
+		for _, m := range bench.AllModes {
+			if res.Skipped[m] != "" {
+				continue
+			}
+			ss := res.Samples[sc.Name][m]
+			if ss == nil {
+				continue // not a mode of this scenario
+			}
+			s := ss[0]
+			if s == nil || s.Counted == 0 {
+				t.Errorf("%s, mode %s: nothing counted (%+v)", sc.Name, m, s)
+				continue
+			}
+			if m == bench.ModeKernel || m == bench.ModeXrouter || m == bench.ModeNoCache {
+				// The router's own IPv6 chatter (router solicitations,
+				// MLD) may reach the sink too, never with hop limit 63.
+				if s.TTLOK+10 < s.Counted {
+					t.Errorf("%s, mode %s: %d of %d frames at the sink had TTL 63", sc.Name, m, s.TTLOK, s.Counted)
+				}
+			}
+			if s.HasXR {
+				if s.XRForwarded == 0 || math.Abs(float64(s.XRForwarded)-float64(s.Counted)) > 0.01*float64(s.Counted) {
+					t.Errorf("%s, mode %s: xrouter forwarded %d, the sink counted %d", sc.Name, m, s.XRForwarded, s.Counted)
+				}
+				if s.Slow > 0 && s.XRTTL == 0 {
+					t.Errorf("%s, mode %s: %d TTL-1 frames sent, xrouter counted no ttl_exceeded", sc.Name, m, s.Slow)
+				}
+			}
+		}
+	}
+	// The report renders (into a scratch copy, never the repository's docs).
+	docs := filepath.Join(t.TempDir(), "benchmarks.md")
+	if err := res.WriteDocs(docs, filepath.Join(filepath.Dir(docs), "img"), "go test ./netns-tests/ -run TestBenchSmokePrivileged", true); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(filepath.Dir(docs), "img", "bench-modes.png")); err != nil || fi.Size() == 0 {
+		t.Errorf("plot not written: %v", err)
+	}
+}
+
+// testWriter sends progress lines to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p[:len(p)-1]))
+	return len(p), nil
+}
