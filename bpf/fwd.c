@@ -82,6 +82,10 @@ struct {
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct xr_cache_cfg);
+	/* User space writes it through a mapping, field by field with
+	 * word-sized stores, the generation last: a map update is a memcpy
+	 * that the program could see half done. */
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xr_cache_gen SEC(".maps");
 
@@ -350,12 +354,20 @@ static __always_inline int cache_lookup(struct cache_ctx *c, struct xr_nh_key *k
 	struct xr_cache_pcpu *pc;
 	struct xr_nh_entry *e;
 	__u32 zero = 0;
+	__u64 gen;
 
 	c->pc = NULL;
 	c->e = NULL;
 	cfg = bpf_map_lookup_elem(&xr_cache_gen, &zero);
-	if (!cfg || !cfg->gen)
+	if (!cfg)
 		return 0;
+	/* The generation once, before the flags and the lease: user space
+	 * writes it after them, so flags read after a new generation are
+	 * the new flags (x86 keeps loads and stores in order). */
+	gen = *(volatile __u64 *)&cfg->gen;
+	if (!gen)
+		return 0;
+	asm volatile("" ::: "memory");
 	pc = bpf_map_lookup_elem(&xr_cache_stats, &zero);
 	if (!pc)
 		return 0;
@@ -364,13 +376,14 @@ static __always_inline int cache_lookup(struct cache_ctx *c, struct xr_nh_key *k
 		pc->bypass++;
 		return 0;
 	}
-	if ((cfg->flags & bypass_flag) || bpf_ktime_get_coarse_ns() > cfg->lease_ns) {
+	if ((*(volatile __u32 *)&cfg->flags & bypass_flag) ||
+	    bpf_ktime_get_coarse_ns() > *(volatile __u64 *)&cfg->lease_ns) {
 		pc->bypass++;
 		return 0;
 	}
 	pc->win_lookups++;
 	e = bpf_map_lookup_elem(&xr_nh_cache, k);
-	if (e && e->gen == cfg->gen && tot_len <= e->ok_len) {
+	if (e && e->gen == gen && tot_len <= e->ok_len) {
 		nh->ifindex = e->ifindex;
 		__builtin_memcpy(nh->macs, e->macs, sizeof(nh->macs));
 		/* An LRU element can be evicted and reused by another CPU
@@ -379,7 +392,7 @@ static __always_inline int cache_lookup(struct cache_ctx *c, struct xr_nh_key *k
 		 * holds afterwards and with no zero word is the entry. (A
 		 * next hop whose MAC words are zero is simply never served
 		 * from the cache.) */
-		if (e->gen == cfg->gen && nh->ifindex && nh->macs[0] && nh->macs[1] && nh->macs[2]) {
+		if (e->gen == gen && nh->ifindex && nh->macs[0] && nh->macs[1] && nh->macs[2]) {
 			pc->hit++;
 			pc->win_hits++;
 			cache_window(pc);
@@ -393,7 +406,7 @@ static __always_inline int cache_lookup(struct cache_ctx *c, struct xr_nh_key *k
 	if (e)
 		pc->win_hits++;
 	cache_window(pc);
-	c->gen = cfg->gen;
+	c->gen = gen;
 	c->pc = pc;
 	c->e = e;
 	return 0;

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -99,18 +100,52 @@ func readCacheState(m *ebpf.Map) (CacheState, error) {
 	}, nil
 }
 
-// SetCacheState writes the control block in one update, so the program
-// sees the generation, lease and flags change together.
+// Offsets of struct xr_cache_cfg's fields.
+const (
+	cfgOffGen   = 0
+	cfgOffBumps = 8
+	cfgOffLease = 16
+	cfgOffFlags = 24
+)
+
+// SetCacheState writes the control block through its memory mapping, one
+// word-sized store per field, the generation last. A map update would be a
+// memcpy the program might see half done (a new generation with the old
+// bypass flags); this way a program that reads the new generation (it
+// reads it first) also reads the new flags and lease. Callers serialise.
 func (d *Dataplane) SetCacheState(s CacheState) error {
-	v := fwdXrCacheCfg{Gen: s.Generation, Bumps: s.Bumps, LeaseNs: s.LeaseNs}
+	mem, err := d.objs.XrCacheGen.Memory()
+	if err != nil {
+		return fmt.Errorf("mapping %s: %w", CacheGenMapName, err)
+	}
+	var flags uint32
 	if s.Bypass4 {
-		v.Flags |= uint32(fwdXrCacheFlagsXR_CACHE_BYPASS4)
+		flags |= uint32(fwdXrCacheFlagsXR_CACHE_BYPASS4)
 	}
 	if s.Bypass6 {
-		v.Flags |= uint32(fwdXrCacheFlagsXR_CACHE_BYPASS6)
+		flags |= uint32(fwdXrCacheFlagsXR_CACHE_BYPASS6)
 	}
-	if err := d.objs.XrCacheGen.Put(uint32(0), &v); err != nil {
-		return fmt.Errorf("updating %s: %w", CacheGenMapName, err)
+	w4 := func(off int64, v uint32) error {
+		var b [4]byte
+		binary.NativeEndian.PutUint32(b[:], v)
+		_, err := mem.WriteAt(b[:], off)
+		return err
+	}
+	w8 := func(off int64, v uint64) error {
+		var b [8]byte
+		binary.NativeEndian.PutUint64(b[:], v)
+		_, err := mem.WriteAt(b[:], off)
+		return err
+	}
+	for _, err := range []error{
+		w4(cfgOffFlags, flags),
+		w8(cfgOffLease, s.LeaseNs),
+		w8(cfgOffBumps, s.Bumps),
+		w8(cfgOffGen, s.Generation),
+	} {
+		if err != nil {
+			return fmt.Errorf("writing %s: %w", CacheGenMapName, err)
+		}
 	}
 	return nil
 }
