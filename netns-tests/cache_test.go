@@ -470,9 +470,9 @@ func TestCacheInvalidationPrivileged(t *testing.T) {
 	}
 }
 
-// TestCacheFuzzPrivileged interleaves random route and neighbour changes with
-// traffic and checks every delivered frame against the kernel's decision
-// at that moment.
+// TestCacheFuzzPrivileged interleaves random route and neighbour changes
+// (IPv4 and IPv6) with traffic and checks every delivered frame against the
+// kernel's decision at that moment.
 func TestCacheFuzzPrivileged(t *testing.T) {
 	r := newCacheRouter(t, "")
 	rt := r.tp.Router
@@ -480,17 +480,28 @@ func TestCacheFuzzPrivileged(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 7))
-	prefixes := []string{"10.77.0.0/16", "10.78.0.0/16"}
+	// Next hops of both families; prefixes route via one of their own.
+	type hop struct{ addr, mac string }
+	hops := map[bool][]hop{} // by "is IPv6"
+	for i, h := range cacheHops {
+		hops[false] = append(hops[false], hop{h.addr, h.mac})
+		hops[true] = append(hops[true], hop{cacheHops6[i], h.mac})
+	}
+	prefixes := []string{"10.77.0.0/16", "10.78.0.0/16", "fd00:77::/48", "fd00:78::/48"}
+	via := map[string]string{}
 	for _, p := range prefixes {
-		rt.IP(t, "route", "replace", p, "via", cacheHops[0].addr)
+		h := hops[strings.Contains(p, ":")][0].addr
+		rt.IP(t, "route", "replace", p, "via", h)
+		via[p] = h
 	}
 	macs := []string{"02:00:00:00:aa:01", "02:00:00:00:aa:02", "02:00:00:00:cc:01", "02:00:00:00:cc:02"}
 	// What the test set, so that it knows which commands change anything
 	// (those must move the generation).
-	via := map[string]string{prefixes[0]: cacheHops[0].addr, prefixes[1]: cacheHops[0].addr}
 	lladdr := map[string]string{}
-	for _, h := range cacheHops {
-		lladdr[h.addr] = h.mac
+	for _, hs := range hops {
+		for _, h := range hs {
+			lladdr[h.addr] = h.mac
+		}
 	}
 	start := time.Now()
 	iterations := 0
@@ -499,19 +510,23 @@ func TestCacheFuzzPrivileged(t *testing.T) {
 		st := r.cacheState(t)
 		var what string
 		changed := false
+		v6 := rng.IntN(2) == 1
+		h := hops[v6][rng.IntN(len(hops[v6]))]
 		switch rng.IntN(4) {
 		case 0, 1:
-			p, h := prefixes[rng.IntN(2)], cacheHops[rng.IntN(len(cacheHops))]
+			p := prefixes[rng.IntN(2)]
+			if v6 {
+				p = prefixes[2+rng.IntN(2)]
+			}
 			what = "route " + p + " via " + h.addr
 			rt.IP(t, "route", "replace", p, "via", h.addr)
 			changed, via[p] = via[p] != h.addr, h.addr
 		case 2:
-			h, m := cacheHops[rng.IntN(len(cacheHops))], macs[rng.IntN(len(macs))]
+			m := macs[rng.IntN(len(macs))]
 			what = "neigh " + h.addr + " lladdr " + m
 			rt.IP(t, "neigh", "replace", h.addr, "dev", dev, "lladdr", m, "nud", "permanent")
 			changed, lladdr[h.addr] = lladdr[h.addr] != m, m
 		case 3:
-			h := cacheHops[rng.IntN(len(cacheHops))]
 			if lladdr[h.addr] != "" {
 				what = "neigh del " + h.addr
 				rt.IP(t, "neigh", "del", h.addr, "dev", dev)
@@ -527,6 +542,9 @@ func TestCacheFuzzPrivileged(t *testing.T) {
 			t.Fatalf("%s: the cache generation did not move", what)
 		}
 		dst := fmt.Sprintf("10.%d.%d.%d", 77+rng.IntN(2), rng.IntN(4), 1+rng.IntN(4))
+		if rng.IntN(2) == 1 {
+			dst = fmt.Sprintf("fd00:%d:%d::%d", 77+rng.IntN(2), rng.IntN(4), 1+rng.IntN(4))
+		}
 		want := r.kernelHop(t, dst, 0)
 		id := r.send(t, dst, 0, 5, 40)
 		t.Run(fmt.Sprintf("%03d %s, to %s", i, what, dst), func(t *testing.T) {
