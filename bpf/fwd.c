@@ -65,9 +65,72 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xr_stats SEC(".maps");
 
+/* Next-hop cache. Not pinned: its size is configurable, and a new program
+ * starts empty. Keyed by ingress and destination; values per CPU with one
+ * shared LRU list. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, XR_NH_CACHE_DEFAULT);
+	__type(key, struct xr_nh_key);
+	__type(value, struct xr_nh_entry);
+} xr_nh_cache SEC(".maps");
+
+/* Generation, lease and policy flags; pinned, so a restarted daemon goes on
+ * counting from the old generation and the old program's entries die. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xr_cache_cfg);
+	/* User space writes it through a mapping, field by field with
+	 * word-sized stores, the generation last: a map update is a memcpy
+	 * that the program could see half done. */
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xr_cache_gen SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xr_cache_pcpu);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xr_cache_stats SEC(".maps");
+
+/* Prefixes whose route is multipath (or uses a nexthop object): their
+ * destinations are never cached. User space fills them before it bumps. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, XR_MPATH_MAX);
+	__type(key, struct xr_lpm4);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xr_mpath4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, XR_MPATH_MAX);
+	__type(key, struct xr_lpm6);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xr_mpath6 SEC(".maps");
+
+/* Admission filter: a destination is inserted on its second sighting; a
+ * slot holds a tag of the last destination hashed to it. Shared by the
+ * CPUs; a lost race only delays or hastens one insertion. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XR_SEEN_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} xr_cache_seen SEC(".maps");
+
 /* Forces the enums into BTF so bpf2go emits it for the Go side. */
 const enum xr_outcome xr_outcome_unused __attribute__((unused));
 const enum xr_port_flags xr_port_flags_unused __attribute__((unused));
+const enum xr_cache_flags xr_cache_flags_unused __attribute__((unused));
 
 static __always_inline int count(enum xr_outcome o, __u64 len, int verdict)
 {
@@ -112,7 +175,7 @@ static __always_inline enum xr_outcome lookup_outcome(int rc)
  * l4_len is what the IP header says the payload holds. Returns 0, or -1
  * when such a header is cut short. */
 static __always_inline int l4_ports(void *l4, void *data_end, __u32 l4_len, __u8 proto,
-				    struct bpf_fib_lookup *p)
+				    __be16 *sport, __be16 *dport)
 {
 	switch (proto) {
 	case IPPROTO_TCP:
@@ -123,8 +186,8 @@ static __always_inline int l4_ports(void *l4, void *data_end, __u32 l4_len, __u8
 
 		if (l4_len < 4 || (void *)(ports + 2) > data_end)
 			return -1;
-		p->sport = ports[0];
-		p->dport = ports[1];
+		*sport = ports[0];
+		*dport = ports[1];
 		return 0;
 	}
 	default:
@@ -232,19 +295,214 @@ static __always_inline int trim(struct xdp_md *ctx, __u64 frame_len, __u64 want)
 	return bpf_xdp_adjust_tail(ctx, -(int)(frame_len - want)) ? -1 : 0;
 }
 
-static __always_inline int redirect(struct bpf_fib_lookup *p, __u32 ingress)
+static __always_inline int redirect(__u32 egress, __u32 ingress)
 {
-	if (p->ifindex == ingress)
+	if (egress == ingress)
 		return -XR_PASS_HAIRPIN;
-	if (!bpf_map_lookup_elem(&xr_devmap, &p->ifindex))
+	if (!bpf_map_lookup_elem(&xr_devmap, &egress))
 		return -XR_PASS_NOT_IN_DEVMAP;
 	return 0;
 }
 
-static __always_inline void rewrite_macs(struct ethhdr *eth, struct bpf_fib_lookup *p)
+/* The next hop a packet leaves by: from the cache or from bpf_fib_lookup.
+ * macs is the new Ethernet destination then source, as on the wire. */
+struct xr_nh {
+	__u32 ifindex;
+	__u32 macs[3];
+};
+
+static __always_inline void nh_from_fib(struct xr_nh *nh, struct bpf_fib_lookup *p)
 {
-	__builtin_memcpy(eth->h_dest, p->dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, p->smac, ETH_ALEN);
+	nh->ifindex = p->ifindex;
+	__builtin_memcpy(nh->macs, p->dmac, ETH_ALEN);
+	__builtin_memcpy((__u8 *)nh->macs + ETH_ALEN, p->smac, ETH_ALEN);
+}
+
+static __always_inline void rewrite_macs(struct ethhdr *eth, struct xr_nh *nh)
+{
+	__u32 *w = (__u32 *)eth;
+
+	w[0] = nh->macs[0];
+	w[1] = nh->macs[1];
+	w[2] = nh->macs[2];
+}
+
+/* What the cache lookup left for the store after a miss. */
+struct cache_ctx {
+	struct xr_cache_pcpu *pc; /* NULL: the cache is not in use for this packet */
+	struct xr_nh_entry *e;    /* an existing entry to refresh in place */
+	__u64 gen;
+};
+
+static __always_inline void cache_window(struct xr_cache_pcpu *pc)
+{
+	if (pc->win_lookups < XR_WIN)
+		return;
+	if (pc->win_hits * XR_WIN_MIN_DIV < pc->win_lookups)
+		pc->bypass_left = XR_WIN_BYPASS;
+	pc->win_lookups = 0;
+	pc->win_hits = 0;
+}
+
+/* Looks the destination up in the next-hop cache. Returns 1 on a hit (nh
+ * filled), 0 otherwise; after a miss, c tells cache_store what to do after
+ * the full lookup (c->pc stays NULL when the cache was not consulted). */
+static __always_inline int cache_lookup(struct cache_ctx *c, struct xr_nh_key *k, __u32 tot_len,
+					__u32 bypass_flag, struct xr_nh *nh)
+{
+	struct xr_cache_cfg *cfg;
+	struct xr_cache_pcpu *pc;
+	struct xr_nh_entry *e;
+	__u32 zero = 0;
+	__u64 gen;
+
+	c->pc = NULL;
+	c->e = NULL;
+	cfg = bpf_map_lookup_elem(&xr_cache_gen, &zero);
+	if (!cfg)
+		return 0;
+	/* The generation once, before the flags and the lease: user space
+	 * writes it after them, so flags read after a new generation are
+	 * the new flags (x86 keeps loads and stores in order). */
+	gen = *(volatile __u64 *)&cfg->gen;
+	if (!gen)
+		return 0;
+	asm volatile("" ::: "memory");
+	pc = bpf_map_lookup_elem(&xr_cache_stats, &zero);
+	if (!pc)
+		return 0;
+	if (pc->bypass_left) {
+		pc->bypass_left--;
+		pc->bypass++;
+		return 0;
+	}
+	if ((*(volatile __u32 *)&cfg->flags & bypass_flag) ||
+	    bpf_ktime_get_coarse_ns() > *(volatile __u64 *)&cfg->lease_ns) {
+		pc->bypass++;
+		return 0;
+	}
+	pc->win_lookups++;
+	e = bpf_map_lookup_elem(&xr_nh_cache, k);
+	if (e && e->gen == gen && tot_len <= e->ok_len) {
+		nh->ifindex = e->ifindex;
+		__builtin_memcpy(nh->macs, e->macs, sizeof(nh->macs));
+		/* An LRU element can be evicted and reused by another CPU
+		 * while we read it; the reuse zeroes this CPU's copy. Only
+		 * zeroes can be torn in, so a copy whose generation still
+		 * holds afterwards and with no zero word is the entry. (A
+		 * next hop whose MAC words are zero is simply never served
+		 * from the cache.) */
+		if (e->gen == gen && nh->ifindex && nh->macs[0] && nh->macs[1] && nh->macs[2]) {
+			pc->hit++;
+			pc->win_hits++;
+			cache_window(pc);
+			return 1;
+		}
+	}
+	pc->miss++;
+	/* The window measures whether destinations repeat: an entry that is
+	 * only stale (a bump) or short (MTU) counts, so that a bump does not
+	 * switch the cache off while it refills. */
+	if (e)
+		pc->win_hits++;
+	cache_window(pc);
+	c->gen = gen;
+	c->pc = pc;
+	c->e = e;
+	return 0;
+}
+
+static __always_inline int multipath(struct xr_nh_key *k)
+{
+	if (k->family == AF_INET) {
+		struct xr_lpm4 l = {.prefixlen = 32};
+
+		__builtin_memcpy(l.addr, k->dst, 4);
+		return bpf_map_lookup_elem(&xr_mpath4, &l) != NULL;
+	}
+	struct xr_lpm6 l = {.prefixlen = 128};
+
+	__builtin_memcpy(l.addr, k->dst, 16);
+	return bpf_map_lookup_elem(&xr_mpath6, &l) != NULL;
+}
+
+/* Admission: 1 when the destination was the last one seen in its slot
+ * (second sighting), else remembers it and returns 0. */
+static __always_inline int admit(struct xr_nh_key *k)
+{
+	__u32 *w = (__u32 *)k;
+	__u32 h = w[0] * 0x9e3779b1;
+	__u32 slot, tag, *seen;
+
+	/* Fold the words, then murmur3's finaliser: the address bits that
+	 * vary most sit in the high half of IPv4's word. */
+	h = (h ^ w[2]) * 0x85ebca6b;
+	h = (h ^ w[3]) * 0xc2b2ae35;
+	h = (h ^ w[4]) * 0x85ebca6b;
+	h = (h ^ w[5] ^ k->family) * 0xc2b2ae35;
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	slot = h & (XR_SEEN_SLOTS - 1);
+	tag = h | 1;
+	seen = bpf_map_lookup_elem(&xr_cache_seen, &slot);
+	if (!seen)
+		return 0;
+	if (*seen == tag)
+		return 1;
+	*seen = tag;
+	return 0;
+}
+
+/* After a successful full lookup of a packet that is being forwarded:
+ * remember the next hop, unless the destination is multipath (the kernel
+ * hashes each flow) or seen for the first time. */
+static __always_inline void cache_store(struct cache_ctx *c, struct xr_nh_key *k, __u32 tot_len,
+					struct xr_nh *nh)
+{
+	struct xr_cache_pcpu *pc = c->pc;
+	struct xr_nh_entry *e = c->e;
+
+	if (!pc)
+		return;
+	if (e && e->gen == c->gen && e->ifindex == nh->ifindex &&
+	    ((__u32 *)e->macs)[0] == nh->macs[0] && ((__u32 *)e->macs)[1] == nh->macs[1] &&
+	    ((__u32 *)e->macs)[2] == nh->macs[2]) {
+		/* Same next hop, longer packet: the MTU allows this length. */
+		if (tot_len > e->ok_len)
+			e->ok_len = tot_len;
+		return;
+	}
+	/* A new key: only on its second sighting (checked before the
+	 * multipath trie, the dearer lookup). */
+	if (!e) {
+		if (!admit(k)) {
+			pc->admit_skip++;
+			return;
+		}
+		pc->win_hits++; /* a repeat: counts for the window */
+	}
+	if (multipath(k)) {
+		pc->uncacheable++;
+		return;
+	}
+	pc->insert++;
+	if (e) {
+		/* Stale, or another next hop: refresh this CPU's copy in place,
+		 * the generation last. */
+		e->gen = 0;
+		e->ifindex = nh->ifindex;
+		e->ok_len = tot_len;
+		__builtin_memcpy(e->macs, nh->macs, sizeof(e->macs));
+		e->gen = c->gen;
+		return;
+	}
+	struct xr_nh_entry v = {.gen = c->gen, .ifindex = nh->ifindex, .ok_len = tot_len};
+
+	__builtin_memcpy(v.macs, nh->macs, sizeof(v.macs));
+	bpf_map_update_elem(&xr_nh_cache, k, &v, BPF_ANY);
 }
 
 /* The kernel validates the source of every IPv4 packet it forwards
@@ -293,7 +551,12 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags)
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	struct iphdr *iph = data + sizeof(*eth);
+	__u32 ingress = ctx->ingress_ifindex;
 	struct bpf_fib_lookup p;
+	struct cache_ctx c;
+	struct xr_nh_key k;
+	struct xr_nh nh;
+	__be16 sport = 0, dport = 0;
 	__u16 tot_len;
 	int rc;
 
@@ -313,7 +576,6 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags)
 	if (ipv4_martian(iph->saddr, iph->daddr))
 		return PASS(XR_PASS_MARTIAN);
 
-	__builtin_memset(&p, 0, sizeof(p));
 	if (iph->protocol == IPPROTO_ICMP) {
 		__u8 *type = (void *)(iph + 1);
 
@@ -321,34 +583,48 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags)
 			return PASS(XR_PASS_MALFORMED);
 		if (icmp4_special(*type))
 			return PASS(XR_PASS_ICMP_SPECIAL);
-	} else if (l4_ports(iph + 1, data_end, tot_len - sizeof(*iph), iph->protocol, &p)) {
+	} else if (l4_ports(iph + 1, data_end, tot_len - sizeof(*iph), iph->protocol, &sport, &dport)) {
 		return PASS(XR_PASS_MALFORMED);
 	}
 
-	p.family = AF_INET;
-	p.tos = iph->tos;
-	p.l4_protocol = iph->protocol;
-	p.tot_len = tot_len;
-	p.ipv4_src = iph->saddr;
-	p.ipv4_dst = iph->daddr;
-	p.ifindex = ctx->ingress_ifindex;
-
-	rc = bpf_fib_lookup(ctx, &p, sizeof(p), 0);
-	if (expires(rc, iph->ttl))
+	__builtin_memset(&k, 0, sizeof(k));
+	k.ifindex = ingress;
+	k.family = AF_INET;
+	*(__be32 *)k.dst = iph->daddr;
+	if (!cache_lookup(&c, &k, tot_len, XR_CACHE_BYPASS4, &nh)) {
+		__builtin_memset(&p, 0, sizeof(p));
+		p.family = AF_INET;
+		p.tos = iph->tos;
+		p.l4_protocol = iph->protocol;
+		p.sport = sport;
+		p.dport = dport;
+		p.tot_len = tot_len;
+		p.ipv4_src = iph->saddr;
+		p.ipv4_dst = iph->daddr;
+		p.ifindex = ingress;
+		rc = bpf_fib_lookup(ctx, &p, sizeof(p), 0);
+		if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
+			if (expires(rc, iph->ttl))
+				return PASS(XR_PASS_TTL_EXCEEDED);
+			return PASS(lookup_outcome(rc));
+		}
+		nh_from_fib(&nh, &p);
+	}
+	/* Found (in the cache or the FIB): forwarding would expire it. */
+	if (iph->ttl <= 1)
 		return PASS(XR_PASS_TTL_EXCEEDED);
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
-		return PASS(lookup_outcome(rc));
-	if (ipv4_source_bad(ctx, iph, flags, ctx->ingress_ifindex))
+	if (ipv4_source_bad(ctx, iph, flags, ingress))
 		return PASS(XR_PASS_MARTIAN);
-	rc = redirect(&p, ctx->ingress_ifindex);
+	rc = redirect(nh.ifindex, ingress);
 	if (rc)
 		return PASS(-rc);
+	cache_store(&c, &k, tot_len, &nh);
 
 	ipv4_decrease_ttl(iph);
-	rewrite_macs(eth, &p);
+	rewrite_macs(eth, &nh);
 	if (trim(ctx, len, sizeof(*eth) + tot_len))
 		return PASS(XR_PASS_MALFORMED);
-	return count(XR_FORWARDED, len, bpf_redirect_map(&xr_devmap, p.ifindex, 0));
+	return count(XR_FORWARDED, len, bpf_redirect_map(&xr_devmap, nh.ifindex, 0));
 }
 
 static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags)
@@ -357,7 +633,12 @@ static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags)
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 	struct ipv6hdr *ip6h = data + sizeof(*eth);
+	__u32 ingress = ctx->ingress_ifindex;
 	struct bpf_fib_lookup p;
+	struct cache_ctx c;
+	struct xr_nh_key k;
+	struct xr_nh nh;
+	__be16 sport = 0, dport = 0;
 	__u32 tot_len;
 	int rc;
 
@@ -377,7 +658,6 @@ static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags)
 	if (flags & XR_PORT_NO_FWD6)
 		return PASS(XR_PASS_FWD_DISABLED);
 
-	__builtin_memset(&p, 0, sizeof(p));
 	if (ip6h->nexthdr == IPPROTO_ICMPV6) {
 		__u8 *type = (void *)(ip6h + 1);
 
@@ -385,32 +665,48 @@ static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags)
 			return PASS(XR_PASS_MALFORMED);
 		if (icmp6_special(*type))
 			return PASS(XR_PASS_ICMP_SPECIAL);
-	} else if (l4_ports(ip6h + 1, data_end, tot_len - sizeof(*ip6h), ip6h->nexthdr, &p)) {
+	} else if (l4_ports(ip6h + 1, data_end, tot_len - sizeof(*ip6h), ip6h->nexthdr, &sport, &dport)) {
 		return PASS(XR_PASS_MALFORMED);
 	}
 
-	p.family = AF_INET6;
-	p.flowinfo = *(__be32 *)ip6h & bpf_htonl(0x0fffffff);
-	p.l4_protocol = ip6h->nexthdr;
-	p.tot_len = tot_len;
-	__builtin_memcpy(p.ipv6_src, &ip6h->saddr, sizeof(p.ipv6_src));
-	__builtin_memcpy(p.ipv6_dst, &ip6h->daddr, sizeof(p.ipv6_dst));
-	p.ifindex = ctx->ingress_ifindex;
-
-	rc = bpf_fib_lookup(ctx, &p, sizeof(p), 0);
-	if (expires(rc, ip6h->hop_limit))
+	k.ifindex = ingress;
+	k.family = AF_INET6;
+	k.pad[0] = 0;
+	k.pad[1] = 0;
+	k.pad[2] = 0;
+	__builtin_memcpy(k.dst, &ip6h->daddr, sizeof(k.dst));
+	if (!cache_lookup(&c, &k, tot_len, XR_CACHE_BYPASS6, &nh)) {
+		__builtin_memset(&p, 0, sizeof(p));
+		p.family = AF_INET6;
+		p.flowinfo = *(__be32 *)ip6h & bpf_htonl(0x0fffffff);
+		p.l4_protocol = ip6h->nexthdr;
+		p.sport = sport;
+		p.dport = dport;
+		p.tot_len = tot_len;
+		__builtin_memcpy(p.ipv6_src, &ip6h->saddr, sizeof(p.ipv6_src));
+		__builtin_memcpy(p.ipv6_dst, &ip6h->daddr, sizeof(p.ipv6_dst));
+		p.ifindex = ingress;
+		rc = bpf_fib_lookup(ctx, &p, sizeof(p), 0);
+		if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
+			if (expires(rc, ip6h->hop_limit))
+				return PASS(XR_PASS_TTL_EXCEEDED);
+			return PASS(lookup_outcome(rc));
+		}
+		nh_from_fib(&nh, &p);
+	}
+	/* Found (in the cache or the FIB): forwarding would expire it. */
+	if (ip6h->hop_limit <= 1)
 		return PASS(XR_PASS_TTL_EXCEEDED);
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
-		return PASS(lookup_outcome(rc));
-	rc = redirect(&p, ctx->ingress_ifindex);
+	rc = redirect(nh.ifindex, ingress);
 	if (rc)
 		return PASS(-rc);
+	cache_store(&c, &k, tot_len, &nh);
 
 	ip6h->hop_limit--;
-	rewrite_macs(eth, &p);
+	rewrite_macs(eth, &nh);
 	if (trim(ctx, len, sizeof(*eth) + tot_len))
 		return PASS(XR_PASS_MALFORMED);
-	return count(XR_FORWARDED, len, bpf_redirect_map(&xr_devmap, p.ifindex, 0));
+	return count(XR_FORWARDED, len, bpf_redirect_map(&xr_devmap, nh.ifindex, 0));
 }
 
 SEC("xdp")

@@ -57,6 +57,79 @@ enum xr_port_flags {
 	XR_PORT_NO_FWD6 = 8,      /* the kernel would not forward IPv6 (all.forwarding = 0) */
 };
 
+/* Next-hop cache (see docs/architecture.md, "Next-hop cache"). */
+
+/* The one entry of the xr_cache_gen map, written by user space only. Entries of
+ * another generation are misses; generation 0 turns the cache off. Past
+ * lease_ns (CLOCK_MONOTONIC_COARSE) the cache is bypassed: a daemon that
+ * died can no longer bump, so its cache must not outlive it. */
+struct xr_cache_cfg {
+	__u64 gen;
+	__u64 bumps;    /* how often user space bumped (for status) */
+	__u64 lease_ns; /* bypass after this time */
+	__u32 flags;    /* enum xr_cache_flags */
+	__u32 pad;
+};
+
+enum xr_cache_flags {
+	XR_CACHE_BYPASS4 = 1, /* IPv4 lookups depend on more than the destination */
+	XR_CACHE_BYPASS6 = 2, /* IPv6 lookups depend on more than the destination */
+};
+
+struct xr_nh_key {
+	__u32 ifindex; /* ingress */
+	__u8 family;
+	__u8 pad[3];
+	__u8 dst[16];
+};
+
+/* One CPU's copy of a cached next hop. macs is the Ethernet header's first
+ * 12 bytes (destination, then source), so the rewrite is three 4-byte
+ * stores. ok_len is the largest IP total length bpf_fib_lookup accepted
+ * for this destination: longer packets take the full lookup (MTU). */
+struct xr_nh_entry {
+	__u64 gen;
+	__u32 ifindex; /* egress */
+	__u32 ok_len;
+	__u8 macs[12];
+	__u32 pad;
+};
+
+/* Per-CPU cache counters and the hit-ratio window (one entry). */
+struct xr_cache_pcpu {
+	__u64 hit;         /* forwarded from the cache */
+	__u64 miss;        /* looked up in the cache, not usable */
+	__u64 insert;      /* entries written (new, refreshed, or longer ok_len not counted) */
+	__u64 bypass;      /* cache not consulted: policy flag, lease, low hit ratio */
+	__u64 uncacheable; /* lookup succeeded (and admitted) but the destination is multipath */
+	__u64 admit_skip;  /* first sighting of a destination: not inserted */
+	__u64 spare[2];
+	__u32 win_lookups;
+	__u32 win_hits;
+	__u32 bypass_left;
+	__u32 pad;
+};
+
+struct xr_lpm4 {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+
+struct xr_lpm6 {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+#define XR_NH_CACHE_DEFAULT 65536
+#define XR_SEEN_SLOTS 65536 /* admission filter, power of two */
+#define XR_MPATH_MAX 65536  /* multipath prefixes per family */
+/* Hit-ratio window: every XR_WIN lookups, if fewer than 1/XR_WIN_MIN_DIV
+ * were repeats (a hit, a stale or short entry, or an admitted second
+ * sighting), the cache is bypassed for the next XR_WIN_BYPASS packets. */
+#define XR_WIN 512
+#define XR_WIN_MIN_DIV 8
+#define XR_WIN_BYPASS 16384
+
 #define XR_MAX_PORTS 1024
 #define XR_MAX_LOCAL4 4096
 

@@ -164,18 +164,26 @@ func run(cfg *config.Config, log *slog.Logger, reload func() (*config.Config, er
 			_, _ = devmap.Detach(d.PinPath)
 		}
 	}()
-	dp, err := dataplane.Load(d.PinPath)
+	dp, err := dataplane.LoadWith(d.PinPath, dataplane.Options{CacheSize: d.Cache.Size})
 	if err != nil {
 		return err
 	}
 	defer dp.Close()
+	// The next-hop cache is off from here until the invalidator has read
+	// the kernel's state and follows its events.
+	inv, err := devmap.NewInvalidator(devmap.CacheConfig{Enabled: d.Cache.Enabled, MaxAge: d.Cache.MaxAge}, dp, log)
+	if err != nil {
+		return err
+	}
+	defer inv.Stop()
 
 	mgr := devmap.New(devmap.Config{
-		Explicit: d.Interfaces,
-		Match:    d.Matches,
-		Mode:     devmap.Mode(d.Mode),
-		PinPath:  d.PinPath,
-		OnAttach: func(name string) { checkForwarding(name, d.ManageForwarding, log) },
+		Explicit:       d.Interfaces,
+		Match:          d.Matches,
+		Mode:           devmap.Mode(d.Mode),
+		PinPath:        d.PinPath,
+		OnAttach:       func(name string) { checkForwarding(name, d.ManageForwarding, log) },
+		OnEgressChange: func() { inv.Bump("devmap") },
 	}, dp, log)
 	if err := mgr.Start(); err != nil {
 		return fmt.Errorf("attaching data plane: %w", err)
@@ -198,10 +206,22 @@ func run(cfg *config.Config, log *slog.Logger, reload func() (*config.Config, er
 	for _, p := range mgr.Ports() {
 		checkForwarding(p.Name, d.ManageForwarding, log)
 	}
+	invDone := make(chan error, 1)
+	go func() { invDone <- inv.Run(ctx) }()
+	defer func() {
+		stop()
+		if err := <-invDone; err != nil {
+			log.Warn("next-hop cache invalidator", "err", err)
+		}
+	}()
 	reportWarnings(d.PinPath, log)
 
 	if metricsLn != nil {
-		serveHTTP(ctx, metricsLn, metrics.Handler(metrics.NewCollector(dp.Stats, mgr.Ports)), log)
+		cache := func() (dataplane.CacheStats, dataplane.CacheState, error) {
+			s, err := dp.CacheStats()
+			return s, inv.State(), err
+		}
+		serveHTTP(ctx, metricsLn, metrics.Handler(metrics.NewCollector(dp.Stats, mgr.Ports), metrics.NewCacheCollector(cache)), log)
 		log.Info("serving metrics", "addr", metricsLn.Addr().String())
 	}
 	if apiLn != nil {

@@ -41,10 +41,16 @@ the daemon runs or not. Rates are measured over --interval (0 skips them).`,
 				r := rateOf(first, second, interval)
 				first, rates = second, &r
 			}
+			// Pins of an older version have no cache counters.
+			var cache *dataplane.CacheStats
+			if cs, err := dataplane.ReadPinnedCacheStats(pin); err == nil {
+				cache = &cs
+			}
 			if asJSON {
-				return writeStatsJSON(cmd.OutOrStdout(), first, rates, interval)
+				return writeStatsJSON(cmd.OutOrStdout(), first, rates, interval, cache)
 			}
 			writeStatsTable(cmd.OutOrStdout(), first, rates, all)
+			writeCacheStats(cmd.OutOrStdout(), cache)
 			return nil
 		},
 	}
@@ -77,14 +83,15 @@ type statsRow struct {
 	Help       string  `json:"help"`
 }
 
-func writeStatsJSON(w io.Writer, s dataplane.Stats, r *dataplane.Stats, interval time.Duration) error {
+func writeStatsJSON(w io.Writer, s dataplane.Stats, r *dataplane.Stats, interval time.Duration, cache *dataplane.CacheStats) error {
 	out := struct {
-		Time       time.Time  `json:"time"`
-		IntervalMs int64      `json:"interval_ms,omitempty"`
-		Forwarded  uint64     `json:"forwarded"`
-		Passed     uint64     `json:"passed"`
-		Outcomes   []statsRow `json:"outcomes"`
-	}{Time: time.Now().UTC()}
+		Time       time.Time             `json:"time"`
+		IntervalMs int64                 `json:"interval_ms,omitempty"`
+		Forwarded  uint64                `json:"forwarded"`
+		Passed     uint64                `json:"passed"`
+		Outcomes   []statsRow            `json:"outcomes"`
+		Cache      *dataplane.CacheStats `json:"cache,omitempty"`
+	}{Time: time.Now().UTC(), Cache: cache}
 	if r != nil {
 		out.IntervalMs = interval.Milliseconds()
 	}
@@ -127,6 +134,20 @@ func writeStatsTable(w io.Writer, s dataplane.Stats, r *dataplane.Stats, all boo
 	if total > 0 {
 		fmt.Fprintf(w, "fast path: %.1f%% of %d packets\n", 100*float64(s[dataplane.Forwarded].Packets)/float64(total), total)
 	}
+}
+
+// writeCacheStats prints the next-hop cache's counters (totals since the
+// pinned counters were created).
+func writeCacheStats(w io.Writer, c *dataplane.CacheStats) {
+	if c == nil {
+		return
+	}
+	ratio := ""
+	if n := c.Hit + c.Miss; n > 0 {
+		ratio = fmt.Sprintf(" (%.1f%% of lookups hit)", 100*float64(c.Hit)/float64(n))
+	}
+	fmt.Fprintf(w, "next-hop cache: hit %d, miss %d, insert %d, bypass %d, uncacheable %d, admit_skip %d%s\n",
+		c.Hit, c.Miss, c.Insert, c.Bypass, c.Uncacheable, c.AdmitSkip, ratio)
 }
 
 func humanBits(b uint64) string {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/xrouter/xrouter/internal/dataplane"
 	"github.com/xrouter/xrouter/internal/devmap"
 	"github.com/xrouter/xrouter/internal/fib"
 )
@@ -14,7 +15,23 @@ import (
 type statusReport struct {
 	PinPath    string        `json:"pin_path"`
 	Interfaces []ifaceStatus `json:"interfaces"`
+	Cache      *cacheStatus  `json:"cache,omitempty"`
 	Warnings   []string      `json:"warnings"`
+}
+
+// cacheStatus is the next-hop cache's control block as the program sees it.
+type cacheStatus struct {
+	dataplane.CacheState
+	// Active: a generation is set and its lease has not run out.
+	Active bool `json:"active"`
+}
+
+func readCacheStatus(pin string) *cacheStatus {
+	st, err := dataplane.ReadPinnedCacheState(pin)
+	if err != nil {
+		return nil
+	}
+	return &cacheStatus{CacheState: st, Active: st.Generation != 0 && st.LeaseNs > dataplane.MonotonicCoarseNs()}
 }
 
 type ifaceStatus struct {
@@ -54,6 +71,7 @@ or not; run it in the router's namespace (--netns NAME).`,
 				}
 				rep.Interfaces = append(rep.Interfaces, is)
 			}
+			rep.Cache = readCacheStatus(cfg.Dataplane.PinPath)
 			if len(st) == 0 {
 				rep.Warnings = append(rep.Warnings, "no interface is attached under "+cfg.Dataplane.PinPath)
 			}
@@ -75,6 +93,17 @@ or not; run it in the router's namespace (--netns NAME).`,
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\n", i.Name, i.Index, i.Mode, i.ProgID, yesNo(i.Up), yesNo(i.Egress), fwd, peer)
 			}
 			tw.Flush()
+			if c := rep.Cache; c != nil {
+				state := "off"
+				if c.Active {
+					state = "on"
+				}
+				fmt.Fprintf(out, "next-hop cache: %s, generation %d, %d bumps", state, c.Generation, c.Bumps)
+				if c.Bypass4 || c.Bypass6 {
+					fmt.Fprintf(out, ", bypassed for ipv4=%s ipv6=%s (policy rules, TOS or source routes)", yesNo(c.Bypass4), yesNo(c.Bypass6))
+				}
+				fmt.Fprintln(out)
+			}
 			for _, w := range rep.Warnings {
 				fmt.Fprintln(out, "warning:", w)
 			}

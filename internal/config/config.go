@@ -59,7 +59,26 @@ type Dataplane struct {
 	// ResyncInterval is how often the daemon re-lists interfaces to repair
 	// what link events missed.
 	ResyncInterval time.Duration `mapstructure:"resync_interval"`
+	// Cache configures the fast path's next-hop cache.
+	Cache Cache `mapstructure:"cache"`
 }
+
+// Cache configures the per-CPU next-hop cache in front of the FIB lookup.
+type Cache struct {
+	// Enabled turns the cache on; off, every packet takes the full lookup.
+	Enabled bool `mapstructure:"enabled"`
+	// Size is the number of cache entries (destination × ingress).
+	Size int `mapstructure:"size"`
+	// MaxAge is the period at which every entry is invalidated regardless
+	// of events (learned PMTU exceptions send none).
+	MaxAge time.Duration `mapstructure:"max_age"`
+}
+
+// Limits of dataplane.cache.size.
+const (
+	MinCacheSize = 256
+	MaxCacheSize = 1 << 24
+)
 
 // Log configures logging.
 type Log struct {
@@ -157,6 +176,9 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("dataplane.detach_on_exit", false)
 	v.SetDefault("dataplane.manage_forwarding", false)
 	v.SetDefault("dataplane.resync_interval", "30s")
+	v.SetDefault("dataplane.cache.enabled", true)
+	v.SetDefault("dataplane.cache.size", 65536)
+	v.SetDefault("dataplane.cache.max_age", "2s")
 	v.SetDefault("log.level", "info")
 	v.SetDefault("log.format", "text")
 	v.SetDefault("metrics.listen", "")
@@ -362,6 +384,12 @@ func (c *Config) Validate() error {
 	}
 	if d.ResyncInterval < 0 {
 		return fmt.Errorf("key \"dataplane.resync_interval\": %s is negative", d.ResyncInterval)
+	}
+	if d.Cache.Size < MinCacheSize || d.Cache.Size > MaxCacheSize {
+		return fmt.Errorf("key \"dataplane.cache.size\": %d entries is out of range (%d to %d)", d.Cache.Size, MinCacheSize, MaxCacheSize)
+	}
+	if d.Cache.MaxAge < 100*time.Millisecond || d.Cache.MaxAge > time.Hour {
+		return fmt.Errorf("key \"dataplane.cache.max_age\": %s is out of range (100ms to 1h)", d.Cache.MaxAge)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -41,6 +41,9 @@ log:
 	if c.Dataplane.PinPath != "/sys/fs/bpf/xrouter" || c.Dataplane.ResyncInterval != 5*time.Second {
 		t.Errorf("pin_path/resync = %q/%v", c.Dataplane.PinPath, c.Dataplane.ResyncInterval)
 	}
+	if cc := c.Dataplane.Cache; !cc.Enabled || cc.Size != 65536 || cc.MaxAge != 2*time.Second {
+		t.Errorf("cache defaults = %+v", cc)
+	}
 	if err := c.RequireInterfaces(); err != nil {
 		t.Error(err)
 	}
@@ -80,6 +83,11 @@ func TestLoadRejects(t *testing.T) {
 		{"gc percent out of range", "runtime:\n  gc_percent: -5\n", []string{"runtime.gc_percent"}},
 		{"gc off without limit", "runtime:\n  gc_percent: -1\n", []string{"runtime.gc_percent", "memory_limit"}},
 		{"bad pprof address", "debug:\n  pprof: 6060\n", []string{"debug.pprof"}},
+		{"cache size too small", "dataplane:\n  cache:\n    size: 10\n", []string{"dataplane.cache.size", "10"}},
+		{"cache size not a number", "dataplane:\n  cache:\n    size: big\n", []string{"dataplane.cache.size"}},
+		{"cache max_age zero", "dataplane:\n  cache:\n    max_age: 0s\n", []string{"dataplane.cache.max_age"}},
+		{"cache enabled not bool", "dataplane:\n  cache:\n    enabled: perhaps\n", []string{"dataplane.cache.enabled"}},
+		{"cache unknown key", "dataplane:\n  cache:\n    ttl: 5s\n", []string{"dataplane.cache.ttl"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := writeFile(t, tc.body)
@@ -156,7 +164,8 @@ func TestKeysListsEveryField(t *testing.T) {
 	want := []string{"dataplane.interfaces", "dataplane.interface_pattern", "dataplane.mode", "dataplane.pin_path",
 		"dataplane.detach_on_exit", "dataplane.manage_forwarding", "dataplane.resync_interval",
 		"log.level", "log.format", "metrics.listen", "api.socket", "fib.metric", "fib.table",
-		"fib.stale_timeout", "fib.resync_interval", "fib.remove_on_stop", "debug.pprof", "runtime.memory_limit", "runtime.gc_percent", "bgp.grpc_address"}
+		"fib.stale_timeout", "fib.resync_interval", "fib.remove_on_stop", "debug.pprof", "runtime.memory_limit", "runtime.gc_percent", "bgp.grpc_address",
+		"dataplane.cache.enabled", "dataplane.cache.size", "dataplane.cache.max_age"}
 	got := strings.Join(Keys(), ",")
 	for _, k := range want {
 		if !strings.Contains(got, k) {

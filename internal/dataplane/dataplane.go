@@ -55,16 +55,26 @@ type Dataplane struct {
 	objs fwdObjects
 }
 
-// Load loads bpf/fwd.c. Its maps are pinned in pinDir: maps already pinned
-// there are reused (so counters and devmap entries survive a restart), and
-// missing ones are created and pinned. pinDir must be on a bpffs.
-func Load(pinDir string) (*Dataplane, error) {
+// Load loads bpf/fwd.c with default Options. Its maps are pinned in pinDir:
+// maps already pinned there are reused (so counters and devmap entries
+// survive a restart), and missing ones are created and pinned. pinDir must
+// be on a bpffs.
+func Load(pinDir string) (*Dataplane, error) { return LoadWith(pinDir, Options{}) }
+
+// LoadWith is Load with options.
+func LoadWith(pinDir string, o Options) (*Dataplane, error) {
 	if err := os.MkdirAll(pinDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating pin directory: %w", err)
 	}
 	spec, err := loadFwd()
 	if err != nil {
 		return nil, fmt.Errorf("loading fwd spec: %w", err)
+	}
+	if o.CacheSize < 0 {
+		return nil, fmt.Errorf("next-hop cache size %d is negative", o.CacheSize)
+	}
+	if o.CacheSize > 0 {
+		spec.Maps[NHCacheMapName].MaxEntries = uint32(o.CacheSize)
 	}
 	dp := &Dataplane{}
 	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: pinDir}}

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/xrouter/xrouter/internal/testbed"
 )
@@ -112,6 +113,9 @@ type fwdEnv struct {
 	router  *testbed.Netns
 	dp      *Dataplane
 	ifindex map[string]int
+	// pinCPU runs every packet on CPU 0, so that per-CPU state (the
+	// next-hop cache's copies, its hit-ratio window) is one.
+	pinCPU bool
 }
 
 func newFwdEnv(t testing.TB) *fwdEnv {
@@ -231,6 +235,13 @@ func (e *fwdEnv) run(dev string, frame []byte) (uint32, []byte, error) {
 	// Room for any growth, although the program only ever shrinks frames.
 	out := make([]byte, len(frame)+256)
 	err := e.router.Do(func() error {
+		if e.pinCPU {
+			var set unix.CPUSet
+			set.Set(0)
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				return err
+			}
+		}
 		opts := &ebpf.RunOptions{
 			Data:    frame,
 			DataOut: out,

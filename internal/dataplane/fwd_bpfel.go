@@ -13,10 +13,70 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type fwdXrCacheCfg struct {
+	_       structs.HostLayout
+	Gen     uint64
+	Bumps   uint64
+	LeaseNs uint64
+	Flags   uint32
+	Pad     uint32
+}
+
+type fwdXrCacheFlags uint32
+
+const (
+	fwdXrCacheFlagsXR_CACHE_BYPASS4 fwdXrCacheFlags = 1
+	fwdXrCacheFlagsXR_CACHE_BYPASS6 fwdXrCacheFlags = 2
+)
+
+type fwdXrCachePcpu struct {
+	_           structs.HostLayout
+	Hit         uint64
+	Miss        uint64
+	Insert      uint64
+	Bypass      uint64
+	Uncacheable uint64
+	AdmitSkip   uint64
+	Spare       [2]uint64
+	WinLookups  uint32
+	WinHits     uint32
+	BypassLeft  uint32
+	Pad         uint32
+}
+
 type fwdXrCounter struct {
 	_       structs.HostLayout
 	Packets uint64
 	Bytes   uint64
+}
+
+type fwdXrLpm4 struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      [4]uint8
+}
+
+type fwdXrLpm6 struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      [16]uint8
+}
+
+type fwdXrNhEntry struct {
+	_       structs.HostLayout
+	Gen     uint64
+	Ifindex uint32
+	OkLen   uint32
+	Macs    [12]uint8
+	Pad     uint32
+}
+
+type fwdXrNhKey struct {
+	_       structs.HostLayout
+	Ifindex uint32
+	Family  uint8
+	Pad     [3]uint8
+	Dst     [16]uint8
 }
 
 type fwdXrOutcome uint32
@@ -65,13 +125,20 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	fwdMapXrDevmap          = "xr_devmap"
-	fwdMapXrLocal4          = "xr_local4"
-	fwdMapXrPorts           = "xr_ports"
-	fwdMapXrStats           = "xr_stats"
-	fwdProgXrouterFwd       = "xrouter_fwd"
-	fwdVarXrOutcomeUnused   = "xr_outcome_unused"
-	fwdVarXrPortFlagsUnused = "xr_port_flags_unused"
+	fwdMapXrCacheGen         = "xr_cache_gen"
+	fwdMapXrCacheSeen        = "xr_cache_seen"
+	fwdMapXrCacheStats       = "xr_cache_stats"
+	fwdMapXrDevmap           = "xr_devmap"
+	fwdMapXrLocal4           = "xr_local4"
+	fwdMapXrMpath4           = "xr_mpath4"
+	fwdMapXrMpath6           = "xr_mpath6"
+	fwdMapXrNhCache          = "xr_nh_cache"
+	fwdMapXrPorts            = "xr_ports"
+	fwdMapXrStats            = "xr_stats"
+	fwdProgXrouterFwd        = "xrouter_fwd"
+	fwdVarXrCacheFlagsUnused = "xr_cache_flags_unused"
+	fwdVarXrOutcomeUnused    = "xr_outcome_unused"
+	fwdVarXrPortFlagsUnused  = "xr_port_flags_unused"
 )
 
 // loadFwd returns the embedded CollectionSpec for fwd.
@@ -123,18 +190,25 @@ type fwdProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fwdMapSpecs struct {
-	XrDevmap *ebpf.MapSpec `ebpf:"xr_devmap"`
-	XrLocal4 *ebpf.MapSpec `ebpf:"xr_local4"`
-	XrPorts  *ebpf.MapSpec `ebpf:"xr_ports"`
-	XrStats  *ebpf.MapSpec `ebpf:"xr_stats"`
+	XrCacheGen   *ebpf.MapSpec `ebpf:"xr_cache_gen"`
+	XrCacheSeen  *ebpf.MapSpec `ebpf:"xr_cache_seen"`
+	XrCacheStats *ebpf.MapSpec `ebpf:"xr_cache_stats"`
+	XrDevmap     *ebpf.MapSpec `ebpf:"xr_devmap"`
+	XrLocal4     *ebpf.MapSpec `ebpf:"xr_local4"`
+	XrMpath4     *ebpf.MapSpec `ebpf:"xr_mpath4"`
+	XrMpath6     *ebpf.MapSpec `ebpf:"xr_mpath6"`
+	XrNhCache    *ebpf.MapSpec `ebpf:"xr_nh_cache"`
+	XrPorts      *ebpf.MapSpec `ebpf:"xr_ports"`
+	XrStats      *ebpf.MapSpec `ebpf:"xr_stats"`
 }
 
 // fwdVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fwdVariableSpecs struct {
-	XrOutcomeUnused   *ebpf.VariableSpec `ebpf:"xr_outcome_unused"`
-	XrPortFlagsUnused *ebpf.VariableSpec `ebpf:"xr_port_flags_unused"`
+	XrCacheFlagsUnused *ebpf.VariableSpec `ebpf:"xr_cache_flags_unused"`
+	XrOutcomeUnused    *ebpf.VariableSpec `ebpf:"xr_outcome_unused"`
+	XrPortFlagsUnused  *ebpf.VariableSpec `ebpf:"xr_port_flags_unused"`
 }
 
 // fwdObjects contains all objects after they have been loaded into the kernel.
@@ -157,16 +231,28 @@ func (o *fwdObjects) Close() error {
 //
 // It can be passed to loadFwdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fwdMaps struct {
-	XrDevmap *ebpf.Map `ebpf:"xr_devmap"`
-	XrLocal4 *ebpf.Map `ebpf:"xr_local4"`
-	XrPorts  *ebpf.Map `ebpf:"xr_ports"`
-	XrStats  *ebpf.Map `ebpf:"xr_stats"`
+	XrCacheGen   *ebpf.Map `ebpf:"xr_cache_gen"`
+	XrCacheSeen  *ebpf.Map `ebpf:"xr_cache_seen"`
+	XrCacheStats *ebpf.Map `ebpf:"xr_cache_stats"`
+	XrDevmap     *ebpf.Map `ebpf:"xr_devmap"`
+	XrLocal4     *ebpf.Map `ebpf:"xr_local4"`
+	XrMpath4     *ebpf.Map `ebpf:"xr_mpath4"`
+	XrMpath6     *ebpf.Map `ebpf:"xr_mpath6"`
+	XrNhCache    *ebpf.Map `ebpf:"xr_nh_cache"`
+	XrPorts      *ebpf.Map `ebpf:"xr_ports"`
+	XrStats      *ebpf.Map `ebpf:"xr_stats"`
 }
 
 func (m *fwdMaps) Close() error {
 	return _FwdClose(
+		m.XrCacheGen,
+		m.XrCacheSeen,
+		m.XrCacheStats,
 		m.XrDevmap,
 		m.XrLocal4,
+		m.XrMpath4,
+		m.XrMpath6,
+		m.XrNhCache,
 		m.XrPorts,
 		m.XrStats,
 	)
@@ -176,8 +262,9 @@ func (m *fwdMaps) Close() error {
 //
 // It can be passed to loadFwdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fwdVariables struct {
-	XrOutcomeUnused   *ebpf.Variable `ebpf:"xr_outcome_unused"`
-	XrPortFlagsUnused *ebpf.Variable `ebpf:"xr_port_flags_unused"`
+	XrCacheFlagsUnused *ebpf.Variable `ebpf:"xr_cache_flags_unused"`
+	XrOutcomeUnused    *ebpf.Variable `ebpf:"xr_outcome_unused"`
+	XrPortFlagsUnused  *ebpf.Variable `ebpf:"xr_port_flags_unused"`
 }
 
 // fwdPrograms contains all programs after they have been loaded into the kernel.

@@ -47,6 +47,10 @@ type Config struct {
 	// OnAttach, if set, is called with the name of every interface attached
 	// after Start (hot-plug), so the daemon can check its sysctls.
 	OnAttach func(name string)
+	// OnEgressChange, if set, is called after every devmap change (with
+	// the manager's lock held; it must not call back into the manager).
+	// The next-hop cache's invalidator bumps its generation there.
+	OnEgressChange func()
 }
 
 // Port is one interface xrouter forwards on.
@@ -358,15 +362,23 @@ func (m *Manager) refresh(p *Port, l netlink.Link) error {
 		if err := m.dp.SetEgress(p.Index); err != nil {
 			return err
 		}
+		m.egressChanged()
 		m.log.Info("interface up: egress enabled", "interface", p.Name)
 	} else {
 		if err := m.dp.DeleteEgress(p.Index); err != nil {
 			return err
 		}
+		m.egressChanged()
 		m.log.Info("interface down: egress disabled", "interface", p.Name)
 	}
 	p.Egress = want
 	return nil
+}
+
+func (m *Manager) egressChanged() {
+	if m.cfg.OnEgressChange != nil {
+		m.cfg.OnEgressChange()
+	}
 }
 
 // detach removes the program and the port's map entries.
@@ -380,6 +392,7 @@ func (m *Manager) detachLocked(p *Port) {
 	if err := m.dp.DeleteEgress(p.Index); err != nil {
 		m.log.Warn("detach: devmap", "interface", p.Name, "err", err)
 	}
+	m.egressChanged()
 	if err := m.dp.DeletePort(p.Index); err != nil {
 		m.log.Warn("detach: ports map", "interface", p.Name, "err", err)
 	}
@@ -431,6 +444,7 @@ func (m *Manager) removeStalePins() {
 		for _, idx := range idxs {
 			if p, ok := m.ports[idx]; !ok || !p.Egress {
 				_ = m.dp.DeleteEgress(idx)
+				m.egressChanged()
 			}
 		}
 	}

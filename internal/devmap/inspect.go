@@ -297,7 +297,7 @@ func Detach(pinPath string) ([]int, error) {
 		}
 	}
 	_ = os.Remove(dir)
-	for _, name := range []string{dataplane.StatsMapName, dataplane.DevmapMapName, dataplane.PortsMapName, dataplane.Local4MapName} {
+	for _, name := range dataplane.PinnedMapNames() {
 		if err := os.Remove(filepath.Join(pinPath, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return detached, fmt.Errorf("removing pinned map %s: %w", name, err)
 		}

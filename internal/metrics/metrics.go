@@ -66,11 +66,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// Handler serves /metrics from col alone (no Go runtime metrics: the
+// Handler serves /metrics from cols alone (no Go runtime metrics: the
 // router's numbers, not the daemon's).
-func Handler(col prometheus.Collector) http.Handler {
+func Handler(cols ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(col)
+	reg.MustRegister(cols...)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return mux
