@@ -1,15 +1,9 @@
 package netnstests
 
 import (
-	"encoding/json"
-	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/xrouter/xrouter/internal/testbed"
 )
 
 // TestBGPDaemonWithBIRDPrivileged runs the real daemon with a BGP section
@@ -21,72 +15,27 @@ func TestBGPDaemonWithBIRDPrivileged(t *testing.T) {
 	tp := newTopo(t)
 	// The announced destination lives on the dst host.
 	tp.Dst.IP(t, "addr", "add", "10.99.5.1/32", "dev", "lo")
-	bird := startBIRD(t, tp.Dst, `router id 10.201.2.2;
-protocol device {}
-protocol static st { ipv4; route 10.99.5.0/24 blackhole; }
-protocol bgp xr {
-	local 10.201.2.2 as 65002;
-	neighbor 10.201.2.1 as 65001;
-	hold time 9;
-	ipv4 { import all; export where proto = "st"; };
-}
-`)
-	sock := filepath.Join(t.TempDir(), "xr.sock")
-	cfgPath := writeConfig(t, cfg{
-		Interfaces: []string{testbed.LineRouterSrcDev, testbed.LineRouterDstDev},
-		Pin:        tp.Pin,
-		Extra: fmt.Sprintf(`api:
-  socket: %s
-bgp:
-  as: 65001
-  router_id: 10.201.2.1
-  listen_port: -1
-  grpc_address: ""
-  networks: [10.201.1.0/24]
-  prefix_lists:
-    - name: from-peer
-      entries: [{prefix: 10.99.0.0/16, le: 32}]
-    - name: ours
-      entries: [{prefix: 10.201.1.0/24}]
-  neighbors:
-    - address: 10.201.2.2
-      peer_as: 65002
-      families: [ipv4-unicast]
-      hold_time: 9s
-      import: from-peer
-      export: ours
-`, sock),
-	})
-	// Extra goes under dataplane: in writeConfig; top-level sections must
-	// not be indented, so rewrite the file with them at the top level.
-	fixTopLevel(t, cfgPath)
+	bird := startBIRD(t, tp.Dst, birdConfDst([]string{"10.99.5.0/24"}, 0))
+	cfgPath, _ := writeRouterConfig(t, tp, lineRouterIfaces, lineBGP(""))
 	d := startDaemon(t, tp.Router, cfgPath)
 
 	if !waitFor(30*time.Second, func() bool {
-		out, _ := tp.Router.IPExec("route", "show", "proto", "bgp")
-		return strings.Contains(out, "10.99.5.0/24") && strings.Contains(out, "metric 20")
+		r, ok := bgpRoute(t, tp.Router, "10.99.5.0/24")
+		return ok && r.Metric == 20
 	}) {
 		out, _ := tp.Router.IPExec("route", "show")
 		t.Fatalf("10.99.5.0/24 not installed as proto bgp metric 20 within 30 s; routes:\n%s\nbirdc:\n%s", out, bird.birdc("show", "protocols", "all", "xr"))
 	}
 
 	// xrouter peers / routes, as an operator reads them.
-	stdout, stderr, err := xr("peers", "--json", "-c", cfgPath)
-	if err != nil {
-		t.Fatalf("xrouter peers: %v: %s", err, stderr)
+	peers := readPeers(t, cfgPath)
+	if len(peers) != 1 {
+		t.Fatalf("xrouter peers --json: %+v, want one neighbour", peers)
 	}
-	var peers []struct {
-		Address   string `json:"address"`
-		State     string `json:"state"`
-		Installed int    `json:"installed"`
+	if p := peers["10.201.2.2"]; p.Address != "10.201.2.2" || !strings.EqualFold(p.State, "established") || p.Installed != 1 {
+		t.Errorf("peers = %+v, want 10.201.2.2 established with 1 installed route", peers)
 	}
-	if err := json.Unmarshal([]byte(stdout), &peers); err != nil || len(peers) != 1 {
-		t.Fatalf("xrouter peers --json: %v: %s", err, stdout)
-	}
-	if peers[0].Address != "10.201.2.2" || !strings.EqualFold(peers[0].State, "established") || peers[0].Installed != 1 {
-		t.Errorf("peer = %+v, want 10.201.2.2 established with 1 installed route", peers[0])
-	}
-	stdout, stderr, err = xr("routes", "10.99.5.0/24", "-c", cfgPath, "--netns", tp.Router.Name())
+	stdout, stderr, err := xr("routes", "10.99.5.0/24", "-c", cfgPath, "--netns", tp.Router.Name())
 	if err != nil || !strings.Contains(stdout, "10.99.5.0/24") || !strings.Contains(stdout, "10.201.2.2") {
 		t.Errorf("xrouter routes 10.99.5.0/24: %v %s\n%s", err, stderr, stdout)
 	}
@@ -111,10 +60,7 @@ bgp:
 	if out := bird.birdc("disable", "st"); !strings.Contains(out, "disabled") {
 		t.Fatalf("birdc disable st: %s", out)
 	}
-	if !waitFor(15*time.Second, func() bool {
-		out, _ := tp.Router.IPExec("route", "show", "proto", "bgp")
-		return !strings.Contains(out, "10.99.5.0/24")
-	}) {
+	if !waitFor(15*time.Second, func() bool { return !hasBGPRoute(t, tp.Router, "10.99.5.0/24") }) {
 		t.Fatal("10.99.5.0/24 still installed 15 s after the withdrawal")
 	}
 	before = readStats(t, tp.Pin)
@@ -128,22 +74,5 @@ bgp:
 	}
 	if !d.running() {
 		t.Error("daemon exited")
-	}
-}
-
-// fixTopLevel moves the sections writeConfig appended under "dataplane:"
-// (the Extra field) to the top level of the YAML file.
-func fixTopLevel(t *testing.T, path string) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(b)
-	for _, sec := range []string{"api:", "bgp:", "fib:"} {
-		s = strings.Replace(s, "  "+sec, sec, 1)
-	}
-	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
-		t.Fatal(err)
 	}
 }

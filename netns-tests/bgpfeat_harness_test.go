@@ -2,7 +2,6 @@ package netnstests
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,28 +23,6 @@ import (
 
 // Helpers of the BGP feature tests (graceful restart, reload,
 // redistribution, max-prefix).
-
-// bgpRouterConfig writes the line router's config with an api socket and
-// the given bgp section (YAML, indented two spaces under "bgp:").
-func bgpRouterConfig(t *testing.T, tp *topo, sock, bgpBody string) string {
-	t.Helper()
-	return writeFile(t, "xrouter.yaml", bgpConfigText(tp, sock, bgpBody))
-}
-
-func bgpConfigText(tp *topo, sock, bgpBody string) string {
-	return fmt.Sprintf(`dataplane:
-  interfaces: [%s, %s]
-  mode: native
-  pin_path: %s
-  manage_forwarding: true
-log:
-  level: debug
-  format: text
-api:
-  socket: %s
-bgp:
-%s`, testbed.LineRouterSrcDev, testbed.LineRouterDstDev, tp.Pin, sock, bgpBody)
-}
 
 // replaceConfig replaces the file's content at once (for a SIGHUP
 // reload), so the daemon never reads half a file.
@@ -96,12 +73,6 @@ func (m *routeWatch) lines(prefix string) []string {
 	return out
 }
 
-// bgpKernelRoute is `ip route show PREFIX proto bgp` in ns ("" when absent).
-func bgpKernelRoute(ns *testbed.Netns, prefix string) string {
-	out, _ := ns.IPExec("route", "show", prefix, "proto", "bgp")
-	return strings.TrimSpace(out)
-}
-
 // routesOf is BIRD's `show route protocol P`.
 func (b *birdPeer) routesOf(proto string) string {
 	return b.birdc("show", "route", "protocol", proto)
@@ -129,60 +100,71 @@ func (b *birdPeer) sessionUp(proto string) (bool, string) {
 	return f[len(f)-1] == "Established", strings.Join(f[4:len(f)-1], " ")
 }
 
-// peerRowJSON is one entry of `xrouter peers --json`.
-type peerRowJSON struct {
-	Address       string `json:"address"`
-	PeerAS        uint32 `json:"peer_as"`
-	State         string `json:"state"`
-	UptimeSeconds int64  `json:"uptime_seconds"`
-	Received      uint64 `json:"received"`
-	Accepted      uint64 `json:"accepted"`
-	Installed     int    `json:"installed"`
-	GR            bool   `json:"graceful_restart"`
-	Restarting    bool   `json:"peer_restarting"`
-	HeldDown      string `json:"held_down"`
-}
-
-func peersByAddr(t *testing.T, cfgPath string) map[string]peerRowJSON {
-	t.Helper()
-	stdout, stderr, err := xr("peers", "--json", "-c", cfgPath)
-	if err != nil {
-		t.Fatalf("xrouter peers --json: %v: %s", err, stderr)
-	}
-	var ps []peerRowJSON
-	if err := json.Unmarshal([]byte(stdout), &ps); err != nil {
-		t.Fatalf("xrouter peers --json: %v: %s", err, stdout)
-	}
-	out := map[string]peerRowJSON{}
-	for _, p := range ps {
-		out[p.Address] = p
-	}
-	return out
-}
-
-// birdConfGR is BIRD on the dst host of a Line: announces its static
-// routes to the router (AS 65001) with graceful restart on and short
-// timers.
-func birdConfGR(statics []string, restartTime int, extra string) string {
+// birdSessionConf is BIRD in a host of a Line, in one BGP session "xr" with the
+// router (AS 65001 at rtr) from local (AS as), with a 9 s hold time and
+// 1 s retries. It announces statics (blackholes of protocol "st"; with
+// none it exports nothing) and imports everything. A grTime > 0 turns
+// graceful restart on with that restart time.
+func birdSessionConf(local string, as int, rtr string, statics []string, grTime int) string {
 	var st strings.Builder
-	for _, r := range statics {
-		fmt.Fprintf(&st, " route %s blackhole;", r)
+	export := "none"
+	if len(statics) > 0 {
+		st.WriteString("protocol static st { ipv4;")
+		for _, r := range statics {
+			fmt.Fprintf(&st, " route %s blackhole;", r)
+		}
+		st.WriteString(" }\n")
+		export = `where proto = "st"`
 	}
-	return fmt.Sprintf(`router id 10.201.2.2;
+	gr := ""
+	if grTime > 0 {
+		gr = fmt.Sprintf("\tgraceful restart on;\n\tgraceful restart time %d;\n", grTime)
+	}
+	return fmt.Sprintf(`router id %s;
 protocol device {}
-protocol static st { ipv4;%s }
-protocol bgp xr {
-	local 10.201.2.2 as 65002;
-	neighbor 10.201.2.1 as 65001;
+%sprotocol bgp xr {
+	local %s as %d;
+	neighbor %s as 65001;
 	hold time 9;
 	connect retry time 1;
 	error wait time 1, 2;
-	graceful restart on;
-	graceful restart time %d;
-	ipv4 { import all; export where proto = "st"; };
-	%s
+%s	ipv4 { import all; export %s; };
 }
-`, st.String(), restartTime, extra)
+`, local, st.String(), local, as, rtr, gr, export)
+}
+
+// birdConfDst is birdSessionConf for BIRD on the dst host (10.201.2.2, AS 65002).
+func birdConfDst(statics []string, grTime int) string {
+	return birdSessionConf(dst4, 65002, rtrDst4, statics, grTime)
+}
+
+// bgpHead opens the line router's bgp section: AS 65001, router id
+// 10.201.2.1, no BGP listener (it dials its neighbours), no gRPC API.
+const bgpHead = `bgp:
+  as: 65001
+  router_id: 10.201.2.1
+  listen_port: -1
+  grpc_address: ""
+`
+
+// lineBGP is the line router's bgp section toward BIRD on the dst host: it
+// learns 10.99.0.0/16 routes and announces 10.201.1.0/24; gr is inserted
+// after the networks verbatim (a graceful_restart block, or "").
+func lineBGP(gr string) string {
+	return bgpHead + `  networks: [10.201.1.0/24]
+` + gr + `  prefix_lists:
+    - name: from-peer
+      entries: [{prefix: 10.99.0.0/16, le: 32}]
+    - name: ours
+      entries: [{prefix: 10.201.1.0/24}]
+  neighbors:
+    - address: 10.201.2.2
+      peer_as: 65002
+      families: [ipv4-unicast]
+      hold_time: 9s
+      import: from-peer
+      export: ours
+`
 }
 
 // grpcNeighbours lists the neighbours through GoBGP's gRPC API at addr in

@@ -11,8 +11,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/xrouter/xrouter/internal/testbed"
 )
 
 // A minimal BGP-4 speaker (RFC 4271) for feeding xrouter messages no real
@@ -167,14 +165,7 @@ func (s *rawSpeaker) notification() (code, subcode byte, ok bool) {
 	return 0, 0, false
 }
 
-func (s *rawSpeaker) closed() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
-}
+func (s *rawSpeaker) closed() bool { return isClosed(s.done) }
 
 // Path attributes (RFC 4271 4.3), well-known transitive: flags 0x40.
 func attrOrigin(v byte) []byte { return []byte{0x40, 1, 1, v} }
@@ -229,12 +220,7 @@ func TestMalformedUpdatePrivileged(t *testing.T) {
 	}
 	t.Cleanup(func() { ln.Close() })
 
-	cfgPath := writeRouterConfig(t, tp, []string{testbed.LineRouterSrcDev, testbed.LineRouterDstDev}, `bgp:
-  as: 65001
-  router_id: 10.201.2.1
-  listen_port: -1
-  grpc_address: ""
-  prefix_lists:
+	cfgPath, _ := writeRouterConfig(t, tp, lineRouterIfaces, bgpHead+`  prefix_lists:
     - name: from-peer
       entries: [{prefix: 10.99.0.0/16, le: 32}]
   neighbors:

@@ -55,24 +55,11 @@ func TestVethPeerChecksumOffloadPrivileged(t *testing.T) {
 // udpCsumErrors reads Udp InCsumErrors from the namespace's /proc/net/snmp.
 func udpCsumErrors(t *testing.T, ns *testbed.Netns) uint64 {
 	t.Helper()
-	var keys []string
-	for _, line := range strings.Split(ns.Run(t, "cat", "/proc/net/snmp"), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != "Udp:" {
-			continue
-		}
-		if keys == nil {
-			keys = f
-			continue
-		}
-		for i, k := range keys {
-			if k == "InCsumErrors" && i < len(f) {
-				return mustUint(t, f[i])
-			}
-		}
+	v, ok := snmpCounter(t, ns, "Udp", "InCsumErrors")
+	if !ok {
+		t.Fatalf("netns %s: Udp InCsumErrors not found", ns.Name())
 	}
-	t.Fatalf("netns %s: Udp InCsumErrors not found", ns.Name())
-	return 0
+	return v
 }
 
 // TestHotPlugManageForwardingPrivileged: on a router whose forwarding

@@ -526,29 +526,10 @@ router bgp %d
 route-map deny-all deny 10
 `, benchRecvAS, benchRecvAddr, benchFeedAddr, benchFeedAS, benchFeedAddr, benchFeedAddr))
 	zserv := filepath.Join(dir, "zserv.api")
-	start := func(name string, args ...string) *exec.Cmd {
-		logBuf := &lockedBuffer{}
-		cmd := exec.Command("ip", append([]string{"netns", "exec", p.recv.Name(), "/usr/lib/frr/" + name,
+	start := func(name string, args ...string) *peerProc {
+		bin := "/usr/lib/frr/" + name
+		return startPeerProc(t, name, p.recv, append([]string{bin,
 			"-i", filepath.Join(dir, name+".pid"), "-z", zserv, "--vty_socket", dir, "--log", "stdout"}, args...)...)
-		cmd.Stdout, cmd.Stderr = logBuf, logBuf
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("starting %s: %v", name, err)
-		}
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				t.Errorf("%s (pid %d) not reaped", name, cmd.Process.Pid)
-			}
-			if t.Failed() {
-				t.Logf("%s log:\n%s", name, logBuf.String())
-			}
-		})
-		return cmd
 	}
 	// zebra: a netlink receive buffer large enough for a full table's
 	// notifications (-s).
@@ -557,7 +538,7 @@ route-map deny-all deny 10
 		t.Fatal("zebra did not open its zserv socket within 10 s")
 	}
 	bgpd := start("bgpd", "-f", bconf, "-p", "179")
-	return receiver{pids: []int{zebra.Process.Pid, bgpd.Process.Pid}}
+	return receiver{pids: []int{zebra.pid(), bgpd.pid()}}
 }
 
 // profilePath is where a profile of receiver name goes: next to

@@ -248,12 +248,16 @@ func startDaemon(t *testing.T, ns *testbed.Netns, cfgPath string) *daemon {
 	return d
 }
 
-func (d *daemon) running() bool {
+func (d *daemon) running() bool { return !isClosed(d.done) }
+
+// isClosed reports, without blocking, whether ch is closed (a process
+// reaped, a connection's reader gone).
+func isClosed(ch <-chan struct{}) bool {
 	select {
-	case <-d.done:
-		return false
-	default:
+	case <-ch:
 		return true
+	default:
+		return false
 	}
 }
 
@@ -443,16 +447,61 @@ func measure(t *testing.T, tp *topo, traffic func()) growth {
 	return growth{stats: readStats(t, tp.Pin).sub(base), kernel4: k4b - k4, kernel6: k6b - k6}
 }
 
+// checkRejected runs `config check` and `run` with the bad config file in
+// the router's namespace and checks what the operator sees: a non-zero
+// exit, one line on stderr naming the file and key, nothing on stdout
+// (when quiet), and nothing attached or pinned at pin.
+func checkRejected(t *testing.T, tp *topo, file, pin, key string, quiet bool) {
+	t.Helper()
+	for _, cmd := range [][]string{
+		{"config", "check", "-c", file, "--netns", tp.Router.Name()},
+		{"run", "-c", file, "--netns", tp.Router.Name()},
+	} {
+		stdout, stderr, err := xrTimeout(10*time.Second, cmd...)
+		line := strings.TrimSpace(stderr)
+		name := strings.Join(cmd[:len(cmd)-4], " ")
+		if exitCode(err) <= 0 {
+			t.Errorf("xrouter %s: exit %v, want a non-zero exit status; stdout %q stderr %q", name, err, stdout, stderr)
+			continue
+		}
+		if countLines(stderr) != 1 || !strings.Contains(line, file) || !strings.Contains(line, key) {
+			t.Errorf("xrouter %s: stderr %q; want one line naming %s and %s", name, stderr, key, file)
+		}
+		if quiet && strings.TrimSpace(stdout) != "" {
+			t.Errorf("xrouter %s: unexpected stdout %q", name, stdout)
+		}
+		t.Logf("xrouter %s: %s", name, line)
+	}
+	if got := xdpLinks(t, tp.Router); len(got) != 0 {
+		t.Errorf("XDP attached to %v after a rejected config", got)
+	}
+	if _, err := os.Stat(pin); !os.IsNotExist(err) {
+		t.Errorf("pin path %s exists after a rejected config (%v)", pin, err)
+	}
+}
+
 // kernelForwarded reads the router namespace's own forwarding counters:
 // Ip ForwDatagrams (/proc/net/snmp) and Ip6OutForwDatagrams
 // (/proc/net/snmp6). Packets the fast path forwards never reach them.
 func kernelForwarded(t *testing.T, ns *testbed.Netns) (v4, v6 uint64) {
 	t.Helper()
-	snmp := ns.Run(t, "cat", "/proc/net/snmp")
+	v4, ok4 := snmpCounter(t, ns, "Ip", "ForwDatagrams")
+	v6, ok6 := snmp6Counter(t, ns, "Ip6OutForwDatagrams")
+	if !ok4 || !ok6 {
+		t.Fatalf("netns %s: ForwDatagrams / Ip6OutForwDatagrams not found", ns.Name())
+	}
+	return v4, v6
+}
+
+// snmpCounter reads counter key of group ("Ip", "Icmp", "Udp", ...) from
+// the namespace's /proc/net/snmp: the group's first line names the
+// counters, its second holds the values.
+func snmpCounter(t *testing.T, ns *testbed.Netns, group, key string) (uint64, bool) {
+	t.Helper()
 	var keys []string
-	for _, line := range strings.Split(snmp, "\n") {
+	for _, line := range strings.Split(ns.Run(t, "cat", "/proc/net/snmp"), "\n") {
 		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != "Ip:" {
+		if len(f) == 0 || f[0] != group+":" {
 			continue
 		}
 		if keys == nil {
@@ -460,23 +509,25 @@ func kernelForwarded(t *testing.T, ns *testbed.Netns) (v4, v6 uint64) {
 			continue
 		}
 		for i, k := range keys {
-			if k == "ForwDatagrams" && i < len(f) {
-				v4 = mustUint(t, f[i])
+			if k == key && i < len(f) {
+				return mustUint(t, f[i]), true
 			}
 		}
-		break
+		return 0, false
 	}
-	found := false
+	return 0, false
+}
+
+// snmp6Counter reads counter key from the namespace's /proc/net/snmp6
+// (one "name value" per line).
+func snmp6Counter(t *testing.T, ns *testbed.Netns, key string) (uint64, bool) {
+	t.Helper()
 	for _, line := range strings.Split(ns.Run(t, "cat", "/proc/net/snmp6"), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 2 && f[0] == "Ip6OutForwDatagrams" {
-			v6, found = mustUint(t, f[1]), true
+		if f := strings.Fields(line); len(f) == 2 && f[0] == key {
+			return mustUint(t, f[1]), true
 		}
 	}
-	if keys == nil || !found {
-		t.Fatalf("netns %s: ForwDatagrams / Ip6OutForwDatagrams not found", ns.Name())
-	}
-	return v4, v6
+	return 0, false
 }
 
 func mustUint(t *testing.T, s string) uint64 {

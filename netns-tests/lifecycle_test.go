@@ -204,31 +204,7 @@ func TestBadConfigPrivileged(t *testing.T) {
 	} {
 		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
 			file := writeFile(t, "bad.yaml", strings.ReplaceAll(c.yaml, "PIN", pin))
-			for _, cmd := range [][]string{
-				{"config", "check", "-c", file, "--netns", tp.Router.Name()},
-				{"run", "-c", file, "--netns", tp.Router.Name()},
-			} {
-				stdout, stderr, err := xrTimeout(10*time.Second, cmd...)
-				line := strings.TrimSpace(stderr)
-				name := strings.Join(cmd[:len(cmd)-4], " ")
-				if exitCode(err) <= 0 {
-					t.Errorf("xrouter %s: exit %v, want a non-zero exit status; stdout %q stderr %q", name, err, stdout, stderr)
-					continue
-				}
-				if countLines(stderr) != 1 || !strings.Contains(line, file) || !strings.Contains(line, c.key) {
-					t.Errorf("xrouter %s: stderr %q; want one line naming %s and %s", name, stderr, c.key, file)
-				}
-				if strings.TrimSpace(stdout) != "" {
-					t.Errorf("xrouter %s: unexpected stdout %q", name, stdout)
-				}
-				t.Logf("xrouter %s: %s", name, line)
-			}
-			if got := xdpLinks(t, tp.Router); len(got) != 0 {
-				t.Errorf("XDP attached to %v after a rejected config", got)
-			}
-			if _, err := os.Stat(pin); !os.IsNotExist(err) {
-				t.Errorf("pin path %s exists after a rejected config (%v)", pin, err)
-			}
+			checkRejected(t, tp, file, pin, c.key, true)
 		})
 	}
 	if entries, _ := os.ReadDir(tp.Pin); len(entries) != 0 {

@@ -2,7 +2,6 @@ package netnstests
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,15 +23,10 @@ func TestMaxPrefixPrivileged(t *testing.T) {
 	} {
 		t.Run(tc.action, func(t *testing.T) {
 			tp := newTopo(t)
-			bird := startBIRD(t, tp.Dst, birdConfGR([]string{
+			bird := startBIRD(t, tp.Dst, birdConfDst([]string{
 				"10.99.1.0/24", "10.99.2.0/24", "10.99.3.0/24", "10.99.4.0/24", "10.99.5.0/24",
-			}, 20, ""))
-			sock := filepath.Join(t.TempDir(), "xr.sock")
-			cfgPath := bgpRouterConfig(t, tp, sock, fmt.Sprintf(`  as: 65001
-  router_id: 10.201.2.1
-  listen_port: -1
-  grpc_address: ""
-  prefix_lists:
+			}, 20))
+			cfgPath, _ := writeRouterConfig(t, tp, lineRouterIfaces, bgpHead+fmt.Sprintf(`  prefix_lists:
     - name: from-peer
       entries: [{prefix: 10.99.0.0/16, le: 24}]
   neighbors:
@@ -57,8 +51,8 @@ func TestMaxPrefixPrivileged(t *testing.T) {
 
 			switch tc.action {
 			case "teardown":
-				if !waitFor(5*time.Second, func() bool { return peersByAddr(t, cfgPath)["10.201.2.2"].State != "established" }) {
-					t.Fatalf("session still established after the limit: %+v", peersByAddr(t, cfgPath))
+				if !waitFor(5*time.Second, func() bool { return readPeers(t, cfgPath)["10.201.2.2"].State != "established" }) {
+					t.Fatalf("session still established after the limit: %+v", readPeers(t, cfgPath))
 				}
 				if !strings.Contains(bird.birdc("show", "protocols", "all", "xr"), "Maximum number of prefixes") {
 					t.Logf("BIRD does not show the Cease reason:\n%s", bird.birdc("show", "protocols", "all", "xr"))
@@ -66,7 +60,7 @@ func TestMaxPrefixPrivileged(t *testing.T) {
 				// Still down after GoBGP's own idle hold time (5 s) would
 				// have reconnected it.
 				time.Sleep(7 * time.Second)
-				if p := peersByAddr(t, cfgPath)["10.201.2.2"]; p.State == "established" {
+				if p := readPeers(t, cfgPath)["10.201.2.2"]; p.State == "established" {
 					t.Errorf("torn-down session came back: %+v", p)
 				}
 				if up, _ := bird.sessionUp("xr"); up {
@@ -75,7 +69,7 @@ func TestMaxPrefixPrivileged(t *testing.T) {
 				if n := strings.Count(d.log.String(), "max-prefix limit exceeded"); n != 1 {
 					t.Errorf("limit logged %d times, want once (session held down)", n)
 				}
-				if p := peersByAddr(t, cfgPath)["10.201.2.2"]; p.HeldDown != "max-prefix" {
+				if p := readPeers(t, cfgPath)["10.201.2.2"]; p.HeldDown != "max-prefix" {
 					t.Errorf("xrouter peers: %+v, want held_down max-prefix", p)
 				}
 			case "restart":
@@ -90,7 +84,7 @@ func TestMaxPrefixPrivileged(t *testing.T) {
 				}
 			case "warn":
 				time.Sleep(2 * time.Second)
-				p := peersByAddr(t, cfgPath)["10.201.2.2"]
+				p := readPeers(t, cfgPath)["10.201.2.2"]
 				if p.State != "established" || p.Received != 5 || p.Installed != 5 {
 					t.Errorf("warn: peer %+v, want established with 5 received and installed", p)
 				}

@@ -53,14 +53,7 @@ func startPeerProc(t *testing.T, name string, ns *testbed.Netns, args ...string)
 
 func (p *peerProc) pid() int { return p.cmd.Process.Pid }
 
-func (p *peerProc) running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
+func (p *peerProc) running() bool { return !isClosed(p.done) }
 
 // kill sends SIGKILL by PID and waits until the process is reaped.
 func (p *peerProc) kill(t *testing.T) {
@@ -237,14 +230,14 @@ func addLoopback(t *testing.T, ns *testbed.Netns, addrs ...string) {
 	}
 }
 
-// writeRouterConfig renders a complete router config: the dataplane on
-// ifaces with the topology's pin directory, the local API on its own
-// socket, debug logs, and bgpYAML (a top-level "bgp:" section, verbatim).
-// It returns the file and the API socket.
-func writeRouterConfig(t *testing.T, tp *topo, ifaces []string, bgpYAML string) string {
-	t.Helper()
-	sock := filepath.Join(t.TempDir(), "xr.sock")
-	return writeFile(t, "xrouter.yaml", fmt.Sprintf(`dataplane:
+// lineRouterIfaces are the line router's two interfaces.
+var lineRouterIfaces = []string{testbed.LineRouterSrcDev, testbed.LineRouterDstDev}
+
+// routerConfigText renders a complete router config: the dataplane on
+// ifaces with the topology's pin directory, the local API on sock, debug
+// logs, and bgpYAML (a top-level "bgp:" section, verbatim).
+func routerConfigText(tp *topo, ifaces []string, sock, bgpYAML string) string {
+	return fmt.Sprintf(`dataplane:
   interfaces: [%s]
   mode: native
   pin_path: %s
@@ -254,17 +247,30 @@ log:
   format: text
 api:
   socket: %s
-%s`, strings.Join(ifaces, ", "), tp.Pin, sock, bgpYAML))
+%s`, strings.Join(ifaces, ", "), tp.Pin, sock, bgpYAML)
+}
+
+// writeRouterConfig writes routerConfigText with the API on a socket of
+// its own. It returns the file and the API socket (to render the same
+// config again for a reload).
+func writeRouterConfig(t *testing.T, tp *topo, ifaces []string, bgpYAML string) (cfgPath, sock string) {
+	t.Helper()
+	sock = filepath.Join(t.TempDir(), "xr.sock")
+	return writeFile(t, "xrouter.yaml", routerConfigText(tp, ifaces, sock, bgpYAML)), sock
 }
 
 // peerRow is one neighbour of `xrouter peers --json`.
 type peerRow struct {
-	Address   string `json:"address"`
-	PeerAS    uint32 `json:"peer_as"`
-	State     string `json:"state"`
-	Received  uint64 `json:"received"`
-	Accepted  uint64 `json:"accepted"`
-	Installed int    `json:"installed"`
+	Address       string `json:"address"`
+	PeerAS        uint32 `json:"peer_as"`
+	State         string `json:"state"`
+	UptimeSeconds int64  `json:"uptime_seconds"`
+	Received      uint64 `json:"received"`
+	Accepted      uint64 `json:"accepted"`
+	Installed     int    `json:"installed"`
+	GR            bool   `json:"graceful_restart"`
+	Restarting    bool   `json:"peer_restarting"`
+	HeldDown      string `json:"held_down"`
 }
 
 // readPeers runs `xrouter peers --json -c CFG` and returns the neighbours by
@@ -347,6 +353,13 @@ func bgpRoute(t *testing.T, ns *testbed.Netns, prefix string) (kroute, bool) {
 		}
 	}
 	return kroute{}, false
+}
+
+// hasBGPRoute reports whether xrouter's route for prefix is installed.
+func hasBGPRoute(t *testing.T, ns *testbed.Netns, prefix string) bool {
+	t.Helper()
+	_, ok := bgpRoute(t, ns, prefix)
+	return ok
 }
 
 // waitBGPRoute waits until xrouter's route for prefix exists with exactly

@@ -2,7 +2,6 @@ package netnstests
 
 import (
 	"encoding/json"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -96,12 +95,7 @@ const (
 
 // routerBGP is the router's bgp section: one session per peer and family
 // (IPv4 unicast over IPv4, IPv6 unicast over IPv6), 3 s hold time, multipath.
-var routerBGP = `bgp:
-  as: 65001
-  router_id: 10.201.2.1
-  listen_port: -1
-  grpc_address: ""
-  multipath: true
+var routerBGP = bgpHead + `  multipath: true
   networks: [10.201.1.0/24, "fd00:201:1::/64"]
   prefix_lists:
     - name: from-peers
@@ -144,7 +138,7 @@ func TestPeersBIRDAndFRRPrivileged(t *testing.T) {
 	// Peers first, so that xrouter's first dial finds them.
 	bird := startBIRD(t, tp.Dst, birdConf)
 	frr := startFRR(t, frrHost.NS, frrConf)
-	cfgPath := writeRouterConfig(t, tp, []string{testbed.LineRouterSrcDev, testbed.LineRouterDstDev, frrHost.RouterDev}, routerBGP)
+	cfgPath, _ := writeRouterConfig(t, tp, []string{testbed.LineRouterSrcDev, testbed.LineRouterDstDev, frrHost.RouterDev}, routerBGP)
 	d := startDaemon(t, tp.Router, cfgPath)
 
 	bird4, bird6, frr4, frr6 := dst4, dst6, frrHost.Addr4, frrHost.Addr6
@@ -607,30 +601,9 @@ func xrouterNextHops(t *testing.T, cfgPath string, ns *testbed.Netns, prefix str
 // Icmp6OutDestUnreachs).
 func icmpOutDestUnreachs(t *testing.T, ns *testbed.Netns) uint64 {
 	t.Helper()
-	var n uint64
-	var keys []string
-	for _, line := range strings.Split(ns.Run(t, "cat", "/proc/net/snmp"), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != "Icmp:" {
-			continue
-		}
-		if keys == nil {
-			keys = f
-			continue
-		}
-		for i, k := range keys {
-			if k == "OutDestUnreachs" && i < len(f) {
-				n += mustUint(t, f[i])
-			}
-		}
-		break
-	}
-	for _, line := range strings.Split(ns.Run(t, "cat", "/proc/net/snmp6"), "\n") {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == "Icmp6OutDestUnreachs" {
-			n += mustUint(t, f[1])
-		}
-	}
-	return n
+	v4, _ := snmpCounter(t, ns, "Icmp", "OutDestUnreachs")
+	v6, _ := snmp6Counter(t, ns, "Icmp6OutDestUnreachs")
+	return v4 + v6
 }
 
 // TestBGPBadConfigPrivileged: a malformed prefix or address in the bgp
@@ -652,28 +625,7 @@ func TestBGPBadConfigPrivileged(t *testing.T) {
 	} {
 		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
 			file := writeFile(t, "bad.yaml", strings.ReplaceAll(c.yaml, "PIN", pin))
-			for _, cmd := range [][]string{
-				{"config", "check", "-c", file, "--netns", tp.Router.Name()},
-				{"run", "-c", file, "--netns", tp.Router.Name()},
-			} {
-				stdout, stderr, err := xrTimeout(10*time.Second, cmd...)
-				line := strings.TrimSpace(stderr)
-				name := strings.Join(cmd[:len(cmd)-4], " ")
-				if exitCode(err) <= 0 {
-					t.Errorf("xrouter %s: exit %v, want a non-zero exit status; stdout %q stderr %q", name, err, stdout, stderr)
-					continue
-				}
-				if countLines(stderr) != 1 || !strings.Contains(line, file) || !strings.Contains(line, c.key) {
-					t.Errorf("xrouter %s: stderr %q; want one line naming %s and %s", name, stderr, c.key, file)
-				}
-				t.Logf("xrouter %s: %s", name, line)
-			}
-			if got := xdpLinks(t, tp.Router); len(got) != 0 {
-				t.Errorf("XDP attached to %v after a rejected config", got)
-			}
-			if _, err := os.Stat(pin); !os.IsNotExist(err) {
-				t.Errorf("pin path %s exists after a rejected config (%v)", pin, err)
-			}
+			checkRejected(t, tp, file, pin, c.key, false)
 			if out := tp.Router.IP(t, "route", "show", "proto", "bgp"); strings.TrimSpace(out) != "" {
 				t.Errorf("routes installed after a rejected config: %s", out)
 			}

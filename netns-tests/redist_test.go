@@ -1,7 +1,6 @@
 package netnstests
 
 import (
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,23 +16,8 @@ func TestRedistributePrivileged(t *testing.T) {
 	tp.Router.IP(t, "addr", "add", "10.88.1.1/24", "dev", "r-src")
 	tp.Router.IP(t, "route", "add", "10.88.9.0/24", "via", "10.201.1.2")                    // proto boot
 	tp.Router.IP(t, "route", "add", "10.55.0.0/24", "via", "10.201.1.2", "proto", "static") // not in the list
-	bird := startBIRD(t, tp.Dst, `router id 10.201.2.2;
-protocol device {}
-protocol bgp xr {
-	local 10.201.2.2 as 65002;
-	neighbor 10.201.2.1 as 65001;
-	hold time 9;
-	connect retry time 1;
-	error wait time 1, 2;
-	ipv4 { import all; export none; };
-}
-`)
-	sock := filepath.Join(t.TempDir(), "xr.sock")
-	cfgPath := bgpRouterConfig(t, tp, sock, `  as: 65001
-  router_id: 10.201.2.1
-  listen_port: -1
-  grpc_address: ""
-  prefix_lists:
+	bird := startBIRD(t, tp.Dst, birdConfDst(nil, 0))
+	cfgPath, _ := writeRouterConfig(t, tp, lineRouterIfaces, bgpHead+`  prefix_lists:
     - name: redist
       entries: [{prefix: 10.88.0.0/16, le: 24}]
     - name: out

@@ -2,7 +2,6 @@ package netnstests
 
 import (
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -14,7 +13,8 @@ import (
 // BIRD on the dst host, B is BIRD on the src host. grpc_address is left at
 // its default, 127.0.0.1:50051 in the router's namespace.
 func reloadBGP(networks string, withB bool, families string) string {
-	s := fmt.Sprintf(`  as: 65001
+	s := fmt.Sprintf(`bgp:
+  as: 65001
   router_id: 10.201.2.1
   listen_port: -1
   networks: [%s]
@@ -78,37 +78,16 @@ func (d *daemon) sighup(t *testing.T, outcomes ...string) string {
 // and the daemon keeps running.
 func TestReloadPrivileged(t *testing.T) {
 	tp := newTopo(t)
-	birdA := startBIRD(t, tp.Dst, `router id 10.201.2.2;
-protocol device {}
-protocol bgp xr {
-	local 10.201.2.2 as 65002;
-	neighbor 10.201.2.1 as 65001;
-	hold time 9;
-	connect retry time 1;
-	error wait time 1, 2;
-	ipv4 { import all; export none; };
-}
-`)
-	birdB := startBIRD(t, tp.Src, `router id 10.201.1.2;
-protocol device {}
-protocol bgp xr {
-	local 10.201.1.2 as 65003;
-	neighbor 10.201.1.1 as 65001;
-	hold time 9;
-	connect retry time 1;
-	error wait time 1, 2;
-	ipv4 { import all; export none; };
-}
-`)
-	sock := filepath.Join(t.TempDir(), "xr.sock")
-	cfgPath := bgpRouterConfig(t, tp, sock, reloadBGP("10.77.1.0/24", true, "ipv4-unicast"))
+	birdA := startBIRD(t, tp.Dst, birdConfDst(nil, 0))
+	birdB := startBIRD(t, tp.Src, birdSessionConf(src4, 65003, rtrSrc4, nil, 0))
+	cfgPath, sock := writeRouterConfig(t, tp, lineRouterIfaces, reloadBGP("10.77.1.0/24", true, "ipv4-unicast"))
 	d := startDaemon(t, tp.Router, cfgPath)
 
 	if !waitFor(20*time.Second, func() bool {
-		ps := peersByAddr(t, cfgPath)
+		ps := readPeers(t, cfgPath)
 		return ps["10.201.2.2"].State == "established" && ps["10.201.1.2"].State == "established"
 	}) {
-		t.Fatalf("sessions not established within 20 s: %+v", peersByAddr(t, cfgPath))
+		t.Fatalf("sessions not established within 20 s: %+v", readPeers(t, cfgPath))
 	}
 	if !waitFor(10*time.Second, func() bool { return strings.Contains(birdA.routesOf("xr"), "10.77.1.0/24") }) {
 		t.Fatalf("BIRD A did not learn 10.77.1.0/24:\n%s", birdA.birdc("show", "route"))
@@ -119,13 +98,13 @@ protocol bgp xr {
 	}
 	time.Sleep(2 * time.Second) // so that a reset shows in the uptime
 	_, sinceA := birdA.sessionUp("xr")
-	upA := peersByAddr(t, cfgPath)["10.201.2.2"].UptimeSeconds
+	upA := readPeers(t, cfgPath)["10.201.2.2"].UptimeSeconds
 	if upA < 1 {
 		t.Fatalf("uptime of A is %d s after 2 s established", upA)
 	}
 
 	// Remove B, add a network.
-	replaceConfig(t, cfgPath, bgpConfigText(tp, sock, reloadBGP("10.77.1.0/24, 10.77.2.0/24", false, "ipv4-unicast")))
+	replaceConfig(t, cfgPath, routerConfigText(tp, lineRouterIfaces, sock, reloadBGP("10.77.1.0/24, 10.77.2.0/24", false, "ipv4-unicast")))
 	if got := d.sighup(t, "config reloaded", "config reload rejected"); got != "config reloaded" {
 		t.Fatalf("reload rejected:\n%s", d.log.String())
 	}
@@ -138,7 +117,7 @@ protocol bgp xr {
 	if got := grpcNeighbours(t, tp.Router, "127.0.0.1:50051"); !slices.Equal(got, []string{"10.201.2.2"}) {
 		t.Errorf("GoBGP gRPC API after the reload lists %v", got)
 	}
-	ps := peersByAddr(t, cfgPath)
+	ps := readPeers(t, cfgPath)
 	if _, ok := ps["10.201.1.2"]; ok || len(ps) != 1 {
 		t.Errorf("xrouter peers after removing B: %+v", ps)
 	}
@@ -151,7 +130,7 @@ protocol bgp xr {
 	upA = ps["10.201.2.2"].UptimeSeconds
 
 	// A broken config: rejected, naming the key; nothing changes.
-	replaceConfig(t, cfgPath, bgpConfigText(tp, sock, reloadBGP("10.77.1.0/24", false, "ipv5-unicast")))
+	replaceConfig(t, cfgPath, routerConfigText(tp, lineRouterIfaces, sock, reloadBGP("10.77.1.0/24", false, "ipv5-unicast")))
 	if got := d.sighup(t, "config reloaded", "config reload rejected"); got != "config reload rejected" {
 		t.Fatalf("broken config accepted:\n%s", d.log.String())
 	}
@@ -159,7 +138,7 @@ protocol bgp xr {
 		t.Errorf("rejection does not name the key: %s", lastLogLine(d.log.String(), "config reload rejected"))
 	}
 	// A key that needs a restart: rejected too.
-	replaceConfig(t, cfgPath, strings.Replace(bgpConfigText(tp, sock, reloadBGP("10.77.1.0/24", false, "ipv4-unicast")), "as: 65001", "as: 65009", 1))
+	replaceConfig(t, cfgPath, strings.Replace(routerConfigText(tp, lineRouterIfaces, sock, reloadBGP("10.77.1.0/24", false, "ipv4-unicast")), "as: 65001", "as: 65009", 1))
 	if got := d.sighup(t, "config reloaded", "config reload rejected"); got != "config reload rejected" {
 		t.Fatalf("bgp.as change accepted:\n%s", d.log.String())
 	}
@@ -179,7 +158,7 @@ protocol bgp xr {
 	if got := birdA.routesOf("xr"); !strings.Contains(got, "10.77.2.0/24") || !strings.Contains(got, "10.77.1.0/24") {
 		t.Errorf("after rejected reloads BIRD A has lost a network:\n%s", got)
 	}
-	if a := peersByAddr(t, cfgPath)["10.201.2.2"]; a.State != "established" || a.UptimeSeconds < upA {
+	if a := readPeers(t, cfgPath)["10.201.2.2"]; a.State != "established" || a.UptimeSeconds < upA {
 		t.Errorf("A after rejected reloads: %+v", a)
 	}
 	if up, since := birdA.sessionUp("xr"); !up || since != sinceA {

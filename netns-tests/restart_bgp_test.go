@@ -1,37 +1,18 @@
 package netnstests
 
 import (
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// grBGP is the router's bgp section with graceful restart on: it learns
-// 10.99.0.0/16 routes from BIRD and announces 10.201.1.0/24.
-const grBGP = `  as: 65001
-  router_id: 10.201.2.1
-  listen_port: -1
-  grpc_address: ""
-  networks: [10.201.1.0/24]
-  graceful_restart:
+// grBGP is lineBGP with graceful restart on.
+var grBGP = lineBGP(`  graceful_restart:
     enabled: true
     restart_time: 30s
     deferral_time: 5s
-  prefix_lists:
-    - name: from-peer
-      entries: [{prefix: 10.99.0.0/16, le: 32}]
-    - name: ours
-      entries: [{prefix: 10.201.1.0/24}]
-  neighbors:
-    - address: 10.201.2.2
-      peer_as: 65002
-      families: [ipv4-unicast]
-      hold_time: 9s
-      import: from-peer
-      export: ours
-`
+`)
 
 // TestGracefulRestartKill9Privileged is the restarting role: a UDP stream
 // runs to a BGP-learned prefix while the daemon is killed with SIGKILL and
@@ -43,12 +24,11 @@ const grBGP = `  as: 65001
 func TestGracefulRestartKill9Privileged(t *testing.T) {
 	tp := newTopo(t)
 	tp.Dst.IP(t, "addr", "add", "10.99.5.1/32", "dev", "lo")
-	bird := startBIRD(t, tp.Dst, birdConfGR([]string{"10.99.5.0/24"}, 20, ""))
-	sock := filepath.Join(t.TempDir(), "xr.sock")
-	cfgPath := bgpRouterConfig(t, tp, sock, grBGP)
+	bird := startBIRD(t, tp.Dst, birdConfDst([]string{"10.99.5.0/24"}, 20))
+	cfgPath, _ := writeRouterConfig(t, tp, lineRouterIfaces, grBGP)
 	d := startDaemon(t, tp.Router, cfgPath)
 
-	if !waitFor(20*time.Second, func() bool { return bgpKernelRoute(tp.Router, "10.99.5.0/24") != "" }) {
+	if !waitFor(20*time.Second, func() bool { return hasBGPRoute(t, tp.Router, "10.99.5.0/24") }) {
 		t.Fatalf("10.99.5.0/24 not installed within 20 s; bird:\n%s", bird.birdc("show", "protocols", "all", "xr"))
 	}
 	if !waitFor(10*time.Second, func() bool { return strings.Contains(bird.routesOf("xr"), "10.201.1.0/24") }) {
@@ -57,7 +37,7 @@ func TestGracefulRestartKill9Privileged(t *testing.T) {
 	if out := bird.birdc("show", "protocols", "all", "xr"); !strings.Contains(out, "graceful restart") && !strings.Contains(out, "Graceful restart") {
 		t.Logf("BIRD protocol details (graceful restart capability not shown?):\n%s", out)
 	}
-	before := bgpKernelRoute(tp.Router, "10.99.5.0/24")
+	before, _ := bgpRoute(t, tp.Router, "10.99.5.0/24")
 	mon := watchRoutes(t, tp.Router)
 
 	r := listenUDP(t, tp.Dst, "10.99.5.1")
@@ -82,7 +62,7 @@ func TestGracefulRestartKill9Privileged(t *testing.T) {
 	if got := bird.routesOf("xr"); !strings.Contains(got, "10.201.1.0/24") {
 		t.Errorf("BIRD dropped 10.201.1.0/24 while we restart (graceful restart should keep it):\n%s", got)
 	}
-	if bgpKernelRoute(tp.Router, "10.99.5.0/24") == "" {
+	if !hasBGPRoute(t, tp.Router, "10.99.5.0/24") {
 		t.Error("kernel route 10.99.5.0/24 gone while the daemon is down")
 	}
 
@@ -106,8 +86,8 @@ func TestGracefulRestartKill9Privileged(t *testing.T) {
 		t.Errorf("%d of %d datagrams arrived across kill -9 and restart, want >= 99%%", got, stream)
 	}
 
-	after := bgpKernelRoute(tp.Router, "10.99.5.0/24")
-	if after == "" {
+	after, ok := bgpRoute(t, tp.Router, "10.99.5.0/24")
+	if !ok {
 		t.Fatalf("10.99.5.0/24 gone after the restart; monitor:\n%s", strings.Join(mon.lines("10.99.5.0/24"), "\n"))
 	}
 	for _, l := range mon.lines("10.99.5.0/24") {
@@ -122,7 +102,7 @@ func TestGracefulRestartKill9Privileged(t *testing.T) {
 	}) {
 		t.Errorf("BIRD does not have a fresh 10.201.1.0/24 after the restart:\n%s", bird.birdc("show", "route", "protocol", "xr", "all"))
 	}
-	ps := peersByAddr(t, cfgPath)
+	ps := readPeers(t, cfgPath)
 	if p := ps["10.201.2.2"]; p.State != "established" || p.Installed != 1 {
 		t.Errorf("xrouter peers after the restart: %+v", p)
 	}
@@ -150,7 +130,7 @@ func TestGracefulRestartKill9Privileged(t *testing.T) {
 			t.Errorf("route deleted across SIGTERM and start: %q", l)
 		}
 	}
-	if bgpKernelRoute(tp.Router, "10.99.5.0/24") == "" {
+	if !hasBGPRoute(t, tp.Router, "10.99.5.0/24") {
 		t.Error("10.99.5.0/24 gone after SIGTERM and start")
 	}
 }
@@ -162,11 +142,10 @@ func TestGracefulRestartKill9Privileged(t *testing.T) {
 // BIRD advertised has passed.
 func TestGracefulRestartHelperPrivileged(t *testing.T) {
 	tp := newTopo(t)
-	sock := filepath.Join(t.TempDir(), "xr.sock")
-	cfgPath := bgpRouterConfig(t, tp, sock, grBGP)
-	bird := startBIRD(t, tp.Dst, birdConfGR([]string{"10.99.5.0/24"}, 20, ""))
+	cfgPath, _ := writeRouterConfig(t, tp, lineRouterIfaces, grBGP)
+	bird := startBIRD(t, tp.Dst, birdConfDst([]string{"10.99.5.0/24"}, 20))
 	d := startDaemon(t, tp.Router, cfgPath)
-	if !waitFor(20*time.Second, func() bool { return bgpKernelRoute(tp.Router, "10.99.5.0/24") != "" }) {
+	if !waitFor(20*time.Second, func() bool { return hasBGPRoute(t, tp.Router, "10.99.5.0/24") }) {
 		t.Fatalf("10.99.5.0/24 not installed within 20 s; bird:\n%s", bird.birdc("show", "protocols", "all", "xr"))
 	}
 	mon := watchRoutes(t, tp.Router)
@@ -175,22 +154,22 @@ func TestGracefulRestartHelperPrivileged(t *testing.T) {
 	_ = bird.cmd.Process.Kill()
 	d.waitLog(t, "peer graceful restart", 10*time.Second)
 	time.Sleep(time.Second)
-	if bgpKernelRoute(tp.Router, "10.99.5.0/24") == "" {
+	if !hasBGPRoute(t, tp.Router, "10.99.5.0/24") {
 		t.Fatal("route removed right after the GR-capable peer died")
 	}
-	if p := peersByAddr(t, cfgPath)["10.201.2.2"]; !p.GR || !p.Restarting || p.Installed != 1 {
+	if p := readPeers(t, cfgPath)["10.201.2.2"]; !p.GR || !p.Restarting || p.Installed != 1 {
 		t.Errorf("xrouter peers while BIRD restarts: %+v, want graceful_restart and peer_restarting with the route installed", p)
 	}
 	if out, _, _ := xr("peers", "-c", cfgPath); !strings.Contains(out, "peer restarting, routes kept") {
 		t.Errorf("xrouter peers does not say the peer is restarting:\n%s", out)
 	}
 	// The second BIRD advertises a short restart time for part 2.
-	bird2 := startBIRD(t, tp.Dst, birdConfGR([]string{"10.99.5.0/24"}, 4, ""))
+	bird2 := startBIRD(t, tp.Dst, birdConfDst([]string{"10.99.5.0/24"}, 4))
 	if !waitFor(20*time.Second, func() bool { up, _ := bird2.sessionUp("xr"); return up }) {
 		t.Fatalf("session with the restarted BIRD not established within 20 s:\n%s", bird2.birdc("show", "protocols", "all", "xr"))
 	}
-	if !waitFor(5*time.Second, func() bool { return peersByAddr(t, cfgPath)["10.201.2.2"].Installed == 1 }) {
-		t.Errorf("after BIRD came back: peers %+v", peersByAddr(t, cfgPath))
+	if !waitFor(5*time.Second, func() bool { return readPeers(t, cfgPath)["10.201.2.2"].Installed == 1 }) {
+		t.Errorf("after BIRD came back: peers %+v", readPeers(t, cfgPath))
 	}
 	for _, l := range mon.lines("10.99.5.0/24") {
 		if strings.HasPrefix(l, "Deleted") {
@@ -202,14 +181,14 @@ func TestGracefulRestartHelperPrivileged(t *testing.T) {
 	// (4 s), then goes.
 	_ = bird2.cmd.Process.Kill()
 	died := time.Now()
-	if !waitFor(10*time.Second, func() bool { return peersByAddr(t, cfgPath)["10.201.2.2"].State != "established" }) {
+	if !waitFor(10*time.Second, func() bool { return readPeers(t, cfgPath)["10.201.2.2"].State != "established" }) {
 		t.Fatal("session still established 10 s after BIRD was killed")
 	}
 	time.Sleep(time.Until(died.Add(2 * time.Second)))
-	if bgpKernelRoute(tp.Router, "10.99.5.0/24") == "" {
+	if !hasBGPRoute(t, tp.Router, "10.99.5.0/24") {
 		t.Errorf("route gone %s after the peer died, before its 4 s restart time", time.Since(died).Round(100*time.Millisecond))
 	}
-	if !waitFor(15*time.Second, func() bool { return bgpKernelRoute(tp.Router, "10.99.5.0/24") == "" }) {
+	if !waitFor(15*time.Second, func() bool { return !hasBGPRoute(t, tp.Router, "10.99.5.0/24") }) {
 		t.Fatalf("route still installed %s after the peer died (restart time 4 s)", time.Since(died).Round(time.Second))
 	}
 	gone := time.Since(died)
