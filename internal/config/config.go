@@ -119,10 +119,10 @@ type Runtime struct {
 // DefaultGCPercent is the garbage collector's target when neither
 // runtime.gc_percent nor GOGC is set. Below Go's 100: a full BGP table
 // keeps about 0.7 GiB live, and at 100 the heap may grow to twice that
-// before a collection (peak RSS about 2.0-2.2 GiB for 1M routes); at 60 it
-// peaks near 1.6 GiB for about the same CPU, since the BGP watcher path
+// before a collection (peak RSS about 2.0-2.2 GiB for 1M routes); at 70 it
+// peaks near 1.7 GiB for about the same CPU, since the BGP watcher path
 // makes little garbage (docs/benchmarks.md).
-const DefaultGCPercent = 60
+const DefaultGCPercent = 70
 
 // GCTarget is the garbage collector's target to set, given the GOGC
 // environment variable: runtime.gc_percent when set, else
