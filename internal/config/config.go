@@ -120,8 +120,8 @@ type Runtime struct {
 // runtime.gc_percent nor GOGC is set. Below Go's 100: a full BGP table
 // keeps about 0.7 GiB live, and at 100 the heap may grow to twice that
 // before a collection (peak RSS about 2.0-2.2 GiB for 1M routes); at 70 it
-// peaks near 1.7 GiB for about the same CPU, since the BGP watcher path
-// makes little garbage (docs/benchmarks.md).
+// peaks near 1.7 GiB for 10-15% more CPU, about what the allocation-free
+// BGP watcher callback saved (docs/benchmarks.md).
 const DefaultGCPercent = 70
 
 // GCTarget is the garbage collector's target to set, given the GOGC
