@@ -451,6 +451,9 @@ func (s *Speaker) onEOR(p *api.Path) {
 	}
 }
 
+// maxScratch bounds the decoded paths buffer kept between events.
+const maxScratch = 1024
+
 // decoded is what a watcher path means for the FIB.
 type decoded struct {
 	prefix netip.Prefix
@@ -485,7 +488,11 @@ func (s *Speaker) onPaths(paths []*api.Path) {
 		one = one && (len(ds) == 0 || ds[0].prefix == d.prefix)
 		ds = append(ds, d)
 	}
-	s.scratch = ds[:0]
+	if cap(ds) <= maxScratch {
+		s.scratch = ds[:0]
+	} else {
+		s.scratch = nil // a large dump: do not keep its buffer
+	}
 	if len(ds) == 0 {
 		return
 	}
