@@ -206,3 +206,24 @@ func BenchmarkOnEvent(b *testing.B) {
 		s.onEvent(ev)
 	}
 }
+
+// An event for several prefixes (the initial dump) is grouped by prefix,
+// wherever each prefix's paths appear in it.
+func TestOnEventGroupsByPrefix(t *testing.T) {
+	s, sink := newTestSpeaker(t)
+	a, b := netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("10.1.0.0/16")
+	s.onEvent(event(
+		path(t, "198.51.100.0/24", "10.77.0.2", "10.77.0.2", false),
+		path(t, "10.1.0.0/16", "10.77.0.2", "10.77.0.2", false),
+		path(t, "198.51.100.0/24", "10.77.0.6", "10.77.0.6", false),
+	))
+	if got := sink.routes[a]; len(got) != 2 || got[0] != netip.MustParseAddr("10.77.0.2") || got[1] != netip.MustParseAddr("10.77.0.6") {
+		t.Errorf("%s via %v, want both next hops", a, got)
+	}
+	if got := sink.routes[b]; len(got) != 1 {
+		t.Errorf("%s via %v, want one next hop", b, got)
+	}
+	if sink.calls != 2 {
+		t.Errorf("%d sink calls, want one per prefix", sink.calls)
+	}
+}
