@@ -102,9 +102,9 @@ func run(cfg *config.Config, log *slog.Logger, reload func() (*config.Config, er
 		debug.SetMemoryLimit(limit)
 		log.Info("Go memory limit set (runtime.memory_limit)", "bytes", limit)
 	}
-	if g := cfg.Runtime.GCPercent; g != 0 {
+	if g := cfg.Runtime.GCTarget(os.Getenv("GOGC")); g != 0 {
 		debug.SetGCPercent(g)
-		log.Info("Go GC target set (runtime.gc_percent)", "percent", g)
+		log.Info("Go GC target set (runtime.gc_percent)", "percent", g, "configured", cfg.Runtime.GCPercent != 0)
 	}
 	ctl := &control{}
 	bgpOn := cfg.BGP.AS != 0

@@ -47,7 +47,8 @@ import (
 // the calls must not block on the kernel, because they run in GoBGP's
 // watcher goroutine.
 type RouteSink interface {
-	// Set routes prefix via nexthops (ECMP when more than one).
+	// Set routes prefix via nexthops (ECMP when more than one). The
+	// speaker reuses the nexthops slice after the call: copy it to keep it.
 	Set(prefix netip.Prefix, nexthops []netip.Addr)
 	// Delete removes the route for prefix.
 	Delete(prefix netip.Prefix)
@@ -103,6 +104,11 @@ type Speaker struct {
 	stopped bool
 	// limits is the max-prefix state per neighbour, under mu.
 	limits map[netip.Addr]*limitState
+
+	// scratch and nhBuf are the watcher callback's reused buffers (it
+	// runs in one goroutine).
+	scratch []decoded
+	nhBuf   []netip.Addr
 }
 
 type eorKey struct {
@@ -386,7 +392,9 @@ func sessionState(st api.PeerState_SessionState) string {
 	return "unknown"
 }
 
-// onEvent runs in GoBGP's watcher goroutine: it must stay cheap.
+// onEvent runs in GoBGP's watcher goroutine: it must stay cheap. GoBGP
+// calls it from one goroutine, so it may reuse the speaker's scratch
+// buffers.
 func (s *Speaker) onEvent(r *api.WatchEventResponse) {
 	if pe := r.GetPeer(); pe != nil {
 		s.onPeer(pe)
@@ -396,21 +404,7 @@ func (s *Speaker) onEvent(r *api.WatchEventResponse) {
 	if t == nil {
 		return
 	}
-	var paths []*api.Path
-	for _, p := range t.Paths {
-		if p.Nlri == nil && p.Family != nil {
-			s.onEOR(p) // End-of-RIB markers carry a family and no NLRI
-			continue
-		}
-		paths = append(paths, p)
-	}
-	for _, u := range s.updates(paths) {
-		if len(u.nexthops) == 0 {
-			s.sink.Delete(u.prefix)
-		} else {
-			s.sink.Set(u.prefix, u.nexthops)
-		}
-	}
+	s.onPaths(t.Paths)
 }
 
 func (s *Speaker) onPeer(pe *api.WatchEventResponse_PeerEvent) {
@@ -457,58 +451,112 @@ func (s *Speaker) onEOR(p *api.Path) {
 	}
 }
 
-// update is the wish for one prefix: no next hops means withdraw.
-type update struct {
-	prefix   netip.Prefix
-	nexthops []netip.Addr
+// maxScratch bounds the decoded paths buffer kept between events.
+const maxScratch = 1024
+
+// decoded is what a watcher path means for the FIB.
+type decoded struct {
+	prefix netip.Prefix
+	// nh is the next hop the path contributes, when valid.
+	nh    netip.Addr
+	valid bool
+	// local: xrouter originated the path.
+	local bool
 }
 
-// updates turns one watcher event into one wish per prefix. With multipath
-// an event lists the whole new equal-cost set of a destination; without, its
-// best path (or the withdrawal of the old one). A path we originated, or a
-// next hop GoBGP marks invalid, installs nothing.
-func (s *Speaker) updates(paths []*api.Path) []update {
-	type acc struct {
-		nh    []netip.Addr
-		local bool
-	}
-	byPrefix := map[netip.Prefix]*acc{}
-	var order []netip.Prefix
+// onPaths turns one watcher event into one wish per prefix, in the order
+// the prefixes first appear. With multipath an event lists the whole new
+// equal-cost set of a destination; without, its best path (or the
+// withdrawal of the old one). A path we originated, or a next hop GoBGP
+// marks invalid, installs nothing; a prefix whose paths install nothing is
+// deleted. GoBGP sends one event per destination while it runs, so the
+// common case (every path of the event for one prefix) is handled in the
+// scratch buffers, without allocating; an event for several prefixes (the
+// initial dump) is grouped by prefix first.
+func (s *Speaker) onPaths(paths []*api.Path) {
+	ds := s.scratch[:0]
+	one := true
 	for _, p := range paths {
-		prefix, err := pathPrefix(p)
-		if err != nil {
-			s.log.Warn("bgp path ignored", "err", err)
+		if p.Nlri == nil && p.Family != nil {
+			s.onEOR(p) // End-of-RIB markers carry a family and no NLRI
 			continue
 		}
-		a := byPrefix[prefix]
-		if a == nil {
-			a = &acc{}
-			byPrefix[prefix] = a
-			order = append(order, prefix)
-		}
-		if p.IsWithdraw || p.IsNexthopInvalid {
+		d, ok := s.decode(p)
+		if !ok {
 			continue
 		}
-		if isLocal(p) {
-			a.local = true
-			continue
-		}
-		nh, err := pathNexthop(p)
-		if err != nil {
-			s.log.Warn("bgp path ignored", "prefix", prefix, "neighbor", p.NeighborIp, "err", err)
-			continue
-		}
-		a.nh = append(a.nh, nh)
+		one = one && (len(ds) == 0 || ds[0].prefix == d.prefix)
+		ds = append(ds, d)
 	}
-	out := make([]update, 0, len(order))
+	if cap(ds) <= maxScratch {
+		s.scratch = ds[:0]
+	} else {
+		s.scratch = nil // a large dump: do not keep its buffer
+	}
+	if len(ds) == 0 {
+		return
+	}
+	if one {
+		s.wish(ds)
+		return
+	}
+	byPrefix := make(map[netip.Prefix][]decoded, len(ds))
+	order := make([]netip.Prefix, 0, len(ds))
+	for _, d := range ds {
+		if _, seen := byPrefix[d.prefix]; !seen {
+			order = append(order, d.prefix)
+		}
+		byPrefix[d.prefix] = append(byPrefix[d.prefix], d)
+	}
 	for _, p := range order {
-		a := byPrefix[p]
-		if a.local {
-			a.nh = nil // our own network is best: never route it to a peer
-		}
-		out = append(out, update{prefix: p, nexthops: a.nh})
+		s.wish(byPrefix[p])
 	}
-	return out
+}
+
+// wish hands the sink the wish for one prefix, from its paths in ds.
+func (s *Speaker) wish(ds []decoded) {
+	nh := s.nhBuf[:0]
+	local := false
+	for _, d := range ds {
+		local = local || d.local
+		if d.valid {
+			nh = append(nh, d.nh)
+		}
+	}
+	s.nhBuf = nh[:0]
+	if local {
+		nh = nil // our own network is best: never route it to a peer
+	}
+	if len(nh) == 0 {
+		s.sink.Delete(ds[0].prefix)
+	} else {
+		s.sink.Set(ds[0].prefix, nh)
+	}
+}
+
+// decode reads the prefix and next hop of a path; ok false (logged): the
+// path is ignored altogether.
+func (s *Speaker) decode(p *api.Path) (decoded, bool) {
+	prefix, err := pathPrefix(p)
+	if err != nil {
+		s.log.Warn("bgp path ignored", "err", err)
+		return decoded{}, false
+	}
+	d := decoded{prefix: prefix}
+	if p.IsWithdraw || p.IsNexthopInvalid {
+		return d, true
+	}
+	if isLocal(p) {
+		d.local = true
+		return d, true
+	}
+	nh, err := pathNexthop(p)
+	if err != nil {
+		s.log.Warn("bgp path ignored", "prefix", prefix, "neighbor", p.NeighborIp, "err", err)
+		return d, true
+	}
+	d.nh, d.valid = nh, true
+	return d, true
 }
 
 // isLocal reports whether xrouter originated the path: GoBGP gives local
@@ -516,58 +564,6 @@ func (s *Speaker) updates(paths []*api.Path) []update {
 func isLocal(p *api.Path) bool {
 	a, err := netip.ParseAddr(p.NeighborIp)
 	return err != nil || a.IsUnspecified()
-}
-
-func pathPrefix(p *api.Path) (netip.Prefix, error) {
-	if p.Nlri == nil {
-		return netip.Prefix{}, errors.New("path without NLRI")
-	}
-	var ip api.IPAddressPrefix
-	if err := p.Nlri.UnmarshalTo(&ip); err != nil {
-		return netip.Prefix{}, fmt.Errorf("path NLRI %s is not a unicast prefix: %w", p.Nlri.TypeUrl, err)
-	}
-	a, err := netip.ParseAddr(ip.Prefix)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("path prefix %q: %w", ip.Prefix, err)
-	}
-	pfx, err := a.Unmap().Prefix(int(ip.PrefixLen))
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("path prefix %s/%d: %w", ip.Prefix, ip.PrefixLen, err)
-	}
-	return pfx, nil
-}
-
-// pathNexthop finds the next hop: NEXT_HOP for IPv4, the first (global)
-// address of MP_REACH_NLRI for IPv6. A link-local-only IPv6 next hop is not
-// supported yet: it needs the interface the session runs over.
-func pathNexthop(p *api.Path) (netip.Addr, error) {
-	for _, a := range p.Pattrs {
-		m, err := a.UnmarshalNew()
-		if err != nil {
-			continue
-		}
-		var s string
-		switch attr := m.(type) {
-		case *api.NextHopAttribute:
-			s = attr.NextHop
-		case *api.MpReachNLRIAttribute:
-			if len(attr.NextHops) > 0 {
-				s = attr.NextHops[0]
-			}
-		default:
-			continue
-		}
-		nh, err := netip.ParseAddr(s)
-		if err != nil {
-			return netip.Addr{}, fmt.Errorf("next hop %q: %w", s, err)
-		}
-		nh = nh.Unmap()
-		if nh.IsUnspecified() || nh.IsLinkLocalUnicast() {
-			return netip.Addr{}, fmt.Errorf("next hop %s cannot be installed", nh)
-		}
-		return nh, nil
-	}
-	return netip.Addr{}, errors.New("path without next hop")
 }
 
 // localPath is one announced network, with an unspecified next hop that

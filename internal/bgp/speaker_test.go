@@ -26,7 +26,7 @@ func (f *fakeSink) Set(p netip.Prefix, nh []netip.Addr) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
-	f.routes[p] = nh
+	f.routes[p] = slices.Clone(nh) // the speaker reuses nh
 }
 
 func (f *fakeSink) Delete(p netip.Prefix) {

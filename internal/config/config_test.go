@@ -240,3 +240,23 @@ func TestMemoryLimit(t *testing.T) {
 		}
 	}
 }
+
+func TestGCTarget(t *testing.T) {
+	for _, c := range []struct {
+		set  int
+		gogc string
+		want int
+	}{
+		{0, "", DefaultGCPercent}, // nothing set: xrouter's default
+		{0, "150", 0},             // GOGC set: the runtime already follows it
+		{0, "off", 0},
+		{300, "", 300},    // the key wins
+		{300, "150", 300}, // over GOGC too
+		{-1, "", -1},      // off (validated to need a memory limit)
+		{100, "", 100},    // Go's own default, asked for
+	} {
+		if got := (Runtime{GCPercent: c.set}).GCTarget(c.gogc); got != c.want {
+			t.Errorf("gc_percent %d, GOGC %q: target %d, want %d", c.set, c.gogc, got, c.want)
+		}
+	}
+}
