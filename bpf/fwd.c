@@ -106,6 +106,17 @@ struct {
 	__type(value, struct xr_nh_entry);
 } xr_nh_cache4 SEC(".maps");
 
+/* Per-CPU front cache for IPv4 (one entry of XR_L0_SLOTS slots, direct
+ * mapped by a hash of ingress and destination): a hit here saves the LRU
+ * map's hashing and bucket walk. A slot is a copy of an xr_nh_cache4 entry
+ * that hit, with the same generation, so the same bump ends both. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xr_l0);
+} xr_nh_l0 SEC(".maps");
+
 /* Generation, lease and policy flags; pinned, so a restarted daemon goes on
  * counting from the old generation and the old program's entries die. */
 struct {
@@ -384,8 +395,9 @@ static __always_inline void cache_window(struct xr_cache_pcpu *pc)
  * filled), 0 otherwise; after a miss, c tells cache_store what to do after
  * the full lookup (c->pc stays NULL when the cache was not consulted). */
 static __always_inline int cache_lookup(struct cache_ctx *c, void *map, void *k, __u32 tot_len,
-					__u32 bypass_flag, struct xr_nh *nh)
+					__u32 bypass_flag, struct xr_nh *nh, struct xr_nh_key4 *k4)
 {
+	struct xr_l0_slot *s = NULL;
 	struct xr_cache_cfg *cfg;
 	struct xr_cache_pcpu *pc;
 	struct xr_nh_entry *e;
@@ -418,10 +430,37 @@ static __always_inline int cache_lookup(struct cache_ctx *c, void *map, void *k,
 		return 0;
 	}
 	pc->win_lookups++;
+	if (k4) {
+		struct xr_l0 *l0 = bpf_map_lookup_elem(&xr_nh_l0, &zero);
+
+		if (l0) {
+			__u32 i = ((k4->dst ^ k4->ifindex * 0x85ebca6bu) * 0x9e3779b1u) >> 28;
+
+			s = &l0->slot[i & (XR_L0_SLOTS - 1)];
+			if (s->gen == gen && s->dst == k4->dst && s->ingress == k4->ifindex &&
+			    tot_len <= s->ok_len) {
+				nh->ifindex = s->ifindex;
+				nh->macs[0] = s->macs[0];
+				nh->macs[1] = s->macs[1];
+				nh->macs[2] = s->macs[2];
+				/* Only this CPU writes the slot, generation
+				 * last; a run that interrupted the write (a
+				 * preempted BPF_PROG_RUN) left it 0. */
+				asm volatile("" ::: "memory");
+				if (s->gen == gen) {
+					pc->hit++;
+					pc->win_hits++;
+					cache_window(pc);
+					return 1;
+				}
+			}
+		}
+	}
 	e = bpf_map_lookup_elem(map, k);
 	if (e && e->gen == gen && tot_len <= e->ok_len) {
 		nh->ifindex = e->ifindex;
 		__builtin_memcpy(nh->macs, e->macs, sizeof(nh->macs));
+		asm volatile("" ::: "memory");
 		/* An LRU element can be evicted and reused by another CPU
 		 * while we read it; the reuse zeroes this CPU's copy. Only
 		 * zeroes can be torn in, so a copy whose generation still
@@ -429,6 +468,22 @@ static __always_inline int cache_lookup(struct cache_ctx *c, void *map, void *k,
 		 * next hop whose MAC words are zero is simply never served
 		 * from the cache.) */
 		if (e->gen == gen && nh->ifindex && nh->macs[0] && nh->macs[1] && nh->macs[2]) {
+			if (s) {
+				/* Copy the entry (and its ok_len) to the front
+				 * cache, the generation last. */
+				s->gen = 0;
+				asm volatile("" ::: "memory");
+				s->ingress = k4->ifindex;
+				s->dst = k4->dst;
+				s->ifindex = nh->ifindex;
+				s->ok_len = e->ok_len;
+				s->macs[0] = nh->macs[0];
+				s->macs[1] = nh->macs[1];
+				s->macs[2] = nh->macs[2];
+				asm volatile("" ::: "memory");
+				if (e->gen == gen)
+					s->gen = gen;
+			}
 			pc->hit++;
 			pc->win_hits++;
 			cache_window(pc);
@@ -643,7 +698,7 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags)
 
 	k.ifindex = ingress;
 	k.dst = iph->daddr;
-	if (!cache_lookup(&c, &xr_nh_cache4, &k, tot_len, XR_CACHE_BYPASS4, &nh)) {
+	if (!cache_lookup(&c, &xr_nh_cache4, &k, tot_len, XR_CACHE_BYPASS4, &nh, &k)) {
 		__builtin_memset(&p, 0, sizeof(p));
 		p.family = AF_INET;
 		p.tos = iph->tos;
@@ -731,7 +786,7 @@ static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags)
 	k.pad[1] = 0;
 	k.pad[2] = 0;
 	__builtin_memcpy(k.dst, &ip6h->daddr, sizeof(k.dst));
-	if (!cache_lookup(&c, &xr_nh_cache, &k, tot_len, XR_CACHE_BYPASS6, &nh)) {
+	if (!cache_lookup(&c, &xr_nh_cache, &k, tot_len, XR_CACHE_BYPASS6, &nh, NULL)) {
 		__builtin_memset(&p, 0, sizeof(p));
 		p.family = AF_INET6;
 		p.flowinfo = *(__be32 *)ip6h & bpf_htonl(0x0fffffff);

@@ -111,6 +111,24 @@ struct xr_nh_entry {
 	__u32 pad;
 };
 
+/* A slot of the per-CPU front cache for IPv4 (xr_nh_l0): a copy of a
+ * cache entry that hit, with its key. Only this CPU writes it. */
+struct xr_l0_slot {
+	__u64 gen;
+	__u32 ingress;
+	__be32 dst;
+	__u32 ifindex; /* egress */
+	__u32 ok_len;
+	__u32 macs[3];
+	__u32 pad;
+};
+
+#define XR_L0_SLOTS 16 /* power of two */
+
+struct xr_l0 {
+	struct xr_l0_slot slot[XR_L0_SLOTS];
+};
+
 /* Per-CPU cache counters and the hit-ratio window (one entry). */
 struct xr_cache_pcpu {
 	__u64 hit;         /* forwarded from the cache */

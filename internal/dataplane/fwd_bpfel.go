@@ -50,6 +50,20 @@ type fwdXrCounter struct {
 	Bytes   uint64
 }
 
+type fwdXrL0 struct {
+	_    structs.HostLayout
+	Slot [16]struct {
+		_       structs.HostLayout
+		Gen     uint64
+		Ingress uint32
+		Dst     uint32
+		Ifindex uint32
+		OkLen   uint32
+		Macs    [3]uint32
+		Pad     uint32
+	}
+}
+
 type fwdXrLocal4Filter struct {
 	_     structs.HostLayout
 	Words [1024]uint64
@@ -147,6 +161,7 @@ const (
 	fwdMapXrMpath6           = "xr_mpath6"
 	fwdMapXrNhCache          = "xr_nh_cache"
 	fwdMapXrNhCache4         = "xr_nh_cache4"
+	fwdMapXrNhL0             = "xr_nh_l0"
 	fwdMapXrPortTab          = "xr_port_tab"
 	fwdMapXrPorts            = "xr_ports"
 	fwdMapXrStats            = "xr_stats"
@@ -215,6 +230,7 @@ type fwdMapSpecs struct {
 	XrMpath6       *ebpf.MapSpec `ebpf:"xr_mpath6"`
 	XrNhCache      *ebpf.MapSpec `ebpf:"xr_nh_cache"`
 	XrNhCache4     *ebpf.MapSpec `ebpf:"xr_nh_cache4"`
+	XrNhL0         *ebpf.MapSpec `ebpf:"xr_nh_l0"`
 	XrPortTab      *ebpf.MapSpec `ebpf:"xr_port_tab"`
 	XrPorts        *ebpf.MapSpec `ebpf:"xr_ports"`
 	XrStats        *ebpf.MapSpec `ebpf:"xr_stats"`
@@ -259,6 +275,7 @@ type fwdMaps struct {
 	XrMpath6       *ebpf.Map `ebpf:"xr_mpath6"`
 	XrNhCache      *ebpf.Map `ebpf:"xr_nh_cache"`
 	XrNhCache4     *ebpf.Map `ebpf:"xr_nh_cache4"`
+	XrNhL0         *ebpf.Map `ebpf:"xr_nh_l0"`
 	XrPortTab      *ebpf.Map `ebpf:"xr_port_tab"`
 	XrPorts        *ebpf.Map `ebpf:"xr_ports"`
 	XrStats        *ebpf.Map `ebpf:"xr_stats"`
@@ -276,6 +293,7 @@ func (m *fwdMaps) Close() error {
 		m.XrMpath6,
 		m.XrNhCache,
 		m.XrNhCache4,
+		m.XrNhL0,
 		m.XrPortTab,
 		m.XrPorts,
 		m.XrStats,
