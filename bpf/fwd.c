@@ -47,6 +47,28 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xr_ports SEC(".maps");
 
+/* The same entries for ifindexes below XR_PORT_SLOTS, as an array the
+ * verifier inlines (no hashing per packet); an entry in use has
+ * XR_PORT_PRESENT in its flags. Not pinned: user space fills it from
+ * xr_ports at load and keeps both in step. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XR_PORT_SLOTS);
+	__type(key, __u32);
+	__type(value, struct xr_port);
+} xr_port_tab SEC(".maps");
+
+/* Filter in front of xr_local4 (one entry): most sources are not local, and
+ * a clear bit says so without a hash lookup. User space sets the bits before
+ * it adds addresses and clears them after it removes them. Not pinned:
+ * rebuilt from xr_local4 at load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xr_local4_filter);
+} xr_local4_filter SEC(".maps");
+
 /* The namespace's own IPv4 addresses: the kernel drops a packet to be
  * forwarded whose source is one of them (fib_validate_source). */
 struct {
@@ -65,15 +87,35 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xr_stats SEC(".maps");
 
-/* Next-hop cache. Not pinned: its size is configurable, and a new program
- * starts empty. Keyed by ingress and destination; values per CPU with one
- * shared LRU list. */
+/* Next-hop cache, IPv6 (IPv4 is xr_nh_cache4). Not pinned: its size is
+ * configurable, and a new program starts empty. Keyed by ingress and
+ * destination; values per CPU with one shared LRU list. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
 	__uint(max_entries, XR_NH_CACHE_DEFAULT);
 	__type(key, struct xr_nh_key);
 	__type(value, struct xr_nh_entry);
 } xr_nh_cache SEC(".maps");
+
+/* The IPv4 half of the cache, with an 8-byte key; the same size as
+ * xr_nh_cache. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, XR_NH_CACHE_DEFAULT);
+	__type(key, struct xr_nh_key4);
+	__type(value, struct xr_nh_entry);
+} xr_nh_cache4 SEC(".maps");
+
+/* Per-CPU front cache for IPv4 (one entry of XR_L0_SLOTS slots, direct
+ * mapped by a hash of ingress and destination): a hit here saves the LRU
+ * map's hashing and bucket walk. A slot is a copy of an xr_nh_cache4 entry
+ * that hit, with the same generation, so the same bump ends both. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xr_l0);
+} xr_nh_l0 SEC(".maps");
 
 /* Generation, lease and policy flags; pinned, so a restarted daemon goes on
  * counting from the old generation and the old program's entries die. */
@@ -272,14 +314,15 @@ static __always_inline void ipv4_decrease_ttl(struct iphdr *iph)
 	iph->ttl--;
 }
 
+/* The header's ones' complement sum over five 32-bit words (the end-around
+ * carries fold into the same 16-bit sum as ten 16-bit words). */
 static __always_inline int ipv4_csum_ok(struct iphdr *iph)
 {
-	__u16 *w = (__u16 *)iph;
-	__u32 sum = 0;
+	__u32 *w = (__u32 *)iph;
+	__u64 sum = (__u64)w[0] + w[1] + w[2] + w[3] + w[4];
 
-#pragma unroll
-	for (int i = 0; i < 10; i++)
-		sum += w[i];
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffff) + (sum >> 16);
 	sum = (sum & 0xffff) + (sum >> 16);
 	sum = (sum & 0xffff) + (sum >> 16);
 	return sum == 0xffff;
@@ -295,11 +338,15 @@ static __always_inline int trim(struct xdp_md *ctx, __u64 frame_len, __u64 want)
 	return bpf_xdp_adjust_tail(ctx, -(int)(frame_len - want)) ? -1 : 0;
 }
 
+/* Sets up the redirect to egress. bpf_redirect_map looks the devmap up
+ * itself and, with XDP_PASS as its flags, returns XDP_PASS when egress is
+ * not there, so no separate lookup is needed; the redirect takes effect only
+ * if the program then returns XDP_REDIRECT. */
 static __always_inline int redirect(__u32 egress, __u32 ingress)
 {
 	if (egress == ingress)
 		return -XR_PASS_HAIRPIN;
-	if (!bpf_map_lookup_elem(&xr_devmap, &egress))
+	if (bpf_redirect_map(&xr_devmap, egress, XDP_PASS) != XDP_REDIRECT)
 		return -XR_PASS_NOT_IN_DEVMAP;
 	return 0;
 }
@@ -347,9 +394,10 @@ static __always_inline void cache_window(struct xr_cache_pcpu *pc)
 /* Looks the destination up in the next-hop cache. Returns 1 on a hit (nh
  * filled), 0 otherwise; after a miss, c tells cache_store what to do after
  * the full lookup (c->pc stays NULL when the cache was not consulted). */
-static __always_inline int cache_lookup(struct cache_ctx *c, struct xr_nh_key *k, __u32 tot_len,
-					__u32 bypass_flag, struct xr_nh *nh)
+static __always_inline int cache_lookup(struct cache_ctx *c, void *map, void *k, __u32 tot_len,
+					__u32 bypass_flag, struct xr_nh *nh, struct xr_nh_key4 *k4)
 {
+	struct xr_l0_slot *s = NULL;
 	struct xr_cache_cfg *cfg;
 	struct xr_cache_pcpu *pc;
 	struct xr_nh_entry *e;
@@ -382,10 +430,37 @@ static __always_inline int cache_lookup(struct cache_ctx *c, struct xr_nh_key *k
 		return 0;
 	}
 	pc->win_lookups++;
-	e = bpf_map_lookup_elem(&xr_nh_cache, k);
+	if (k4) {
+		struct xr_l0 *l0 = bpf_map_lookup_elem(&xr_nh_l0, &zero);
+
+		if (l0) {
+			__u32 i = ((k4->dst ^ k4->ifindex * 0x85ebca6bu) * 0x9e3779b1u) >> 28;
+
+			s = &l0->slot[i & (XR_L0_SLOTS - 1)];
+			if (s->gen == gen && s->dst == k4->dst && s->ingress == k4->ifindex &&
+			    tot_len <= s->ok_len) {
+				nh->ifindex = s->ifindex;
+				nh->macs[0] = s->macs[0];
+				nh->macs[1] = s->macs[1];
+				nh->macs[2] = s->macs[2];
+				/* Only this CPU writes the slot, generation
+				 * last; a run that interrupted the write (a
+				 * preempted BPF_PROG_RUN) left it 0. */
+				asm volatile("" ::: "memory");
+				if (s->gen == gen) {
+					pc->hit++;
+					pc->win_hits++;
+					cache_window(pc);
+					return 1;
+				}
+			}
+		}
+	}
+	e = bpf_map_lookup_elem(map, k);
 	if (e && e->gen == gen && tot_len <= e->ok_len) {
 		nh->ifindex = e->ifindex;
 		__builtin_memcpy(nh->macs, e->macs, sizeof(nh->macs));
+		asm volatile("" ::: "memory");
 		/* An LRU element can be evicted and reused by another CPU
 		 * while we read it; the reuse zeroes this CPU's copy. Only
 		 * zeroes can be torn in, so a copy whose generation still
@@ -393,6 +468,22 @@ static __always_inline int cache_lookup(struct cache_ctx *c, struct xr_nh_key *k
 		 * next hop whose MAC words are zero is simply never served
 		 * from the cache.) */
 		if (e->gen == gen && nh->ifindex && nh->macs[0] && nh->macs[1] && nh->macs[2]) {
+			if (s) {
+				/* Copy the entry (and its ok_len) to the front
+				 * cache, the generation last. */
+				s->gen = 0;
+				asm volatile("" ::: "memory");
+				s->ingress = k4->ifindex;
+				s->dst = k4->dst;
+				s->ifindex = nh->ifindex;
+				s->ok_len = e->ok_len;
+				s->macs[0] = nh->macs[0];
+				s->macs[1] = nh->macs[1];
+				s->macs[2] = nh->macs[2];
+				asm volatile("" ::: "memory");
+				if (e->gen == gen)
+					s->gen = gen;
+			}
 			pc->hit++;
 			pc->win_hits++;
 			cache_window(pc);
@@ -412,34 +503,38 @@ static __always_inline int cache_lookup(struct cache_ctx *c, struct xr_nh_key *k
 	return 0;
 }
 
-static __always_inline int multipath(struct xr_nh_key *k)
+/* The destination as four words (IPv4: the address, then zeroes). */
+struct xr_dst {
+	__u32 w[4];
+};
+
+static __always_inline int multipath(__u8 family, struct xr_dst *d)
 {
-	if (k->family == AF_INET) {
+	if (family == AF_INET) {
 		struct xr_lpm4 l = {.prefixlen = 32};
 
-		__builtin_memcpy(l.addr, k->dst, 4);
+		__builtin_memcpy(l.addr, d->w, 4);
 		return bpf_map_lookup_elem(&xr_mpath4, &l) != NULL;
 	}
 	struct xr_lpm6 l = {.prefixlen = 128};
 
-	__builtin_memcpy(l.addr, k->dst, 16);
+	__builtin_memcpy(l.addr, d->w, 16);
 	return bpf_map_lookup_elem(&xr_mpath6, &l) != NULL;
 }
 
 /* Admission: 1 when the destination was the last one seen in its slot
  * (second sighting), else remembers it and returns 0. */
-static __always_inline int admit(struct xr_nh_key *k)
+static __always_inline int admit(__u32 ingress, __u8 family, struct xr_dst *d)
 {
-	__u32 *w = (__u32 *)k;
-	__u32 h = w[0] * 0x9e3779b1;
+	__u32 h = ingress * 0x9e3779b1;
 	__u32 slot, tag, *seen;
 
 	/* Fold the words, then murmur3's finaliser: the address bits that
 	 * vary most sit in the high half of IPv4's word. */
-	h = (h ^ w[2]) * 0x85ebca6b;
-	h = (h ^ w[3]) * 0xc2b2ae35;
-	h = (h ^ w[4]) * 0x85ebca6b;
-	h = (h ^ w[5] ^ k->family) * 0xc2b2ae35;
+	h = (h ^ d->w[0]) * 0x85ebca6b;
+	h = (h ^ d->w[1]) * 0xc2b2ae35;
+	h = (h ^ d->w[2]) * 0x85ebca6b;
+	h = (h ^ d->w[3] ^ family) * 0xc2b2ae35;
 	h ^= h >> 16;
 	h *= 0x85ebca6b;
 	h ^= h >> 13;
@@ -459,8 +554,8 @@ static __always_inline int admit(struct xr_nh_key *k)
 /* After a successful full lookup of a packet that is being forwarded:
  * remember the next hop, unless the destination is multipath (the kernel
  * hashes each flow) or seen for the first time. */
-static __always_inline void cache_store(struct cache_ctx *c, struct xr_nh_key *k, __u32 tot_len,
-					struct xr_nh *nh)
+static __always_inline void cache_store(struct cache_ctx *c, void *map, void *k, __u32 ingress,
+					__u8 family, struct xr_dst *d, __u32 tot_len, struct xr_nh *nh)
 {
 	struct xr_cache_pcpu *pc = c->pc;
 	struct xr_nh_entry *e = c->e;
@@ -478,13 +573,13 @@ static __always_inline void cache_store(struct cache_ctx *c, struct xr_nh_key *k
 	/* A new key: only on its second sighting (checked before the
 	 * multipath trie, the dearer lookup). */
 	if (!e) {
-		if (!admit(k)) {
+		if (!admit(ingress, family, d)) {
 			pc->admit_skip++;
 			return;
 		}
 		pc->win_hits++; /* a repeat: counts for the window */
 	}
-	if (multipath(k)) {
+	if (multipath(family, d)) {
 		pc->uncacheable++;
 		return;
 	}
@@ -502,7 +597,21 @@ static __always_inline void cache_store(struct cache_ctx *c, struct xr_nh_key *k
 	struct xr_nh_entry v = {.gen = c->gen, .ifindex = nh->ifindex, .ok_len = tot_len};
 
 	__builtin_memcpy(v.macs, nh->macs, sizeof(v.macs));
-	bpf_map_update_elem(&xr_nh_cache, k, &v, BPF_ANY);
+	bpf_map_update_elem(map, k, &v, BPF_ANY);
+}
+
+/* Whether addr is one of the namespace's own: the filter's bit first (a
+ * multiplicative hash of the address; the same in user space), then, only
+ * when the bit is set, the hash map. */
+static __always_inline int ipv4_local(__be32 addr)
+{
+	__u32 zero = 0, bit = ((__u32)addr * 0x9e3779b1u) >> (32 - 16);
+	struct xr_local4_filter *f;
+
+	f = bpf_map_lookup_elem(&xr_local4_filter, &zero);
+	if (f && !(f->words[(bit / 64) & (XR_LOCAL4_FILTER_BITS / 64 - 1)] & (1ull << (bit % 64))))
+		return 0;
+	return bpf_map_lookup_elem(&xr_local4, &addr) != NULL;
 }
 
 /* The kernel validates the source of every IPv4 packet it forwards
@@ -520,7 +629,7 @@ static __always_inline int ipv4_source_bad(struct xdp_md *ctx, struct iphdr *iph
 	if (!(flags & (XR_PORT_RPF_STRICT | XR_PORT_RPF_LOOSE))) {
 		if (flags & XR_PORT_ACCEPT_LOCAL)
 			return 0;
-		return bpf_map_lookup_elem(&xr_local4, &iph->saddr) != NULL;
+		return ipv4_local(iph->saddr);
 	}
 	__builtin_memset(&r, 0, sizeof(r));
 	r.family = AF_INET;
@@ -554,7 +663,7 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags)
 	__u32 ingress = ctx->ingress_ifindex;
 	struct bpf_fib_lookup p;
 	struct cache_ctx c;
-	struct xr_nh_key k;
+	struct xr_nh_key4 k;
 	struct xr_nh nh;
 	__be16 sport = 0, dport = 0;
 	__u16 tot_len;
@@ -587,11 +696,9 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags)
 		return PASS(XR_PASS_MALFORMED);
 	}
 
-	__builtin_memset(&k, 0, sizeof(k));
 	k.ifindex = ingress;
-	k.family = AF_INET;
-	*(__be32 *)k.dst = iph->daddr;
-	if (!cache_lookup(&c, &k, tot_len, XR_CACHE_BYPASS4, &nh)) {
+	k.dst = iph->daddr;
+	if (!cache_lookup(&c, &xr_nh_cache4, &k, tot_len, XR_CACHE_BYPASS4, &nh, &k)) {
 		__builtin_memset(&p, 0, sizeof(p));
 		p.family = AF_INET;
 		p.tos = iph->tos;
@@ -618,13 +725,17 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags)
 	rc = redirect(nh.ifindex, ingress);
 	if (rc)
 		return PASS(-rc);
-	cache_store(&c, &k, tot_len, &nh);
+	if (c.pc) {
+		struct xr_dst d = {.w = {k.dst}};
+
+		cache_store(&c, &xr_nh_cache4, &k, ingress, AF_INET, &d, tot_len, &nh);
+	}
 
 	ipv4_decrease_ttl(iph);
 	rewrite_macs(eth, &nh);
 	if (trim(ctx, len, sizeof(*eth) + tot_len))
 		return PASS(XR_PASS_MALFORMED);
-	return count(XR_FORWARDED, len, bpf_redirect_map(&xr_devmap, nh.ifindex, 0));
+	return count(XR_FORWARDED, len, XDP_REDIRECT);
 }
 
 static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags)
@@ -675,7 +786,7 @@ static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags)
 	k.pad[1] = 0;
 	k.pad[2] = 0;
 	__builtin_memcpy(k.dst, &ip6h->daddr, sizeof(k.dst));
-	if (!cache_lookup(&c, &k, tot_len, XR_CACHE_BYPASS6, &nh)) {
+	if (!cache_lookup(&c, &xr_nh_cache, &k, tot_len, XR_CACHE_BYPASS6, &nh, NULL)) {
 		__builtin_memset(&p, 0, sizeof(p));
 		p.family = AF_INET6;
 		p.flowinfo = *(__be32 *)ip6h & bpf_htonl(0x0fffffff);
@@ -700,13 +811,13 @@ static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags)
 	rc = redirect(nh.ifindex, ingress);
 	if (rc)
 		return PASS(-rc);
-	cache_store(&c, &k, tot_len, &nh);
+	cache_store(&c, &xr_nh_cache, &k, ingress, AF_INET6, (struct xr_dst *)k.dst, tot_len, &nh);
 
 	ip6h->hop_limit--;
 	rewrite_macs(eth, &nh);
 	if (trim(ctx, len, sizeof(*eth) + tot_len))
 		return PASS(XR_PASS_MALFORMED);
-	return count(XR_FORWARDED, len, bpf_redirect_map(&xr_devmap, nh.ifindex, 0));
+	return count(XR_FORWARDED, len, XDP_REDIRECT);
 }
 
 SEC("xdp")
@@ -726,9 +837,15 @@ int xrouter_fwd(struct xdp_md *ctx)
 
 	/* The kernel forwards only frames addressed to the interface itself
 	 * (PACKET_HOST); multicast, broadcast and other hosts' frames are not. */
-	port = bpf_map_lookup_elem(&xr_ports, &ingress);
-	if (!port)
-		return PASS(XR_PASS_INGRESS_UNKNOWN);
+	if (ingress < XR_PORT_SLOTS) {
+		port = bpf_map_lookup_elem(&xr_port_tab, &ingress);
+		if (!port || !(port->flags & XR_PORT_PRESENT))
+			return PASS(XR_PASS_INGRESS_UNKNOWN);
+	} else {
+		port = bpf_map_lookup_elem(&xr_ports, &ingress);
+		if (!port)
+			return PASS(XR_PASS_INGRESS_UNKNOWN);
+	}
 	if (*(__u32 *)eth->h_dest != *(__u32 *)port->mac ||
 	    *(__u16 *)(eth->h_dest + 4) != *(__u16 *)(port->mac + 4))
 		return PASS(XR_PASS_L2_NOT_FOR_US);

@@ -5,6 +5,8 @@
 #ifndef XROUTER_H
 #define XROUTER_H
 
+#define XR_LOCAL4_FILTER_BITS 65536 /* power of two */
+
 #include <linux/types.h>
 
 /* Every packet the program sees ends in exactly one outcome. XR_FORWARDED is
@@ -55,6 +57,13 @@ enum xr_port_flags {
 	XR_PORT_RPF_LOOSE = 2,    /* rp_filter = 2 */
 	XR_PORT_ACCEPT_LOCAL = 4, /* accept_local: local source addresses allowed */
 	XR_PORT_NO_FWD6 = 8,      /* the kernel would not forward IPv6 (all.forwarding = 0) */
+	XR_PORT_PRESENT = 0x8000, /* set in every xr_port_tab entry in use */
+};
+
+/* Bitmap filter in front of xr_local4: bit xr_local4_bit(addr) is set for
+ * every address in xr_local4 (a clear bit means "not local", exactly). */
+struct xr_local4_filter {
+	__u64 words[XR_LOCAL4_FILTER_BITS / 64];
 };
 
 /* Next-hop cache (see docs/architecture.md, "Next-hop cache"). */
@@ -76,6 +85,13 @@ enum xr_cache_flags {
 	XR_CACHE_BYPASS6 = 2, /* IPv6 lookups depend on more than the destination */
 };
 
+/* IPv4 entries have their own map with this shorter key (a cheaper hash
+ * and compare per lookup). */
+struct xr_nh_key4 {
+	__u32 ifindex; /* ingress */
+	__be32 dst;
+};
+
 struct xr_nh_key {
 	__u32 ifindex; /* ingress */
 	__u8 family;
@@ -93,6 +109,24 @@ struct xr_nh_entry {
 	__u32 ok_len;
 	__u8 macs[12];
 	__u32 pad;
+};
+
+/* A slot of the per-CPU front cache for IPv4 (xr_nh_l0): a copy of a
+ * cache entry that hit, with its key. Only this CPU writes it. */
+struct xr_l0_slot {
+	__u64 gen;
+	__u32 ingress;
+	__be32 dst;
+	__u32 ifindex; /* egress */
+	__u32 ok_len;
+	__u32 macs[3];
+	__u32 pad;
+};
+
+#define XR_L0_SLOTS 16 /* power of two */
+
+struct xr_l0 {
+	struct xr_l0_slot slot[XR_L0_SLOTS];
 };
 
 /* Per-CPU cache counters and the hit-ratio window (one entry). */
@@ -131,6 +165,9 @@ struct xr_lpm6 {
 #define XR_WIN_BYPASS 16384
 
 #define XR_MAX_PORTS 1024
+/* Ingress ifindexes below this are looked up in the xr_port_tab array
+ * (inlined by the verifier); larger ones in the xr_ports hash. */
+#define XR_PORT_SLOTS 4096
 #define XR_MAX_LOCAL4 4096
 
 #endif

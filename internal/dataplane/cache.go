@@ -18,16 +18,19 @@ const (
 	CacheGenMapName   = "xr_cache_gen"
 	CacheStatsMapName = "xr_cache_stats"
 	NHCacheMapName    = "xr_nh_cache"
+	NHCache4MapName   = "xr_nh_cache4"
 	Mpath4MapName     = "xr_mpath4"
 	Mpath6MapName     = "xr_mpath6"
 
-	// DefaultCacheSize is xr_nh_cache's size unless Options say otherwise.
+	// DefaultCacheSize is the size of xr_nh_cache (IPv6) and of
+	// xr_nh_cache4 (IPv4) unless Options say otherwise.
 	DefaultCacheSize = 65536
 )
 
 // Options tune Load.
 type Options struct {
-	// CacheSize is the number of next-hop cache entries (0: the default).
+	// CacheSize is the number of next-hop cache entries per family (0:
+	// the default).
 	CacheSize int
 }
 
@@ -248,17 +251,26 @@ func (d *Dataplane) SetMultipath(want []netip.Prefix) error {
 	return nil
 }
 
-// CacheEntries counts the cache's keys (for tests and diagnostics).
+// CacheEntries counts the cache's keys, both families (for tests and
+// diagnostics).
 func (d *Dataplane) CacheEntries() (int, error) {
-	var k fwdXrNhKey
+	var k6 fwdXrNhKey
+	var k4 fwdXrNhKey4
 	var v []fwdXrNhEntry
 	n := 0
 	it := d.objs.XrNhCache.Iterate()
-	for it.Next(&k, &v) {
+	for it.Next(&k6, &v) {
 		n++
 	}
 	if err := it.Err(); err != nil {
 		return 0, fmt.Errorf("listing %s: %w", NHCacheMapName, err)
+	}
+	it = d.objs.XrNhCache4.Iterate()
+	for it.Next(&k4, &v) {
+		n++
+	}
+	if err := it.Err(); err != nil {
+		return 0, fmt.Errorf("listing %s: %w", NHCache4MapName, err)
 	}
 	return n, nil
 }

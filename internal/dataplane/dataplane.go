@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -18,6 +19,10 @@ const (
 	DevmapMapName = "xr_devmap"
 	PortsMapName  = "xr_ports"
 	Local4MapName = "xr_local4"
+
+	portTabMapName      = "xr_port_tab"
+	local4FilterMapName = "xr_local4_filter"
+	local4FilterBits    = 65536 // XR_LOCAL4_FILTER_BITS in bpf/xrouter.h
 )
 
 // PortFlags are the interface sysctls that bpf_fib_lookup ignores but kernel
@@ -75,6 +80,7 @@ func LoadWith(pinDir string, o Options) (*Dataplane, error) {
 	}
 	if o.CacheSize > 0 {
 		spec.Maps[NHCacheMapName].MaxEntries = uint32(o.CacheSize)
+		spec.Maps[NHCache4MapName].MaxEntries = uint32(o.CacheSize)
 	}
 	dp := &Dataplane{}
 	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: pinDir}}
@@ -88,7 +94,48 @@ func LoadWith(pinDir string, o Options) (*Dataplane, error) {
 		}
 		return nil, fmt.Errorf("loading fwd objects: %w", err)
 	}
+	// The port array and the local-address filter are not pinned: fill
+	// them from the (possibly adopted) pinned maps they stand in front of.
+	if err := dp.loadPortTab(); err != nil {
+		dp.Close()
+		return nil, err
+	}
+	if err := dp.loadLocal4Filter(); err != nil {
+		dp.Close()
+		return nil, err
+	}
 	return dp, nil
+}
+
+// loadPortTab copies every entry of xr_ports into xr_port_tab.
+func (d *Dataplane) loadPortTab() error {
+	var k uint32
+	var p fwdXrPort
+	it := d.objs.XrPorts.Iterate()
+	for it.Next(&k, &p) {
+		if err := d.putPortTab(k, p); err != nil {
+			return err
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("listing %s: %w", PortsMapName, err)
+	}
+	return nil
+}
+
+// putPortTab writes p to the array slot of ifindex, if it has one;
+// a zero p clears the slot.
+func (d *Dataplane) putPortTab(ifindex uint32, p fwdXrPort) error {
+	if ifindex >= d.objs.XrPortTab.MaxEntries() {
+		return nil
+	}
+	if p != (fwdXrPort{}) {
+		p.Flags |= uint16(fwdXrPortFlagsXR_PORT_PRESENT)
+	}
+	if err := d.objs.XrPortTab.Put(ifindex, &p); err != nil {
+		return fmt.Errorf("port %d: updating %s: %w", ifindex, portTabMapName, err)
+	}
+	return nil
 }
 
 // Program is the XDP forwarding program.
@@ -109,11 +156,14 @@ func (d *Dataplane) SetPort(ifindex int, mac net.HardwareAddr, flags PortFlags) 
 	if err := d.objs.XrPorts.Put(uint32(ifindex), &p); err != nil {
 		return fmt.Errorf("port %d: updating %s: %w", ifindex, PortsMapName, err)
 	}
-	return nil
+	return d.putPortTab(uint32(ifindex), p)
 }
 
 // DeletePort forgets an interface; missing entries are not an error.
 func (d *Dataplane) DeletePort(ifindex int) error {
+	if err := d.putPortTab(uint32(ifindex), fwdXrPort{}); err != nil {
+		return err
+	}
 	err := d.objs.XrPorts.Delete(uint32(ifindex))
 	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("port %d: deleting from %s: %w", ifindex, PortsMapName, err)
@@ -165,11 +215,84 @@ func ifindexes[V any](m *ebpf.Map, name string) ([]int, error) {
 	return out, nil
 }
 
+// local4Filter is the value of xr_local4_filter: one bit per hash of an
+// address (struct xr_local4_filter).
+type local4Filter [local4FilterBits / 64]uint64
+
+// local4Bit is the program's ipv4_local hash: the address as the program
+// loads it (a little-endian word of the network-order bytes), multiplied
+// by 2^32/phi, top 16 bits.
+func local4Bit(a [4]byte) uint32 {
+	return (binary.LittleEndian.Uint32(a[:]) * 0x9e3779b1) >> (32 - 16)
+}
+
+func (f *local4Filter) add(a [4]byte) {
+	b := local4Bit(a)
+	f[b/64] |= 1 << (b % 64)
+}
+
+func (d *Dataplane) putLocal4Filter(f *local4Filter) error {
+	if err := d.objs.XrLocal4Filter.Put(uint32(0), f); err != nil {
+		return fmt.Errorf("updating %s: %w", local4FilterMapName, err)
+	}
+	return nil
+}
+
+// local4 lists the addresses in xr_local4.
+func (d *Dataplane) local4() ([][4]byte, error) {
+	var k [4]byte
+	var v uint8
+	var out [][4]byte
+	it := d.objs.XrLocal4.Iterate()
+	for it.Next(&k, &v) {
+		out = append(out, k)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("listing %s: %w", Local4MapName, err)
+	}
+	return out, nil
+}
+
+// loadLocal4Filter sets the filter's bits for the addresses in xr_local4.
+func (d *Dataplane) loadLocal4Filter() error {
+	have, err := d.local4()
+	if err != nil {
+		return err
+	}
+	var f local4Filter
+	for _, a := range have {
+		f.add(a)
+	}
+	return d.putLocal4Filter(&f)
+}
+
 // SetLocal4 replaces the set of local IPv4 addresses with addrs, adding
 // before deleting so that no address the namespace has is missing meanwhile.
+// The filter in front of the map always covers every address in the map:
+// it gets the union of the old and new sets first, and only the new set
+// once the old addresses are gone. (A program reading the filter while it
+// is rewritten sees, per word, the old or the new bits; both cover the map
+// at that moment.)
 func (d *Dataplane) SetLocal4(addrs []netip.Addr) error {
 	want := map[[4]byte]bool{}
 	one := uint8(1)
+	have, err := d.local4()
+	if err != nil {
+		return err
+	}
+	var union, next local4Filter
+	for _, a := range have {
+		union.add(a)
+	}
+	for _, a := range addrs {
+		if a.Is4() {
+			union.add(a.As4())
+			next.add(a.As4())
+		}
+	}
+	if err := d.putLocal4Filter(&union); err != nil {
+		return err
+	}
 	for _, a := range addrs {
 		if !a.Is4() {
 			continue
@@ -180,24 +303,15 @@ func (d *Dataplane) SetLocal4(addrs []netip.Addr) error {
 			return fmt.Errorf("adding local address %s to %s: %w", a, Local4MapName, err)
 		}
 	}
-	var k [4]byte
-	var v uint8
-	var stale [][4]byte
-	it := d.objs.XrLocal4.Iterate()
-	for it.Next(&k, &v) {
-		if !want[k] {
-			stale = append(stale, k)
+	for _, k := range have {
+		if want[k] {
+			continue
 		}
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("listing %s: %w", Local4MapName, err)
-	}
-	for _, k := range stale {
 		if err := d.objs.XrLocal4.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("removing local address %s from %s: %w", netip.AddrFrom4(k), Local4MapName, err)
 		}
 	}
-	return nil
+	return d.putLocal4Filter(&next)
 }
 
 // Stats sums the per-CPU counters of the loaded program.

@@ -112,6 +112,7 @@ var (
 type fwdEnv struct {
 	router  *testbed.Netns
 	dp      *Dataplane
+	pinDir  string
 	ifindex map[string]int
 	// pinCPU runs every packet on CPU 0, so that per-CPU state (the
 	// next-hop cache's copies, its hit-ratio window) is one.
@@ -178,7 +179,8 @@ func newFwdEnv(t testing.TB) *fwdEnv {
 		r.IP(t, append([]string{"route", "add"}, rt...)...)
 	}
 
-	dp, err := Load(testbed.PinDir(t, "xrdp-"))
+	e.pinDir = testbed.PinDir(t, "xrdp-")
+	dp, err := Load(e.pinDir)
 	if err != nil {
 		t.Fatal(err)
 	}

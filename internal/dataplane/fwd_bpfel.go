@@ -50,6 +50,25 @@ type fwdXrCounter struct {
 	Bytes   uint64
 }
 
+type fwdXrL0 struct {
+	_    structs.HostLayout
+	Slot [16]struct {
+		_       structs.HostLayout
+		Gen     uint64
+		Ingress uint32
+		Dst     uint32
+		Ifindex uint32
+		OkLen   uint32
+		Macs    [3]uint32
+		Pad     uint32
+	}
+}
+
+type fwdXrLocal4Filter struct {
+	_     structs.HostLayout
+	Words [1024]uint64
+}
+
 type fwdXrLpm4 struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -77,6 +96,12 @@ type fwdXrNhKey struct {
 	Family  uint8
 	Pad     [3]uint8
 	Dst     [16]uint8
+}
+
+type fwdXrNhKey4 struct {
+	_       structs.HostLayout
+	Ifindex uint32
+	Dst     uint32
 }
 
 type fwdXrOutcome uint32
@@ -119,6 +144,7 @@ const (
 	fwdXrPortFlagsXR_PORT_RPF_LOOSE    fwdXrPortFlags = 2
 	fwdXrPortFlagsXR_PORT_ACCEPT_LOCAL fwdXrPortFlags = 4
 	fwdXrPortFlagsXR_PORT_NO_FWD6      fwdXrPortFlags = 8
+	fwdXrPortFlagsXR_PORT_PRESENT      fwdXrPortFlags = 32768
 )
 
 // Names of all BPF objects in the ELF.
@@ -130,9 +156,13 @@ const (
 	fwdMapXrCacheStats       = "xr_cache_stats"
 	fwdMapXrDevmap           = "xr_devmap"
 	fwdMapXrLocal4           = "xr_local4"
+	fwdMapXrLocal4Filter     = "xr_local4_filter"
 	fwdMapXrMpath4           = "xr_mpath4"
 	fwdMapXrMpath6           = "xr_mpath6"
 	fwdMapXrNhCache          = "xr_nh_cache"
+	fwdMapXrNhCache4         = "xr_nh_cache4"
+	fwdMapXrNhL0             = "xr_nh_l0"
+	fwdMapXrPortTab          = "xr_port_tab"
 	fwdMapXrPorts            = "xr_ports"
 	fwdMapXrStats            = "xr_stats"
 	fwdProgXrouterFwd        = "xrouter_fwd"
@@ -190,16 +220,20 @@ type fwdProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fwdMapSpecs struct {
-	XrCacheGen   *ebpf.MapSpec `ebpf:"xr_cache_gen"`
-	XrCacheSeen  *ebpf.MapSpec `ebpf:"xr_cache_seen"`
-	XrCacheStats *ebpf.MapSpec `ebpf:"xr_cache_stats"`
-	XrDevmap     *ebpf.MapSpec `ebpf:"xr_devmap"`
-	XrLocal4     *ebpf.MapSpec `ebpf:"xr_local4"`
-	XrMpath4     *ebpf.MapSpec `ebpf:"xr_mpath4"`
-	XrMpath6     *ebpf.MapSpec `ebpf:"xr_mpath6"`
-	XrNhCache    *ebpf.MapSpec `ebpf:"xr_nh_cache"`
-	XrPorts      *ebpf.MapSpec `ebpf:"xr_ports"`
-	XrStats      *ebpf.MapSpec `ebpf:"xr_stats"`
+	XrCacheGen     *ebpf.MapSpec `ebpf:"xr_cache_gen"`
+	XrCacheSeen    *ebpf.MapSpec `ebpf:"xr_cache_seen"`
+	XrCacheStats   *ebpf.MapSpec `ebpf:"xr_cache_stats"`
+	XrDevmap       *ebpf.MapSpec `ebpf:"xr_devmap"`
+	XrLocal4       *ebpf.MapSpec `ebpf:"xr_local4"`
+	XrLocal4Filter *ebpf.MapSpec `ebpf:"xr_local4_filter"`
+	XrMpath4       *ebpf.MapSpec `ebpf:"xr_mpath4"`
+	XrMpath6       *ebpf.MapSpec `ebpf:"xr_mpath6"`
+	XrNhCache      *ebpf.MapSpec `ebpf:"xr_nh_cache"`
+	XrNhCache4     *ebpf.MapSpec `ebpf:"xr_nh_cache4"`
+	XrNhL0         *ebpf.MapSpec `ebpf:"xr_nh_l0"`
+	XrPortTab      *ebpf.MapSpec `ebpf:"xr_port_tab"`
+	XrPorts        *ebpf.MapSpec `ebpf:"xr_ports"`
+	XrStats        *ebpf.MapSpec `ebpf:"xr_stats"`
 }
 
 // fwdVariableSpecs contains global variables before they are loaded into the kernel.
@@ -231,16 +265,20 @@ func (o *fwdObjects) Close() error {
 //
 // It can be passed to loadFwdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fwdMaps struct {
-	XrCacheGen   *ebpf.Map `ebpf:"xr_cache_gen"`
-	XrCacheSeen  *ebpf.Map `ebpf:"xr_cache_seen"`
-	XrCacheStats *ebpf.Map `ebpf:"xr_cache_stats"`
-	XrDevmap     *ebpf.Map `ebpf:"xr_devmap"`
-	XrLocal4     *ebpf.Map `ebpf:"xr_local4"`
-	XrMpath4     *ebpf.Map `ebpf:"xr_mpath4"`
-	XrMpath6     *ebpf.Map `ebpf:"xr_mpath6"`
-	XrNhCache    *ebpf.Map `ebpf:"xr_nh_cache"`
-	XrPorts      *ebpf.Map `ebpf:"xr_ports"`
-	XrStats      *ebpf.Map `ebpf:"xr_stats"`
+	XrCacheGen     *ebpf.Map `ebpf:"xr_cache_gen"`
+	XrCacheSeen    *ebpf.Map `ebpf:"xr_cache_seen"`
+	XrCacheStats   *ebpf.Map `ebpf:"xr_cache_stats"`
+	XrDevmap       *ebpf.Map `ebpf:"xr_devmap"`
+	XrLocal4       *ebpf.Map `ebpf:"xr_local4"`
+	XrLocal4Filter *ebpf.Map `ebpf:"xr_local4_filter"`
+	XrMpath4       *ebpf.Map `ebpf:"xr_mpath4"`
+	XrMpath6       *ebpf.Map `ebpf:"xr_mpath6"`
+	XrNhCache      *ebpf.Map `ebpf:"xr_nh_cache"`
+	XrNhCache4     *ebpf.Map `ebpf:"xr_nh_cache4"`
+	XrNhL0         *ebpf.Map `ebpf:"xr_nh_l0"`
+	XrPortTab      *ebpf.Map `ebpf:"xr_port_tab"`
+	XrPorts        *ebpf.Map `ebpf:"xr_ports"`
+	XrStats        *ebpf.Map `ebpf:"xr_stats"`
 }
 
 func (m *fwdMaps) Close() error {
@@ -250,9 +288,13 @@ func (m *fwdMaps) Close() error {
 		m.XrCacheStats,
 		m.XrDevmap,
 		m.XrLocal4,
+		m.XrLocal4Filter,
 		m.XrMpath4,
 		m.XrMpath6,
 		m.XrNhCache,
+		m.XrNhCache4,
+		m.XrNhL0,
+		m.XrPortTab,
 		m.XrPorts,
 		m.XrStats,
 	)

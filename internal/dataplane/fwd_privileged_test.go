@@ -327,6 +327,59 @@ func TestFwdLocalSourcePrivileged(t *testing.T) {
 	}
 }
 
+// TestFwdLocalFilterAndReloadPrivileged: the array and the bitmap that stand
+// in front of xr_ports and xr_local4 (not pinned) follow every change of
+// the local-address set, and a program loaded on the pinned maps of an
+// earlier one (a daemon restart) rebuilds them: ports are known and local
+// sources are still martians.
+func TestFwdLocalFilterAndReloadPrivileged(t *testing.T) {
+	e := newFwdEnv(t)
+	own := localSourceCases()[0]
+	fromOwn := own
+	fromOwn.outcome, fromOwn.egress = Forwarded, devDst
+	plain := fwdCase{name: "plain", frame: frame4(ip4(), udp(1, 2, payload(18))), outcome: Forwarded, egress: devDst}
+	local, err := e.dp.local4()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all, without []netip.Addr
+	for _, a := range local {
+		all = append(all, netip.AddrFrom4(a))
+		if netip.AddrFrom4(a) != routerOwn4 {
+			without = append(without, netip.AddrFrom4(a))
+		}
+	}
+	if len(without) != len(all)-1 {
+		t.Fatalf("local addresses %v do not hold %s", all, routerOwn4)
+	}
+	t.Run("local", func(t *testing.T) { e.check(t, own) })
+	if err := e.dp.SetLocal4(without); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("removed", func(t *testing.T) { e.check(t, fromOwn) })
+	if err := e.dp.SetLocal4(all); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("added again", func(t *testing.T) { e.check(t, own) })
+
+	old := e.dp
+	dp, err := Load(e.pinDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dp.Close() })
+	e.dp = dp
+	old.Close()
+	t.Run("reloaded, local", func(t *testing.T) { e.check(t, own) })
+	t.Run("reloaded, plain", func(t *testing.T) { e.check(t, plain) })
+	if err := e.dp.DeletePort(e.ifindex[devSrc]); err != nil {
+		t.Fatal(err)
+	}
+	unknown := plain
+	unknown.outcome = PassIngressUnknown
+	t.Run("port deleted", func(t *testing.T) { e.check(t, unknown) })
+}
+
 // TestFwdRPFilterPrivileged: with reverse-path filtering on
 // (net.ipv4.conf.{all,IF}.rp_filter, the larger applies; distributions often
 // enable it), the kernel drops an IPv4 packet whose source would not be
