@@ -572,17 +572,18 @@ static __always_inline void cache_store(struct cache_ctx *c, void *map, void *k,
 	}
 	/* A new key: only on its second sighting (checked before the
 	 * multipath trie, the dearer lookup). */
-	if (!e) {
-		if (!admit(ingress, family, d)) {
-			pc->admit_skip++;
-			return;
-		}
-		pc->win_hits++; /* a repeat: counts for the window */
+	if (!e && !admit(ingress, family, d)) {
+		pc->admit_skip++;
+		return;
 	}
 	if (multipath(family, d)) {
+		/* Not a repeat the cache can serve: traffic to multipath
+		 * routes alone lets the window switch the cache lookups off. */
 		pc->uncacheable++;
 		return;
 	}
+	if (!e)
+		pc->win_hits++; /* a repeat: counts for the window */
 	pc->insert++;
 	if (e) {
 		/* Stale, or another next hop: refresh this CPU's copy in place,

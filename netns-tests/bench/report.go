@@ -146,8 +146,9 @@ stats map and of the bare programs) was at least %.1f%% in this run.
     (XDP attached or GRO enabled), so this mode turns GRO on on the router's ingress veth (the ETHTOOL_SGRO ioctl, as `+"`ethtool -K r-src gro on`"+`) and off afterwards. GRO does
     not merge these UDP frames (no local socket), so each is forwarded on its own.
   - *xrouter*: the real daemon, `+"`xrouter run -c FILE`"+` started with nsenter in the router namespace, native XDP on all router
-    interfaces, its default configuration (next-hop cache on where the build has one); stopped with SIGTERM (detach_on_exit) after
-    each round.
+    interfaces, its default configuration (next-hop cache on); measured once the daemon has logged `+"`next-hop cache enabled`"+` (the
+    cache's invalidator has read the kernel's tables: about a second after start with 1M routes); stopped with SIGTERM
+    (detach_on_exit) after each round.
   - *xrouter, cache off*: the same with `+"`dataplane.cache.enabled: false`"+`.
   - *bare redirect*: bpf/bare.c — rewrite both MACs to fixed values and redirect through a devmap to one fixed egress; no parsing,
     lookup or TTL. The upper bound of any XDP forwarder on this harness.
