@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,9 +21,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/xrouter/xrouter/internal/testbed"
 )
@@ -99,29 +95,8 @@ func attachSink(t *testing.T, ns *testbed.Netns, dev string) {
 // TestVethPeerChecksumOffloadPrivileged.
 func setTxChecksum(t *testing.T, ns *testbed.Netns, dev string, on bool) {
 	t.Helper()
-	const ethtoolSTXCSUM = 0x17
-	val := struct{ cmd, data uint32 }{cmd: ethtoolSTXCSUM}
-	if on {
-		val.data = 1
-	}
-	err := ns.Do(func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		var ifr [40]byte // struct ifreq: name, then the ethtool_value pointer
-		copy(ifr[:unix.IFNAMSIZ], dev)
-		*(*uintptr)(unsafe.Pointer(&ifr[unix.IFNAMSIZ])) = uintptr(unsafe.Pointer(&val))
-		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr[0])))
-		runtime.KeepAlive(&val)
-		if e != 0 {
-			return e
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("netns %s: %s: setting tx checksum offload to %v: %v", ns.Name(), dev, on, err)
+	if err := ns.SetEthtool(dev, testbed.EthtoolSTxCsum, on); err != nil {
+		t.Fatalf("setting tx checksum offload: %v", err)
 	}
 }
 
@@ -187,22 +162,7 @@ func xr(args ...string) (string, string, error) {
 }
 
 // lockedBuffer collects a child's output while tests read it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type lockedBuffer = testbed.LockedBuffer
 
 // daemon is one `xrouter run` child process.
 type daemon struct {

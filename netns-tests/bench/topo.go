@@ -16,7 +16,6 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -165,27 +164,7 @@ func addVec(a, b []uint64) []uint64 {
 // veth without XDP, GRO is what enables the NAPI ring that frames sent with
 // XDP_TX from the peer land in; without it they are dropped.
 func (tp *topo) setGRO(dev string, on bool) error {
-	const ethtoolSGRO = 0x2c
-	val := struct{ cmd, data uint32 }{cmd: ethtoolSGRO}
-	if on {
-		val.data = 1
-	}
-	return tp.Router.Do(func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		var ifr [40]byte // struct ifreq: name, then the ethtool_value pointer
-		copy(ifr[:unix.IFNAMSIZ], dev)
-		*(*uintptr)(unsafe.Pointer(&ifr[unix.IFNAMSIZ])) = uintptr(unsafe.Pointer(&val))
-		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr[0])))
-		runtime.KeepAlive(&val)
-		if e != 0 {
-			return fmt.Errorf("%s: ETHTOOL_SGRO %v: %w", dev, on, e)
-		}
-		return nil
-	})
+	return tp.Router.SetEthtool(dev, testbed.EthtoolSGRO, on)
 }
 
 // routerXDP lists the router's interfaces that have an XDP program.
