@@ -2,8 +2,6 @@ package netnstests
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -152,13 +150,7 @@ func (tp *topo) defaultConfig(t *testing.T) string {
 
 // xr runs an xrouter operator command and returns its stdout and stderr.
 func xr(args ...string) (string, string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, xrBin, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	return stdout.String(), stderr.String(), err
+	return xrTimeout(30*time.Second, args...)
 }
 
 // lockedBuffer collects a child's output while tests read it.

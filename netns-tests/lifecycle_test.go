@@ -235,20 +235,7 @@ func TestDetachOnExitPrivileged(t *testing.T) {
 		if !strings.Contains(d.log.String(), "data plane detached") {
 			t.Errorf("log lacks \"data plane detached\":\n%s", d.log.String())
 		}
-		if got := xdpLinks(t, tp.Router); len(got) != 0 {
-			t.Errorf("XDP still on %v after SIGTERM with detach_on_exit", got)
-		}
-		if entries, err := os.ReadDir(tp.Pin); err == nil {
-			t.Errorf("pin path %s still there after SIGTERM with detach_on_exit, holding %v", tp.Pin, names(entries))
-		}
-		// The kernel forwards on its own again.
-		k4, k6 := kernelForwarded(t, tp.Router)
-		pingOK(t, tp.Src, dst4, 10)
-		pingOK(t, tp.Src, dst6, 10)
-		k4b, k6b := kernelForwarded(t, tp.Router)
-		if k4b-k4 != 20 || k6b-k6 != 20 {
-			t.Errorf("after detaching: kernel forwarded +%d/+%d, want +20/+20", k4b-k4, k6b-k6)
-		}
+		checkHandedBack(t, tp, "SIGTERM with detach_on_exit")
 	})
 
 	t.Run("default_keeps_forwarding", func(t *testing.T) {
@@ -284,19 +271,7 @@ func TestDetachOnExitPrivileged(t *testing.T) {
 		if err != nil || !strings.Contains(out, "detached 2 interface(s)") {
 			t.Errorf("xrouter detach: %v: stdout %q stderr %q", err, out, stderr)
 		}
-		if got := xdpLinks(t, tp.Router); len(got) != 0 {
-			t.Errorf("XDP still on %v after xrouter detach", got)
-		}
-		if entries, err := os.ReadDir(tp.Pin); err == nil {
-			t.Errorf("pin path %s still there after xrouter detach, holding %v", tp.Pin, names(entries))
-		}
-		k4, k6 := kernelForwarded(t, tp.Router)
-		pingOK(t, tp.Src, dst4, 10)
-		pingOK(t, tp.Src, dst6, 10)
-		k4b, k6b := kernelForwarded(t, tp.Router)
-		if k4b-k4 != 20 || k6b-k6 != 20 {
-			t.Errorf("after xrouter detach: kernel forwarded +%d/+%d, want +20/+20", k4b-k4, k6b-k6)
-		}
+		checkHandedBack(t, tp, "xrouter detach")
 	})
 }
 
@@ -320,4 +295,23 @@ func exitStatus(err error) (syscall.WaitStatus, bool) {
 	}
 	ws, ok := ee.Sys().(syscall.WaitStatus)
 	return ws, ok
+}
+
+// checkHandedBack asserts that the router's data plane is gone after what
+// (no XDP, no pins) and that the kernel forwards on its own again.
+func checkHandedBack(t *testing.T, tp *topo, what string) {
+	t.Helper()
+	if got := xdpLinks(t, tp.Router); len(got) != 0 {
+		t.Errorf("XDP still on %v after %s", got, what)
+	}
+	if entries, err := os.ReadDir(tp.Pin); err == nil {
+		t.Errorf("pin path %s still there after %s, holding %v", tp.Pin, what, names(entries))
+	}
+	k4, k6 := kernelForwarded(t, tp.Router)
+	pingOK(t, tp.Src, dst4, 10)
+	pingOK(t, tp.Src, dst6, 10)
+	k4b, k6b := kernelForwarded(t, tp.Router)
+	if k4b-k4 != 20 || k6b-k6 != 20 {
+		t.Errorf("after %s: kernel forwarded +%d/+%d, want +20/+20", what, k4b-k4, k6b-k6)
+	}
 }

@@ -219,7 +219,8 @@ func setDefaults(v *viper.Viper) {
 // defaults: neighbours and prefix lists are lists of maps.
 func isBGPKey(k string) bool { return k == "bgp" || strings.HasPrefix(k, "bgp.") }
 
-// Keys lists every configuration key, as written in the file.
+// Keys lists the keys that have a default: every key outside bgp (the bgp
+// section is decoded by its own structs; AllKeys lists those too).
 func Keys() []string {
 	v := viper.New()
 	setDefaults(v)
