@@ -9,7 +9,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 DEB_PKGS  := iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev procps bird2 frr
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build deps generate check-generate vet test test-unit test-root demo bench bench-fib clean
+.PHONY: all build deps generate check-generate vet test test-unit demo bench bench-fib clean
 
 all: build
 
