@@ -16,31 +16,7 @@ import (
 // TTL the generator wrote, also after the kernel recycled its pages, and the
 // slow-path share is what was asked.
 func TestGeneratorSendsPrivileged(t *testing.T) {
-	testbed.RequireRoot(t)
-	a := testbed.NewNetns(t, "xrlg-a")
-	b := testbed.NewNetns(t, "xrlg-b")
-	la, lb := testbed.Veth(t, a, "gen0", b, "peer0")
-
-	sink, err := dataplane.LoadSink(64, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close()
-	if err := b.Do(func() error {
-		l, err := AttachXDP(sink.Program(), lb.Index)
-		if err == nil {
-			t.Cleanup(func() { l.Close() })
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-
-	g, err := LoadGenerator()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	a, la, lb, sink, g := sinkAndGenerator(t)
 	for _, tc := range []struct {
 		src, dst string
 		frameLen int
@@ -81,29 +57,7 @@ func TestGeneratorSendsPrivileged(t *testing.T) {
 // and ends it with Interrupt: the benchmark relies on this to measure over
 // a window of its choosing.
 func TestGeneratorInterruptPrivileged(t *testing.T) {
-	testbed.RequireRoot(t)
-	a := testbed.NewNetns(t, "xrlg-a")
-	b := testbed.NewNetns(t, "xrlg-b")
-	la, lb := testbed.Veth(t, a, "gen0", b, "peer0")
-	sink, err := dataplane.LoadSink(64, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close()
-	if err := b.Do(func() error {
-		l, err := AttachXDP(sink.Program(), lb.Index)
-		if err == nil {
-			t.Cleanup(func() { l.Close() })
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	g, err := LoadGenerator()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	a, la, lb, sink, g := sinkAndGenerator(t)
 	if err := g.Configure(Traffic{DstMAC: lb.MAC, SrcMAC: la.MAC, Src: netip.MustParseAddr("192.0.2.1"),
 		Dsts: []netip.Addr{netip.MustParseAddr("198.18.0.1")}, TTL: 64}); err != nil {
 		t.Fatal(err)
@@ -141,4 +95,37 @@ func TestGeneratorInterruptPrivileged(t *testing.T) {
 			t.Fatal("run not interrupted within 5 s")
 		}
 	}
+}
+
+// sinkAndGenerator joins two new namespaces with a veth pair, attaches the
+// counting sink to the peer end and loads a generator for the gen0 end in
+// namespace a. Everything is released at the end of the test.
+func sinkAndGenerator(t *testing.T) (a *testbed.Netns, la, lb testbed.Link, sink *dataplane.Sink, g *Generator) {
+	t.Helper()
+	testbed.RequireRoot(t)
+	a = testbed.NewNetns(t, "xrlg-a")
+	b := testbed.NewNetns(t, "xrlg-b")
+	la, lb = testbed.Veth(t, a, "gen0", b, "peer0")
+
+	sink, err := dataplane.LoadSink(64, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	if err := b.Do(func() error {
+		l, err := AttachXDP(sink.Program(), lb.Index)
+		if err == nil {
+			t.Cleanup(func() { l.Close() })
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	g, err = LoadGenerator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	return a, la, lb, sink, g
 }

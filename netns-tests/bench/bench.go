@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -364,7 +365,7 @@ func (r *runner) runMode(ctx context.Context, mode string, round int, scs []*Sce
 	time.Sleep(settle)
 	var merr error
 	for _, sc := range scs {
-		if !contains(sc.modes, mode) {
+		if !slices.Contains(sc.modes, mode) {
 			continue
 		}
 		var s *Sample
@@ -400,15 +401,6 @@ func (r *runner) runMode(ctx context.Context, mode string, round int, scs []*Sce
 	return merr
 }
 
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
 func (r *runner) record(sc *Scenario, mode string, s *Sample) {
 	byMode := r.res.Samples[sc.Name]
 	if byMode == nil {
@@ -421,16 +413,14 @@ func (r *runner) record(sc *Scenario, mode string, s *Sample) {
 	byMode[mode][s.Round] = s
 }
 
-// sinkCounter counts at the sinks.
-func (r *runner) sinkCounter() func() (uint64, []uint64, error) {
-	return func() (uint64, []uint64, error) {
-		ip, _, _, err := r.tp.sinkCounts()
-		if err != nil {
-			return 0, nil, err
-		}
-		per, err := r.tp.sinkPerCPU()
-		return ip, per, err
+// countAtSinks is the frames the sinks saw, summed, and per CPU.
+func (r *runner) countAtSinks() (uint64, []uint64, error) {
+	ip, _, _, err := r.tp.sinkCounts()
+	if err != nil {
+		return 0, nil, err
 	}
+	per, err := r.tp.sinkPerCPU()
+	return ip, per, err
 }
 
 func (r *runner) startMode(mode string) (*active, error) {
@@ -438,7 +428,7 @@ func (r *runner) startMode(mode string) (*active, error) {
 	if on, err := tp.routerXDP(); err != nil || len(on) > 0 {
 		return nil, fmt.Errorf("router interfaces still have XDP from the previous mode: %v %v", on, err)
 	}
-	a := &active{name: mode, stop: func() error { return nil }, count: r.sinkCounter()}
+	a := &active{name: mode, stop: func() error { return nil }, count: r.countAtSinks}
 	switch mode {
 	case ModeKernel:
 		// Frames sent with XDP_TX into the router's ingress veth are only
