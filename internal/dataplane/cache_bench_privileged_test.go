@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +58,10 @@ func (e *fwdEnv) timedRun(dev string, frame []byte, repeat uint32) (uint32, time
 			break
 		}
 	}
+	// attr holds the buffers' addresses as integers only.
+	runtime.KeepAlive(frame)
+	runtime.KeepAlive(out)
+	runtime.KeepAlive(&ctx)
 	if errno != 0 {
 		return 0, 0, errno
 	}

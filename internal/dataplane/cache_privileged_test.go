@@ -317,6 +317,7 @@ func (e *fwdEnv) onCPU0(fn func() error) error {
 // runHere is run for a caller already in the router namespace; repeat > 1
 // runs the program on the same buffer that many times.
 func (e *fwdEnv) runHere(dev string, frame []byte, repeat uint32) (uint32, []byte, error) {
+	// Room for any growth, although the program only ever shrinks frames.
 	out := make([]byte, len(frame)+256)
 	opts := &ebpf.RunOptions{
 		Data:    frame,

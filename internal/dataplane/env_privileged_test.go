@@ -11,9 +11,6 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
-
 	"github.com/xrouter/xrouter/internal/testbed"
 )
 
@@ -229,30 +226,18 @@ func (e *fwdEnv) setFlags(t testing.TB, flags PortFlags) {
 // interface dev, from a thread inside the router namespace. It returns the
 // verdict and the frame as the program left it.
 func (e *fwdEnv) run(dev string, frame []byte) (uint32, []byte, error) {
-	ifindex, ok := e.ifindex[dev]
-	if !ok {
+	if _, ok := e.ifindex[dev]; !ok {
 		return 0, nil, errors.New("unknown device " + dev)
 	}
+	do := e.router.Do
+	if e.pinCPU {
+		do = e.onCPU0
+	}
 	var ret uint32
-	// Room for any growth, although the program only ever shrinks frames.
-	out := make([]byte, len(frame)+256)
-	err := e.router.Do(func() error {
-		if e.pinCPU {
-			var set unix.CPUSet
-			set.Set(0)
-			if err := unix.SchedSetaffinity(0, &set); err != nil {
-				return err
-			}
-		}
-		opts := &ebpf.RunOptions{
-			Data:    frame,
-			DataOut: out,
-			Context: &xdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(ifindex)},
-			Repeat:  1,
-		}
+	var out []byte
+	err := do(func() error {
 		var err error
-		ret, err = e.dp.Program().Run(opts)
-		out = opts.DataOut
+		ret, out, err = e.runHere(dev, frame, 1)
 		return err
 	})
 	return ret, out, err

@@ -338,14 +338,20 @@ func (v *Invalidator) batch(fd int, buf []byte, n int, err error) (reason, lost 
 
 // apply records what the messages change (multipath tries, bypass flags,
 // neighbour table) and returns why they invalidate the cache, or "".
+// The rules are re-read once however many rule events the messages hold.
 func (v *Invalidator) apply(msgs []syscall.NetlinkMessage) string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	reason := ""
+	reason, rules := "", false
 	for _, m := range msgs {
-		if r := v.event(m); r != "" && reason == "" {
+		r := v.event(m)
+		rules = rules || r == "rule"
+		if r != "" && reason == "" {
 			reason = r
 		}
+	}
+	if rules {
+		v.readRules()
 	}
 	return reason
 }
@@ -365,8 +371,7 @@ func (v *Invalidator) event(m syscall.NetlinkMessage) string {
 	case unix.RTM_NEWADDR, unix.RTM_DELADDR:
 		return "address"
 	case unix.RTM_NEWRULE, unix.RTM_DELRULE:
-		v.readRules()
-		return "rule"
+		return "rule" // apply re-reads the rules
 	case unix.RTM_NEWNEXTHOP, unix.RTM_DELNEXTHOP:
 		return "nexthop"
 	case unix.RTM_NEWNETCONF, unix.RTM_DELNETCONF:

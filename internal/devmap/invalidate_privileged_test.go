@@ -14,21 +14,39 @@ import (
 	"github.com/xrouter/xrouter/internal/testbed"
 )
 
+// dumpIn dumps the netlink table typ (request header hdr) from inside ns.
+func dumpIn(t *testing.T, ns *testbed.Netns, typ uint16, hdr []byte) []syscall.NetlinkMessage {
+	t.Helper()
+	var msgs []syscall.NetlinkMessage
+	if err := ns.Do(func() error {
+		var err error
+		msgs, err = dumpRetry(typ, hdr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return msgs
+}
+
+// vethNS returns a namespace with the veth pair v0/v1 up and 10.5.0.1/24
+// on v0, plus fd00:5::1/64 when v6.
+func vethNS(t *testing.T, v6 bool) *testbed.Netns {
+	t.Helper()
+	ns := testbed.NewNetns(t, "xrinv-")
+	ns.IP(t, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
+	ns.IP(t, "link", "set", "v0", "up")
+	ns.IP(t, "link", "set", "v1", "up")
+	ns.IP(t, "addr", "add", "10.5.0.1/24", "dev", "v0")
+	if v6 {
+		ns.IP(t, "addr", "add", "fd00:5::1/64", "dev", "v0", "nodad")
+	}
+	return ns
+}
+
 func TestDefaultRulesPrivileged(t *testing.T) {
 	testbed.RequireRoot(t)
 	ns := testbed.NewNetns(t, "xrinv-")
-	rules := func() []syscall.NetlinkMessage {
-		var msgs []syscall.NetlinkMessage
-		err := ns.Do(func() error {
-			var err error
-			msgs, err = dumpRetry(unix.RTM_GETRULE, make([]byte, 12))
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return msgs
-	}
+	rules := func() []syscall.NetlinkMessage { return dumpIn(t, ns, unix.RTM_GETRULE, make([]byte, 12)) }
 	msgs := rules()
 	if !defaultRules(msgs, unix.AF_INET) || !defaultRules(msgs, unix.AF_INET6) {
 		t.Fatalf("a fresh namespace's rules are not recognised as the default set")
@@ -50,15 +68,7 @@ func TestDefaultRulesPrivileged(t *testing.T) {
 	ns2 := testbed.NewNetns(t, "xrinv-")
 	ns2.IP(t, "rule", "add", "pref", "100", "lookup", "local")
 	ns2.IP(t, "rule", "del", "pref", "0")
-	var msgs2 []syscall.NetlinkMessage
-	if err := ns2.Do(func() error {
-		var err error
-		msgs2, err = dumpRetry(unix.RTM_GETRULE, make([]byte, 12))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if defaultRules(msgs2, unix.AF_INET) {
+	if defaultRules(dumpIn(t, ns2, unix.RTM_GETRULE, make([]byte, 12)), unix.AF_INET) {
 		t.Error("local rule moved to pref 100: still taken for the default set")
 	}
 }
@@ -67,12 +77,7 @@ func TestDefaultRulesPrivileged(t *testing.T) {
 // destination alone are recognised in a dump, however they were made.
 func TestRouteClassesPrivileged(t *testing.T) {
 	testbed.RequireRoot(t)
-	ns := testbed.NewNetns(t, "xrinv-")
-	ns.IP(t, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
-	ns.IP(t, "link", "set", "v0", "up")
-	ns.IP(t, "link", "set", "v1", "up")
-	ns.IP(t, "addr", "add", "10.5.0.1/24", "dev", "v0")
-	ns.IP(t, "addr", "add", "fd00:5::1/64", "dev", "v0", "nodad")
+	ns := vethNS(t, true)
 	for _, args := range [][]string{
 		{"route", "add", "10.60.0.0/16", "nexthop", "via", "10.5.0.2", "nexthop", "via", "10.5.0.3"},
 		{"-6", "route", "add", "fd00:60::/48", "nexthop", "via", "fd00:5::2", "nexthop", "via", "fd00:5::3"},
@@ -86,16 +91,8 @@ func TestRouteClassesPrivileged(t *testing.T) {
 	} {
 		ns.IP(t, args...)
 	}
-	var msgs []syscall.NetlinkMessage
-	if err := ns.Do(func() error {
-		var err error
-		msgs, err = dumpRetry(unix.RTM_GETROUTE, make([]byte, unix.SizeofRtMsg))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
 	got := map[string]route{}
-	for _, m := range msgs {
+	for _, m := range dumpIn(t, ns, unix.RTM_GETROUTE, make([]byte, unix.SizeofRtMsg)) {
 		if r, ok := parseRoute(m.Data); ok {
 			got[r.dst.String()] = r
 		}
@@ -129,12 +126,7 @@ func TestRouteClassesPrivileged(t *testing.T) {
 // route on a nexthop object.
 func TestRouteEventsMultipathPrivileged(t *testing.T) {
 	testbed.RequireRoot(t)
-	ns := testbed.NewNetns(t, "xrinv-")
-	ns.IP(t, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
-	ns.IP(t, "link", "set", "v0", "up")
-	ns.IP(t, "link", "set", "v1", "up")
-	ns.IP(t, "addr", "add", "10.5.0.1/24", "dev", "v0")
-	ns.IP(t, "addr", "add", "fd00:5::1/64", "dev", "v0", "nodad")
+	ns := vethNS(t, true)
 	ns.IP(t, "-6", "route", "add", "fd00:61::/48", "via", "fd00:5::2")
 	ns.IP(t, "nexthop", "add", "id", "7", "via", "10.5.0.2", "dev", "v0")
 	var fd int
@@ -181,11 +173,7 @@ func TestRouteEventsMultipathPrivileged(t *testing.T) {
 // cache off and re-reads everything) instead of bumping as if complete.
 func TestOverrunDetectedPrivileged(t *testing.T) {
 	testbed.RequireRoot(t)
-	ns := testbed.NewNetns(t, "xrinv-")
-	ns.IP(t, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
-	ns.IP(t, "link", "set", "v0", "up")
-	ns.IP(t, "link", "set", "v1", "up")
-	ns.IP(t, "addr", "add", "10.5.0.1/24", "dev", "v0")
+	ns := vethNS(t, false)
 	var fd int
 	if err := ns.Do(func() error {
 		var err error
