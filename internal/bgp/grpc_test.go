@@ -1,12 +1,9 @@
 package bgp
 
 import (
-	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -32,16 +29,7 @@ func TestGRPCAPIListsPeers(t *testing.T) {
 		Neighbors: []Neighbor{{Address: "192.0.2.7", PeerAS: 65007, Families: []string{FamilyIPv4Unicast}, Passive: true}},
 		Networks:  []string{"198.51.100.0/24"},
 	}
-	sp, err := New(cfg, &fakeSink{routes: map[netip.Prefix][]netip.Addr{}}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := sp.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer sp.Stop()
+	_, ctx := startTestSpeaker(t, cfg)
 
 	conn, err := grpc.DialContext(ctx, addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -1,8 +1,6 @@
 package bgp
 
 import (
-	"context"
-	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
@@ -69,16 +67,7 @@ func TestReloadInProcess(t *testing.T) {
 		},
 		Networks: []string{"198.51.100.0/24"},
 	}
-	sp, err := New(base, &fakeSink{routes: map[netip.Prefix][]netip.Addr{}}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := sp.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer sp.Stop()
+	sp, ctx := startTestSpeaker(t, base)
 	peers := func() []string {
 		var out []string
 		_ = sp.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) { out = append(out, p.Conf.NeighborAddress) })

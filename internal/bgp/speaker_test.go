@@ -1,6 +1,7 @@
 package bgp
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -64,6 +66,23 @@ func newTestSpeaker(t *testing.T) (*Speaker, *fakeSink) {
 		t.Fatal(err)
 	}
 	return s, sink
+}
+
+// startTestSpeaker starts a speaker for cfg with a discarding sink, stopped
+// at the end of the test; ctx bounds the test's calls to it.
+func startTestSpeaker(t *testing.T, cfg Config) (*Speaker, context.Context) {
+	t.Helper()
+	sp, err := New(cfg, &fakeSink{routes: map[netip.Prefix][]netip.Addr{}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	if err := sp.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sp.Stop)
+	return sp, ctx
 }
 
 func TestConfigValidate(t *testing.T) {

@@ -1,8 +1,8 @@
 package fib
 
-// Kernel routes xrouter did not write, for BGP redistribution. This file is
-// self-contained: it only reads the kernel's routes and follows their
-// changes; nothing else in the package depends on it.
+// Kernel routes xrouter did not write, for BGP redistribution. It follows
+// the kernel's changes through the same filtered subscription as next-hop
+// tracking (nhtrack.go); nothing else in the package depends on it.
 
 import (
 	"context"
@@ -83,21 +83,27 @@ func WatchKernelRoutes(ctx context.Context, settle time.Duration, log *slog.Logg
 	if log == nil {
 		log = slog.Default()
 	}
-	updates := make(chan netlink.RouteUpdate, 256)
-	done := make(chan struct{})
-	errs := make(chan error, 1)
-	if err := netlink.RouteSubscribeWithOptions(updates, done, netlink.RouteSubscribeOptions{
-		ErrorCallback: func(err error) {
+	// The same filtered subscription as next-hop tracking: our own routes
+	// (a full table while BGP converges) do not wake it.
+	fd, err := subscribeNotOurs("", unix.RTMGRP_IPV4_ROUTE|unix.RTMGRP_IPV6_ROUTE)
+	if err != nil {
+		return err
+	}
+	updates := make(chan struct{}, 1)
+	go func() {
+		defer unix.Close(fd)
+		err := readChanges(ctx, fd, func() {
 			select {
-			case errs <- err:
+			case updates <- struct{}{}:
 			default:
 			}
-		},
-	}); err != nil {
-		return fmt.Errorf("subscribing to route changes: %w", err)
-	}
+		})
+		if err != nil {
+			log.Warn("redistribution: route subscription", "err", err)
+			close(updates)
+		}
+	}()
 	go func() {
-		defer close(done)
 		var last KernelRoutes
 		first := true
 		emit := func() {
@@ -129,8 +135,6 @@ func WatchKernelRoutes(ctx context.Context, settle time.Duration, log *slog.Logg
 				if timer == nil {
 					timer = time.After(settle)
 				}
-			case err := <-errs:
-				log.Warn("redistribution: route subscription", "err", err)
 			case <-timer:
 				timer = nil
 				emit()

@@ -31,23 +31,41 @@ type NexthopTracker interface {
 // own routes (protocol 186) are filtered out in the kernel by a socket
 // filter, so a full table written by us does not wake it a million times.
 func (k *KernelWriter) Watch(ctx context.Context, changed func()) error {
-	groups := uint32(unix.RTMGRP_IPV4_ROUTE | unix.RTMGRP_IPV6_ROUTE | unix.RTMGRP_LINK |
-		unix.RTMGRP_IPV4_IFADDR | unix.RTMGRP_IPV6_IFADDR)
-	fd, err := socketIn(k.nsPath, unix.NETLINK_ROUTE, groups)
+	fd, err := subscribeNotOurs(k.nsPath, unix.RTMGRP_IPV4_ROUTE|unix.RTMGRP_IPV6_ROUTE|unix.RTMGRP_LINK|
+		unix.RTMGRP_IPV4_IFADDR|unix.RTMGRP_IPV6_IFADDR)
 	if err != nil {
-		return fmt.Errorf("subscribing to route changes: %w", err)
+		return err
 	}
 	defer unix.Close(fd)
+	k.tracking.Store(true)
+	defer k.tracking.Store(false)
+	return readChanges(ctx, fd, changed)
+}
+
+// subscribeNotOurs opens a socket in the namespace at nsPath (empty: the
+// calling thread's) bound to the rtnetlink groups, with notifications of
+// our own routes filtered out and a short receive timeout for readChanges.
+func subscribeNotOurs(nsPath string, groups uint32) (int, error) {
+	fd, err := socketIn(nsPath, unix.NETLINK_ROUTE, groups)
+	if err != nil {
+		return -1, fmt.Errorf("subscribing to route changes: %w", err)
+	}
 	if err := attachNotOursFilter(fd); err != nil {
-		return fmt.Errorf("subscribing to route changes: %w", err)
+		unix.Close(fd)
+		return -1, fmt.Errorf("subscribing to route changes: %w", err)
 	}
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20)
 	tv := unix.NsecToTimeval((200 * time.Millisecond).Nanoseconds())
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		return fmt.Errorf("subscribing to route changes: %w", err)
+		unix.Close(fd)
+		return -1, fmt.Errorf("subscribing to route changes: %w", err)
 	}
-	k.tracking.Store(true)
-	defer k.tracking.Store(false)
+	return fd, nil
+}
+
+// readChanges calls changed for every notification read from fd until ctx
+// is done.
+func readChanges(ctx context.Context, fd int, changed func()) error {
 	buf := make([]byte, 64<<10)
 	for ctx.Err() == nil {
 		_, _, err := unix.Recvfrom(fd, buf, 0)

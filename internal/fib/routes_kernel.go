@@ -296,12 +296,11 @@ func (k *KernelWriter) List() ([]InstalledRoute, error) {
 		if rt.Dst == nil {
 			continue
 		}
-		addr, ok := netip.AddrFromSlice(rt.Dst.IP)
+		p, ok := ipNetPrefix(rt.Dst)
 		if !ok {
 			continue
 		}
-		ones, _ := rt.Dst.Mask.Size()
-		ir := InstalledRoute{Prefix: netip.PrefixFrom(addr.Unmap(), ones)}
+		ir := InstalledRoute{Prefix: p}
 		if rt.Gw != nil {
 			gw, _ := netip.AddrFromSlice(rt.Gw)
 			ir.Kernel = append(ir.Kernel, Nexthop{Gateway: gw.Unmap(), LinkIndex: rt.LinkIndex})
