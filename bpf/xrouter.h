@@ -1,40 +1,56 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Shared definitions of the xrouter data plane: outcome indices and map
- * layouts. internal/dataplane mirrors the enum in Go (outcome.go); a test
- * there checks both stay in step. */
+/* Shared definitions of the xrouter data plane: outcome indices, map value
+ * layouts and sizes. bpf2go generates the Go side of the enums and structs
+ * (internal/dataplane/gen.go lists them). */
 #ifndef XROUTER_H
 #define XROUTER_H
 
-#define XR_LOCAL4_FILTER_BITS 65536 /* power of two */
-
 #include <linux/types.h>
+
+/* Address families (linux/socket.h; the BPF build has no libc headers). */
+#define AF_INET 2
+#define AF_INET6 10
+
+/* Multiplicative hashing: 2^32 divided by the golden ratio (Knuth), and the
+ * two multipliers of murmur3's 32-bit finaliser. */
+#define XR_HASH_GOLDEN 0x9e3779b1u
+#define XR_HASH_C1 0x85ebca6bu
+#define XR_HASH_C2 0xc2b2ae35u
+
+/* The local-address filter has 2^XR_LOCAL4_FILTER_LOG2 bits, indexed by the
+ * top bits of XR_HASH_GOLDEN times the address (internal/dataplane's
+ * local4Bit computes the same). */
+#define XR_LOCAL4_FILTER_LOG2 16
+#define XR_LOCAL4_FILTER_BITS (1 << XR_LOCAL4_FILTER_LOG2)
 
 /* Every packet the program sees ends in exactly one outcome. XR_FORWARDED is
  * the fast path; every other outcome is an XDP_PASS to the kernel with the
  * reason the fast path declined the packet. Append only: the numbers are part
- * of the pinned stats map's layout. */
+ * of the pinned stats map's layout. What each one means is written in
+ * internal/dataplane/outcome.go (the operator's help text), whose tests
+ * check that every value has it. */
 enum xr_outcome {
 	XR_FORWARDED = 0,
-	XR_PASS_NOT_IP,          /* ethertype is neither IPv4 nor IPv6 (ARP, VLAN, ...) */
-	XR_PASS_MALFORMED,       /* truncated or invalid L2/L3/L4 header, bad IPv4 checksum */
-	XR_PASS_IP_OPTIONS,      /* IPv4 options or an IPv6 extension header */
-	XR_PASS_FRAGMENT,        /* IPv4 or IPv6 fragment */
-	XR_PASS_TTL_EXCEEDED,    /* TTL / hop limit <= 1: the kernel sends Time Exceeded */
-	XR_PASS_L2_NOT_FOR_US,   /* destination MAC is multicast, broadcast or another host */
-	XR_PASS_MARTIAN,         /* address the kernel never forwards (loopback, multicast, link-local, ...) */
-	XR_PASS_ICMP_SPECIAL,    /* ICMP error or IPv6 neighbour discovery */
-	XR_PASS_NOT_FWDED,       /* lookup: local delivery, broadcast, or no route */
-	XR_PASS_FWD_DISABLED,    /* lookup: forwarding disabled on the ingress interface */
-	XR_PASS_BLACKHOLE,       /* lookup: blackhole route */
-	XR_PASS_UNREACHABLE,     /* lookup: unreachable route */
-	XR_PASS_PROHIBIT,        /* lookup: prohibit route */
-	XR_PASS_UNSUPP_LWT,      /* lookup: route needs lightweight-tunnel encapsulation */
-	XR_PASS_NO_NEIGH,        /* lookup: next hop has no valid neighbour entry */
-	XR_PASS_FRAG_NEEDED,     /* lookup: packet larger than the egress MTU */
-	XR_PASS_LOOKUP_OTHER,    /* lookup: any other return code */
-	XR_PASS_NOT_IN_DEVMAP,   /* egress interface is not managed by xrouter */
-	XR_PASS_HAIRPIN,         /* egress == ingress: the kernel also sends a redirect */
-	XR_PASS_INGRESS_UNKNOWN, /* ingress interface has no port entry yet */
+	XR_PASS_NOT_IP,
+	XR_PASS_MALFORMED,
+	XR_PASS_IP_OPTIONS,
+	XR_PASS_FRAGMENT,
+	XR_PASS_TTL_EXCEEDED,
+	XR_PASS_L2_NOT_FOR_US,
+	XR_PASS_MARTIAN,
+	XR_PASS_ICMP_SPECIAL,
+	XR_PASS_NOT_FWDED,
+	XR_PASS_FWD_DISABLED,
+	XR_PASS_BLACKHOLE,
+	XR_PASS_UNREACHABLE,
+	XR_PASS_PROHIBIT,
+	XR_PASS_UNSUPP_LWT,
+	XR_PASS_NO_NEIGH,
+	XR_PASS_FRAG_NEEDED,
+	XR_PASS_LOOKUP_OTHER,
+	XR_PASS_NOT_IN_DEVMAP,
+	XR_PASS_HAIRPIN,
+	XR_PASS_INGRESS_UNKNOWN,
 	XR_OUTCOME_MAX,
 };
 
@@ -123,7 +139,8 @@ struct xr_l0_slot {
 	__u32 pad;
 };
 
-#define XR_L0_SLOTS 16 /* power of two */
+#define XR_L0_SLOT_BITS 4
+#define XR_L0_SLOTS (1 << XR_L0_SLOT_BITS)
 
 struct xr_l0 {
 	struct xr_l0_slot slot[XR_L0_SLOTS];
