@@ -26,6 +26,7 @@ import (
 	"github.com/xrouter/xrouter/internal/devmap"
 	"github.com/xrouter/xrouter/internal/fib"
 	"github.com/xrouter/xrouter/internal/metrics"
+	"github.com/xrouter/xrouter/internal/sysctl"
 )
 
 // configFlags are the flags every config-reading command accepts; each
@@ -394,7 +395,7 @@ func pinned(pinPath string) bool {
 }
 
 func checkForwarding(iface string, manage bool, log *slog.Logger) {
-	f, err := fib.CheckForwarding(iface)
+	f, err := sysctl.CheckForwarding(iface)
 	if err != nil {
 		log.Warn("cannot read forwarding sysctls", "interface", iface, "err", err)
 		return
@@ -404,7 +405,7 @@ func checkForwarding(iface string, manage bool, log *slog.Logger) {
 		return
 	}
 	if manage {
-		if err := fib.EnableForwarding(iface); err != nil {
+		if err := sysctl.EnableForwarding(iface); err != nil {
 			log.Error("enabling forwarding", "interface", iface, "err", err)
 			return
 		}
