@@ -26,6 +26,7 @@ import (
 	"github.com/xrouter/xrouter/internal/devmap"
 	"github.com/xrouter/xrouter/internal/fib"
 	"github.com/xrouter/xrouter/internal/metrics"
+	"github.com/xrouter/xrouter/internal/nhcache"
 	"github.com/xrouter/xrouter/internal/sysctl"
 )
 
@@ -172,7 +173,7 @@ func run(cfg *config.Config, log *slog.Logger, reload func() (*config.Config, er
 	defer dp.Close()
 	// The next-hop cache is off from here until the invalidator has read
 	// the kernel's state and follows its events.
-	inv, err := devmap.NewInvalidator(devmap.CacheConfig{Enabled: d.Cache.Enabled, MaxAge: d.Cache.MaxAge}, dp, log)
+	inv, err := nhcache.NewInvalidator(nhcache.Config{Enabled: d.Cache.Enabled, MaxAge: d.Cache.MaxAge}, dp, log)
 	if err != nil {
 		return err
 	}
