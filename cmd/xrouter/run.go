@@ -26,6 +26,8 @@ import (
 	"github.com/xrouter/xrouter/internal/devmap"
 	"github.com/xrouter/xrouter/internal/fib"
 	"github.com/xrouter/xrouter/internal/metrics"
+	"github.com/xrouter/xrouter/internal/nhcache"
+	"github.com/xrouter/xrouter/internal/sysctl"
 )
 
 // configFlags are the flags every config-reading command accepts; each
@@ -171,7 +173,7 @@ func run(cfg *config.Config, log *slog.Logger, reload func() (*config.Config, er
 	defer dp.Close()
 	// The next-hop cache is off from here until the invalidator has read
 	// the kernel's state and follows its events.
-	inv, err := devmap.NewInvalidator(devmap.CacheConfig{Enabled: d.Cache.Enabled, MaxAge: d.Cache.MaxAge}, dp, log)
+	inv, err := nhcache.NewInvalidator(nhcache.Config{Enabled: d.Cache.Enabled, MaxAge: d.Cache.MaxAge}, dp, log)
 	if err != nil {
 		return err
 	}
@@ -394,7 +396,7 @@ func pinned(pinPath string) bool {
 }
 
 func checkForwarding(iface string, manage bool, log *slog.Logger) {
-	f, err := fib.CheckForwarding(iface)
+	f, err := sysctl.CheckForwarding(iface)
 	if err != nil {
 		log.Warn("cannot read forwarding sysctls", "interface", iface, "err", err)
 		return
@@ -404,7 +406,7 @@ func checkForwarding(iface string, manage bool, log *slog.Logger) {
 		return
 	}
 	if manage {
-		if err := fib.EnableForwarding(iface); err != nil {
+		if err := sysctl.EnableForwarding(iface); err != nil {
 			log.Error("enabling forwarding", "interface", iface, "err", err)
 			return
 		}

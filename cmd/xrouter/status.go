@@ -9,7 +9,7 @@ import (
 
 	"github.com/xrouter/xrouter/internal/dataplane"
 	"github.com/xrouter/xrouter/internal/devmap"
-	"github.com/xrouter/xrouter/internal/fib"
+	"github.com/xrouter/xrouter/internal/sysctl"
 )
 
 type statusReport struct {
@@ -36,7 +36,7 @@ func readCacheStatus(pin string) *cacheStatus {
 
 type ifaceStatus struct {
 	devmap.Status
-	Forwarding *fib.Forwarding `json:"forwarding,omitempty"`
+	Forwarding *sysctl.Forwarding `json:"forwarding,omitempty"`
 }
 
 func statusCmd() *cobra.Command {
@@ -64,7 +64,7 @@ or not; run it in the router's namespace (--netns NAME).`,
 				is := ifaceStatus{Status: s}
 				rep.Warnings = append(rep.Warnings, prefixed(s.Name, s.Warnings)...)
 				if s.Name != "?" {
-					if f, err := fib.CheckForwarding(s.Name); err == nil {
+					if f, err := sysctl.CheckForwarding(s.Name); err == nil {
 						is.Forwarding = &f
 						rep.Warnings = append(rep.Warnings, f.Problems()...)
 					}

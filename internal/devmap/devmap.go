@@ -20,7 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xrouter/xrouter/internal/dataplane"
-	"github.com/xrouter/xrouter/internal/fib"
+	"github.com/xrouter/xrouter/internal/sysctl"
 )
 
 // Mode is how the XDP program is attached.
@@ -168,7 +168,7 @@ func eligible(l netlink.Link) error {
 // portFlags tells the fast path the interface's sysctls that kernel
 // forwarding obeys and bpf_fib_lookup does not.
 func portFlags(iface string) dataplane.PortFlags {
-	p := fib.ReadPolicy(iface)
+	p := sysctl.ReadPolicy(iface)
 	return dataplane.PortFlags{RPFilter: p.RPFilter, AcceptLocal: p.AcceptLocal, NoForward6: !p.ForwardIPv6}
 }
 

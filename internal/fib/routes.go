@@ -1,3 +1,7 @@
+// Package fib is the kernel FIB as xrouter sees and writes it: our routes
+// (protocol 186) installed, replaced and removed in batches, BGP next hops
+// resolved through the FIB and tracked as it changes, and the kernel's own
+// routes read for redistribution.
 package fib
 
 import (

@@ -1,8 +1,9 @@
-// Package fib is the kernel FIB as xrouter sees it. For the data plane it
-// checks that the kernel will forward on the attached interfaces: the fast
-// path's bpf_fib_lookup returns FWD_DISABLED unless forwarding is on for the
-// ingress interface, and the slow path must agree with it.
-package fib
+// Package sysctl reads (and, when allowed, sets) the per-interface sysctls
+// that decide whether the kernel forwards: the fast path's bpf_fib_lookup
+// returns FWD_DISABLED unless forwarding is on for the ingress interface,
+// and the slow path must agree with it; rp_filter and accept_local are
+// checked by the kernel but not by bpf_fib_lookup, so the data plane is told.
+package sysctl
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-package devmap
+package nhcache
 
 import (
 	"encoding/binary"

@@ -1,12 +1,14 @@
-package devmap
-
-// Invalidation of the fast path's next-hop cache. The cache answers for
-// bpf_fib_lookup, so every kernel change that could alter a lookup's result
-// must move the cache's generation before the next packet relies on it:
+// Package nhcache is the user-space side of the fast path's next-hop cache:
+// its generation, lease and bypass flags, and the multipath tries.
+//
+// Invalidation: the cache answers for bpf_fib_lookup, so every kernel
+// change that could alter a lookup's result must move the cache's
+// generation before the next packet relies on it:
 // routes, neighbours, links (state, MTU, address), addresses, policy rules,
 // nexthop objects, forwarding sysctls (netconf), and our own devmap. Learned
 // PMTU exceptions send no event, hence the periodic bump (max_age). A lost
 // event (socket overrun) bumps and re-reads everything.
+package nhcache
 
 import (
 	"bytes"
@@ -25,8 +27,8 @@ import (
 	"github.com/xrouter/xrouter/internal/dataplane"
 )
 
-// CacheConfig configures the next-hop cache's invalidation.
-type CacheConfig struct {
+// Config configures the next-hop cache's invalidation.
+type Config struct {
 	// Enabled turns the cache on; off, the generation stays 0.
 	Enabled bool
 	// MaxAge is the period of the unconditional bump (PMTU exceptions
@@ -37,7 +39,7 @@ type CacheConfig struct {
 // Invalidator owns the cache's generation. It is the only writer of the
 // xr_cache_gen map and of the multipath tries.
 type Invalidator struct {
-	cfg CacheConfig
+	cfg Config
 	dp  *dataplane.Dataplane
 	log *slog.Logger
 
@@ -68,7 +70,7 @@ const nudValid = unix.NUD_PERMANENT | unix.NUD_NOARP | unix.NUD_REACHABLE | unix
 // NewInvalidator takes over the cache's control block and turns the cache
 // off until Start has read the kernel's state: a control block left by an
 // earlier run (even one killed) must not validate anything.
-func NewInvalidator(cfg CacheConfig, dp *dataplane.Dataplane, log *slog.Logger) (*Invalidator, error) {
+func NewInvalidator(cfg Config, dp *dataplane.Dataplane, log *slog.Logger) (*Invalidator, error) {
 	if cfg.MaxAge <= 0 {
 		cfg.MaxAge = 2 * time.Second
 	}

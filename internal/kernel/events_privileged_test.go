@@ -1,0 +1,190 @@
+package kernel
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/xrouter/xrouter/internal/testbed"
+)
+
+// vethNS returns a namespace with the veth pair v0/v1 up and 10.5.0.1/24
+// on v0.
+func vethNS(t *testing.T) *testbed.Netns {
+	t.Helper()
+	ns := testbed.NewNetns(t, "xrkern-")
+	ns.IP(t, "link", "add", "v0", "type", "veth", "peer", "name", "v1")
+	ns.IP(t, "link", "set", "v0", "up")
+	ns.IP(t, "link", "set", "v1", "up")
+	ns.IP(t, "addr", "add", "10.5.0.1/24", "dev", "v0")
+	return ns
+}
+
+func subscribe(t *testing.T, ns *testbed.Netns, f Filter) *Subscription {
+	t.Helper()
+	s, err := Subscribe(ns.Path(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// routesSeen collects the route events of s for d, by destination.
+func routesSeen(s *Subscription, d time.Duration) (map[string]RouteInfo, int) {
+	got, lost := map[string]RouteInfo{}, 0
+	deadline := time.After(d)
+	for {
+		select {
+		case e := <-s.Events():
+			switch e.Kind {
+			case Route:
+				got[e.Route.Dst.String()] = e.Route
+			case Lost:
+				lost++
+			}
+		case <-deadline:
+			return got, lost
+		}
+	}
+}
+
+// TestOwnRoutesReachOnlyThoseWhoWantThemPrivileged: one socket, two
+// subscribers. Routes of the ignored protocol reach only the subscriber
+// that asked for them; other routes reach both; a subscriber alone that
+// ignores them has the kernel drop them.
+func TestOwnRoutesReachOnlyThoseWhoWantThemPrivileged(t *testing.T) {
+	testbed.RequireRoot(t)
+	ns := vethNS(t)
+	tracker := subscribe(t, ns, Filter{Kinds: Route | Link | Addr, IgnoreProtocol: 186})
+	if tracker.hub.filtered != 186 {
+		t.Errorf("alone, the subscriber ignoring protocol 186 left the socket unfiltered (%d)", tracker.hub.filtered)
+	}
+	all := subscribe(t, ns, Filter{Kinds: All})
+	if all.hub != tracker.hub {
+		t.Fatal("two subscriptions in one namespace opened two sockets")
+	}
+	if all.hub.filtered != 0 {
+		t.Errorf("a subscriber wants every route but the socket still filters protocol %d", all.hub.filtered)
+	}
+	ns.IP(t, "route", "add", "10.60.0.0/16", "via", "10.5.0.2", "proto", "186")
+	ns.IP(t, "route", "add", "10.61.0.0/16", "via", "10.5.0.2", "proto", "static")
+	ns.IP(t, "route", "add", "10.62.0.0/16", "nexthop", "via", "10.5.0.2", "nexthop", "via", "10.5.0.3")
+	gotAll, _ := routesSeen(all, 500*time.Millisecond)
+	gotTracker, _ := routesSeen(tracker, 100*time.Millisecond)
+	for _, p := range []string{"10.60.0.0/16", "10.61.0.0/16", "10.62.0.0/16"} {
+		if _, ok := gotAll[p]; !ok {
+			t.Errorf("%s: not seen by the subscriber of every route (saw %v)", p, gotAll)
+		}
+	}
+	if r := gotAll["10.60.0.0/16"]; r.Protocol != 186 || r.Multipath || r.Table != unix.RT_TABLE_MAIN {
+		t.Errorf("10.60.0.0/16 decoded as %+v", r)
+	}
+	if r := gotAll["10.62.0.0/16"]; !r.Multipath {
+		t.Errorf("multipath route decoded as %+v", r)
+	}
+	if _, ok := gotTracker["10.60.0.0/16"]; ok {
+		t.Error("a route of the ignored protocol reached the subscriber ignoring it")
+	}
+	if _, ok := gotTracker["10.61.0.0/16"]; !ok {
+		t.Errorf("a static route did not reach the tracker (saw %v)", gotTracker)
+	}
+
+	// The subscriber of every route leaves: the kernel filters again.
+	all.Close()
+	if f := tracker.hub.filtered; f != 186 {
+		t.Errorf("after the last subscriber of our routes left, filter = %d", f)
+	}
+	ns.IP(t, "link", "set", "v1", "mtu", "1400")
+	deadline := time.After(2 * time.Second)
+	for seen := false; !seen; {
+		select {
+		case e := <-tracker.Events():
+			seen = e.Kind == Link && e.Link.Attrs().Name == "v1" && e.Link.Attrs().MTU == 1400
+		case <-deadline:
+			t.Fatal("link event not delivered")
+		}
+	}
+}
+
+// TestOverrunTellsEverySubscriberPrivileged: when the kernel drops events
+// because the socket is full, every subscriber receives Lost.
+func TestOverrunTellsEverySubscriberPrivileged(t *testing.T) {
+	testbed.RequireRoot(t)
+	ns := vethNS(t)
+	a := subscribe(t, ns, Filter{Kinds: Route, Queue: 1 << 16})
+	b := subscribe(t, ns, Filter{Kinds: Link, Queue: 1 << 16})
+	// Shrink the buffer far below one burst.
+	if err := unix.SetsockoptInt(a.hub.fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1024); err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	for i := range 2000 {
+		fmt.Fprintf(&sb, "route add 10.%d.%d.0/24 via 10.5.0.2\n", 70+i/256, i%256)
+	}
+	batch := filepath.Join(t.TempDir(), "routes")
+	if err := os.WriteFile(batch, []byte(sb.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ns.IP(t, "-batch", batch)
+	for _, s := range []*Subscription{a, b} {
+		if _, lost := routesSeen(s, time.Second); lost == 0 {
+			t.Errorf("2000 route events into a 1 KiB socket buffer: subscriber %v not told of the loss", s.filter.Kinds)
+		}
+	}
+}
+
+// TestFullQueueIsLostPrivileged: a subscriber that does not keep up loses
+// events alone and is told so once it reads again.
+func TestFullQueueIsLostPrivileged(t *testing.T) {
+	testbed.RequireRoot(t)
+	ns := vethNS(t)
+	slow := subscribe(t, ns, Filter{Kinds: Route, Queue: 1})
+	fast := subscribe(t, ns, Filter{Kinds: Route, Queue: 64})
+	for i := range 3 {
+		ns.IP(t, "route", "add", netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 80, byte(i), 0}), 24).String(), "via", "10.5.0.2")
+	}
+	gotFast, lostFast := routesSeen(fast, 500*time.Millisecond)
+	if len(gotFast) != 3 || lostFast != 0 {
+		t.Errorf("fast subscriber: %d routes, %d losses; want 3 and 0", len(gotFast), lostFast)
+	}
+	_, lostSlow := routesSeen(slow, time.Second)
+	if lostSlow == 0 {
+		t.Error("a subscriber whose queue overflowed was not told")
+	}
+}
+
+// TestSubscriptionInCallersNamespacePrivileged: an empty path is the
+// calling thread's namespace, and two namespaces get two sockets.
+func TestSubscriptionInCallersNamespacePrivileged(t *testing.T) {
+	testbed.RequireRoot(t)
+	ns1, ns2 := vethNS(t), vethNS(t)
+	var s1 *Subscription
+	if err := ns1.Do(func() error {
+		var err error
+		s1, err = Subscribe("", Filter{Kinds: Route})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s1.Close)
+	s2 := subscribe(t, ns2, Filter{Kinds: Route})
+	if s1.hub == s2.hub {
+		t.Fatal("two namespaces share one socket")
+	}
+	ns1.IP(t, "route", "add", "10.90.0.0/16", "via", "10.5.0.2")
+	got1, _ := routesSeen(s1, 500*time.Millisecond)
+	got2, _ := routesSeen(s2, 100*time.Millisecond)
+	if _, ok := got1["10.90.0.0/16"]; !ok {
+		t.Errorf("route not seen in its namespace: %v", got1)
+	}
+	if len(got2) != 0 {
+		t.Errorf("routes of another namespace seen: %v", got2)
+	}
+}
