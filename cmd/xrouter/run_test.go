@@ -6,12 +6,13 @@ import (
 
 	"github.com/xrouter/xrouter/internal/bgp"
 	"github.com/xrouter/xrouter/internal/config"
+	"github.com/xrouter/xrouter/internal/devmap"
 )
 
 func TestRestartOnly(t *testing.T) {
 	base := func() *config.Config {
 		return &config.Config{
-			Dataplane: config.Dataplane{Interfaces: []string{"eth0"}, Mode: "auto", PinPath: "/sys/fs/bpf/x"},
+			Dataplane: devmap.Settings{Interfaces: []string{"eth0"}, Mode: "auto", PinPath: "/sys/fs/bpf/x"},
 			Log:       config.Log{Level: "info", Format: "text"},
 			BGP:       bgp.Config{AS: 65001, RouterID: "10.0.0.1", Networks: []string{"10.1.0.0/24"}},
 		}

@@ -21,17 +21,26 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/xrouter/xrouter/internal/bgp"
+	"github.com/xrouter/xrouter/internal/dataplane"
+	"github.com/xrouter/xrouter/internal/devmap"
+	"github.com/xrouter/xrouter/internal/fib"
 )
 
-// Config is the whole daemon configuration.
+// Config is the whole daemon configuration. Each section that a package
+// reads is that package's own settings type (its tags are the keys, its
+// Validate checks them); config composes them, adds the sections that
+// configure the process itself (log, metrics, api, debug, runtime) and
+// does the loading: defaults, environment, flags, unknown keys.
 type Config struct {
-	Dataplane Dataplane `mapstructure:"dataplane"`
-	Log       Log       `mapstructure:"log"`
-	Metrics   Metrics   `mapstructure:"metrics"`
-	API       API       `mapstructure:"api"`
-	FIB       FIB       `mapstructure:"fib"`
-	Debug     Debug     `mapstructure:"debug"`
-	Runtime   Runtime   `mapstructure:"runtime"`
+	// Dataplane selects the interfaces and configures the fast path.
+	Dataplane devmap.Settings `mapstructure:"dataplane"`
+	Log       Log             `mapstructure:"log"`
+	Metrics   Metrics         `mapstructure:"metrics"`
+	API       API             `mapstructure:"api"`
+	// FIB configures the kernel routes xrouter writes for BGP.
+	FIB     fib.Settings `mapstructure:"fib"`
+	Debug   Debug        `mapstructure:"debug"`
+	Runtime Runtime      `mapstructure:"runtime"`
 	// BGP configures the embedded speaker; it is off while bgp.as is 0.
 	BGP bgp.Config `mapstructure:"bgp"`
 
@@ -39,45 +48,10 @@ type Config struct {
 	File string `mapstructure:"-"`
 }
 
-// Dataplane configures the XDP fast path.
-type Dataplane struct {
-	// Interfaces is the explicit list of interfaces to forward between.
-	Interfaces []string `mapstructure:"interfaces"`
-	// InterfacePattern selects interfaces by shell glob (e.g. "eth*"),
-	// including ones that appear while the daemon runs.
-	InterfacePattern string `mapstructure:"interface_pattern"`
-	// Mode is the XDP attach mode: auto, native or generic.
-	Mode string `mapstructure:"mode"`
-	// PinPath is the bpffs directory for the pinned maps and links.
-	PinPath string `mapstructure:"pin_path"`
-	// DetachOnExit removes the data plane when the daemon stops cleanly;
-	// by default it keeps forwarding.
-	DetachOnExit bool `mapstructure:"detach_on_exit"`
-	// ManageForwarding lets xrouter enable the forwarding sysctls of the
-	// attached interfaces; by default it only reports them.
-	ManageForwarding bool `mapstructure:"manage_forwarding"`
-	// ResyncInterval is how often the daemon re-lists interfaces to repair
-	// what link events missed.
-	ResyncInterval time.Duration `mapstructure:"resync_interval"`
-	// Cache configures the fast path's next-hop cache.
-	Cache Cache `mapstructure:"cache"`
-}
-
-// Cache configures the per-CPU next-hop cache in front of the FIB lookup.
-type Cache struct {
-	// Enabled turns the cache on; off, every packet takes the full lookup.
-	Enabled bool `mapstructure:"enabled"`
-	// Size is the number of cache entries (destination × ingress).
-	Size int `mapstructure:"size"`
-	// MaxAge is the period at which every entry is invalidated regardless
-	// of events (learned PMTU exceptions send none).
-	MaxAge time.Duration `mapstructure:"max_age"`
-}
-
 // Limits of dataplane.cache.size.
 const (
-	MinCacheSize = 256
-	MaxCacheSize = 1 << 24
+	MinCacheSize = dataplane.MinCacheSize
+	MaxCacheSize = dataplane.MaxCacheSize
 )
 
 // Log configures logging.
@@ -97,23 +71,6 @@ type Metrics struct {
 type API struct {
 	// Socket is the path of the unix socket; empty turns it off.
 	Socket string `mapstructure:"socket"`
-}
-
-// FIB configures the kernel routes xrouter writes for BGP.
-type FIB struct {
-	// Metric of xrouter's routes; distinct from operator routes, so that a
-	// replace never overwrites one.
-	Metric int `mapstructure:"metric"`
-	// Table is the routing table xrouter's routes go to (254 is main).
-	Table int `mapstructure:"table"`
-	// StaleTimeout: routes left by an earlier run and not confirmed by a
-	// peer (or End-of-RIB) within it are removed.
-	StaleTimeout time.Duration `mapstructure:"stale_timeout"`
-	// ResyncInterval is the period of the full diff against the kernel.
-	ResyncInterval time.Duration `mapstructure:"resync_interval"`
-	// RemoveOnStop removes xrouter's routes on a clean stop; by default
-	// they stay for graceful restart.
-	RemoveOnStop bool `mapstructure:"remove_on_stop"`
 }
 
 // Debug configures diagnostics.
@@ -186,7 +143,7 @@ func parseSize(s string) (int64, error) {
 }
 
 // Modes are the accepted dataplane.mode values.
-var Modes = []string{"auto", "native", "generic"}
+var Modes = devmap.Modes
 
 // Defaults work for a single router on a host.
 func setDefaults(v *viper.Viper) {
@@ -382,36 +339,8 @@ func oneLine(err error) string {
 
 // Validate checks values without touching the system.
 func (c *Config) Validate() error {
-	d := c.Dataplane
-	if !slices.Contains(Modes, d.Mode) {
-		return fmt.Errorf("key \"dataplane.mode\": unknown mode %q (want one of %s)", d.Mode, strings.Join(Modes, ", "))
-	}
-	if d.InterfacePattern != "" {
-		if _, err := filepath.Match(d.InterfacePattern, "x"); err != nil {
-			return fmt.Errorf("key \"dataplane.interface_pattern\": bad pattern %q: %v", d.InterfacePattern, err)
-		}
-	}
-	seen := map[string]bool{}
-	for _, name := range d.Interfaces {
-		if name == "" || len(name) > 15 || strings.ContainsAny(name, "/ \t") {
-			return fmt.Errorf("key \"dataplane.interfaces\": %q is not a valid interface name", name)
-		}
-		if seen[name] {
-			return fmt.Errorf("key \"dataplane.interfaces\": %q listed twice", name)
-		}
-		seen[name] = true
-	}
-	if !filepath.IsAbs(d.PinPath) || filepath.Clean(d.PinPath) == "/" {
-		return fmt.Errorf("key \"dataplane.pin_path\": %q must be an absolute directory below a bpffs mount", d.PinPath)
-	}
-	if d.ResyncInterval < 0 {
-		return fmt.Errorf("key \"dataplane.resync_interval\": %s is negative", d.ResyncInterval)
-	}
-	if d.Cache.Size < MinCacheSize || d.Cache.Size > MaxCacheSize {
-		return fmt.Errorf("key \"dataplane.cache.size\": %d entries is out of range (%d to %d)", d.Cache.Size, MinCacheSize, MaxCacheSize)
-	}
-	if d.Cache.MaxAge < 100*time.Millisecond || d.Cache.MaxAge > time.Hour {
-		return fmt.Errorf("key \"dataplane.cache.max_age\": %s is out of range (100ms to 1h)", d.Cache.MaxAge)
+	if err := c.Dataplane.Validate(); err != nil {
+		return err
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -423,14 +352,8 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("key \"log.format\": unknown format %q (want text or json)", c.Log.Format)
 	}
-	if c.FIB.Metric < 0 || c.FIB.Metric > 1<<31-1 {
-		return fmt.Errorf("key \"fib.metric\": %d out of range", c.FIB.Metric)
-	}
-	if c.FIB.Table <= 0 || c.FIB.Table == 255 {
-		return fmt.Errorf("key \"fib.table\": %d is not a usable routing table (254 is main; 255 is local)", c.FIB.Table)
-	}
-	if c.FIB.StaleTimeout <= 0 {
-		return fmt.Errorf("key \"fib.stale_timeout\": must be positive")
+	if err := c.FIB.Validate(); err != nil {
+		return err
 	}
 	if c.API.Socket != "" && !filepath.IsAbs(c.API.Socket) {
 		return fmt.Errorf("key \"api.socket\": %q must be an absolute path", c.API.Socket)
@@ -495,16 +418,4 @@ func (c *Config) where() string {
 		return "defaults"
 	}
 	return c.File
-}
-
-// Matches reports whether an interface name is selected by the config.
-func (d Dataplane) Matches(name string) bool {
-	if slices.Contains(d.Interfaces, name) {
-		return true
-	}
-	if d.InterfacePattern != "" {
-		ok, _ := filepath.Match(d.InterfacePattern, name)
-		return ok
-	}
-	return false
 }
