@@ -5,67 +5,17 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
-
-// progTestRun is the test member of union bpf_attr (BPF_PROG_TEST_RUN).
-type progTestRun struct {
-	ProgFD      uint32
-	Retval      uint32
-	DataSizeIn  uint32
-	DataSizeOut uint32
-	DataIn      uint64
-	DataOut     uint64
-	Repeat      uint32
-	Duration    uint32
-	CtxSizeIn   uint32
-	CtxSizeOut  uint32
-	CtxIn       uint64
-	CtxOut      uint64
-	Flags       uint32
-	CPU         uint32
-	BatchSize   uint32
-	_           uint32
-}
 
 // timedRun runs the program repeat times on frame and returns the verdict
 // and the kernel's mean time per run. cilium/ebpf's Run drops the time.
 // The caller must be in the router namespace.
 func (e *fwdEnv) timedRun(dev string, frame []byte, repeat uint32) (uint32, time.Duration, error) {
-	out := make([]byte, len(frame)+256)
-	ctx := xdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(e.ifindex[dev])}
-	attr := progTestRun{
-		ProgFD:      uint32(e.dp.Program().FD()),
-		DataSizeIn:  uint32(len(frame)),
-		DataSizeOut: uint32(len(out)),
-		DataIn:      uint64(uintptr(unsafe.Pointer(&frame[0]))),
-		DataOut:     uint64(uintptr(unsafe.Pointer(&out[0]))),
-		Repeat:      repeat,
-		CtxSizeIn:   uint32(unsafe.Sizeof(ctx)),
-		CtxIn:       uint64(uintptr(unsafe.Pointer(&ctx))),
-	}
-	var errno unix.Errno
-	for {
-		// The Go runtime's preemption signals interrupt long runs.
-		_, _, errno = unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_TEST_RUN, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
-		if errno != unix.EINTR {
-			break
-		}
-	}
-	// attr holds the buffers' addresses as integers only.
-	runtime.KeepAlive(frame)
-	runtime.KeepAlive(out)
-	runtime.KeepAlive(&ctx)
-	if errno != 0 {
-		return 0, 0, errno
-	}
-	return attr.Retval, time.Duration(attr.Duration), nil
+	res, err := e.runResult(dev, frame, repeat)
+	return res.Retval, res.Duration, err
 }
 
 // TestCacheTimingPrivileged prints ns per packet of the program with the

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/xrouter/xrouter/internal/testbed"
 )
 
 // enableCache turns the next-hop cache on at generation gen with a lease
@@ -317,16 +319,23 @@ func (e *fwdEnv) onCPU0(fn func() error) error {
 // runHere is run for a caller already in the router namespace; repeat > 1
 // runs the program on the same buffer that many times.
 func (e *fwdEnv) runHere(dev string, frame []byte, repeat uint32) (uint32, []byte, error) {
-	// Room for any growth, although the program only ever shrinks frames.
-	out := make([]byte, len(frame)+256)
-	opts := &ebpf.RunOptions{
-		Data:    frame,
-		DataOut: out,
-		Context: &xdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(e.ifindex[dev])},
+	res, err := e.runResult(dev, frame, repeat)
+	return res.Retval, res.DataOut, err
+}
+
+// runResult is runHere with everything the kernel reports.
+func (e *fwdEnv) runResult(dev string, frame []byte, repeat uint32) (testbed.XDPResult, error) {
+	res, err := testbed.RunXDP(testbed.XDPRun{
+		ProgFD: e.dp.Program().FD(),
+		Data:   frame,
+		// Room for any growth, although the program only ever shrinks frames.
+		DataOut: make([]byte, len(frame)+256),
+		Ifindex: e.ifindex[dev],
 		Repeat:  repeat,
-	}
-	ret, err := e.dp.Program().Run(opts)
-	return ret, opts.DataOut, err
+		Restart: true,
+	})
+	runtime.KeepAlive(e.dp)
+	return res, err
 }
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }

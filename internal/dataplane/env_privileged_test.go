@@ -21,18 +21,6 @@ const (
 	xdpRedirect = 4
 )
 
-// xdpMd is struct xdp_md, BPF_PROG_RUN's context for XDP. The kernel requires
-// data_end == len(frame) and data == data_meta == egress_ifindex == 0, and
-// resolves ingress_ifindex in the calling thread's network namespace.
-type xdpMd struct {
-	Data           uint32
-	DataEnd        uint32
-	DataMeta       uint32
-	IngressIfindex uint32
-	RxQueueIndex   uint32
-	EgressIfindex  uint32
-}
-
 // Router interfaces of the test environment.
 const (
 	devSrc  = testbed.LineRouterSrcDev // ingress of most cases

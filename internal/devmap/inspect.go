@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xrouter/xrouter/internal/dataplane"
+	"github.com/xrouter/xrouter/internal/ethtool"
 )
 
 // Status is one pinned interface as the system shows it, whether the daemon
@@ -123,7 +123,7 @@ func checkVethPeerXDP(v *netlink.Veth) (peer, warning, csumWarning string) {
 	if nsName != "" {
 		peer += "@" + nsName
 	}
-	if on, err := ethtoolGet(nsid, nsName, pl.Attrs().Name, ethtoolGTXCSUM); err == nil && on {
+	if on, err := ethtoolGet(nsid, nsName, pl.Attrs().Name, ethtool.GetTxCsum); err == nil && on {
 		// The peer hands its packets over with a partial checksum
 		// (CHECKSUM_PARTIAL); kernel forwarding keeps that state, XDP turns
 		// the skb into a bare frame and loses it, so the receiver drops the
@@ -177,15 +177,9 @@ func findNetns(nsid int) (string, netns.NsHandle, error) {
 	return "", 0, fmt.Errorf("peer namespace (netnsid %d) is not named in /run/netns", nsid)
 }
 
-// ethtool commands read with ethtoolGet.
-const (
-	ethtoolGTXCSUM = 0x16
-	ethtoolGGRO    = 0x2b
-)
-
 // vethGRO asks the kernel whether GRO is on for an interface.
 func vethGRO(nsid int, nsName, ifname string) (bool, error) {
-	return ethtoolGet(nsid, nsName, ifname, ethtoolGGRO)
+	return ethtoolGet(nsid, nsName, ifname, ethtool.GetGRO)
 }
 
 // ethtoolGet reads one ethtool_value setting of an interface, from a socket
@@ -193,22 +187,9 @@ func vethGRO(nsid int, nsName, ifname string) (bool, error) {
 func ethtoolGet(nsid int, nsName, ifname string, cmd uint32) (bool, error) {
 	var on bool
 	err := inNetns(nsid, nsName, func() error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		type ethtoolValue struct{ cmd, data uint32 }
-		val := ethtoolValue{cmd: cmd}
-		var ifr [40]byte
-		copy(ifr[:16], ifname)
-		*(*uintptr)(unsafe.Pointer(&ifr[16])) = uintptr(unsafe.Pointer(&val))
-		if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr[0]))); e != 0 {
-			return e
-		}
-		runtime.KeepAlive(&val)
-		on = val.data != 0
-		return nil
+		var err error
+		on, err = ethtool.Get(ifname, cmd)
+		return err
 	})
 	return on, err
 }

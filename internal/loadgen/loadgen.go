@@ -6,21 +6,18 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/xrouter/xrouter/internal/testbed"
 )
 
 // MaxDsts is the most destinations a generator cycles through (bpf/gen.c's
 // GEN_MAX_DSTS).
 const MaxDsts = 1 << 20
-
-// flagLiveFrames is BPF_F_TEST_XDP_LIVE_FRAMES: the frames a BPF_PROG_RUN
-// of an XDP program returns XDP_TX or XDP_REDIRECT for are really sent.
-const flagLiveFrames = 1 << 1
 
 // Traffic is what the generator sends.
 type Traffic struct {
@@ -120,11 +117,6 @@ func (g *Generator) Configure(tr Traffic) error {
 	return nil
 }
 
-// xdpMd is struct xdp_md as BPF_PROG_RUN takes it for a context.
-type xdpMd struct {
-	Data, DataEnd, DataMeta, IngressIfindex, RxQueueIndex, EgressIfindex uint32
-}
-
 // Run sends frames frames of frameLen bytes out of the interface ifindex
 // (XDP_TX), batch frames per kernel batch. The interface index is resolved
 // in the calling thread's network namespace: call it from a locked thread
@@ -140,48 +132,21 @@ func (g *Generator) Run(ifindex, frameLen int, frames, batch uint32) error {
 	if frameLen < 64 || frameLen > 3000 {
 		return fmt.Errorf("generator: frame length %d (want 64 to 3000)", frameLen)
 	}
-	data := make([]byte, frameLen)
-	ctx := xdpMd{DataEnd: uint32(frameLen), IngressIfindex: uint32(ifindex)}
-	attr := testRunAttr{
-		ProgFd:     uint32(g.objs.XrouterGen.FD()),
-		DataSizeIn: uint32(len(data)),
-		DataIn:     uint64(uintptr(unsafe.Pointer(&data[0]))),
-		Repeat:     frames,
-		CtxSizeIn:  uint32(unsafe.Sizeof(ctx)),
-		CtxIn:      uint64(uintptr(unsafe.Pointer(&ctx))),
-		Flags:      flagLiveFrames,
-		BatchSize:  batch,
-	}
-	_, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_TEST_RUN, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
-	runtime.KeepAlive(data)
-	runtime.KeepAlive(&ctx)
+	_, err := testbed.RunXDP(testbed.XDPRun{
+		ProgFD:  g.objs.XrouterGen.FD(),
+		Data:    make([]byte, frameLen),
+		Ifindex: ifindex,
+		Repeat:  frames,
+		Flags:   testbed.FlagLiveFrames,
+		Batch:   batch,
+	})
 	runtime.KeepAlive(g.objs.XrouterGen)
 	// In live-frames mode the kernel reports no return value; the
 	// generator's counters and the receiver's show what was sent.
-	if errno != 0 && errno != unix.EINTR {
-		return fmt.Errorf("generator: BPF_PROG_RUN on ifindex %d: %w", ifindex, errno)
+	if err != nil && !errors.Is(err, unix.EINTR) {
+		return fmt.Errorf("generator: on ifindex %d: %w", ifindex, err)
 	}
 	return nil
-}
-
-// testRunAttr is the test part of union bpf_attr (BPF_PROG_TEST_RUN).
-type testRunAttr struct {
-	ProgFd      uint32
-	Retval      uint32
-	DataSizeIn  uint32
-	DataSizeOut uint32
-	DataIn      uint64
-	DataOut     uint64
-	Repeat      uint32
-	Duration    uint32
-	CtxSizeIn   uint32
-	CtxSizeOut  uint32
-	CtxIn       uint64
-	CtxOut      uint64
-	Flags       uint32
-	CPU         uint32
-	BatchSize   uint32
-	_           uint32
 }
 
 // Interrupt ends a Run on thread tid (of this process) early. Go's runtime

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -184,31 +185,22 @@ func (n *Netns) Do(fn func() error) error {
 		// thread left in the wrong namespace must exit with the goroutine
 		// rather than go back to the scheduler's pool.
 		runtime.LockOSThread()
-
-		orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		orig, err := netns.Get()
 		if err != nil {
 			returned = true
 			errc <- fmt.Errorf("opening current network namespace: %w", err)
 			runtime.UnlockOSThread()
 			return
 		}
-		defer unix.Close(orig)
-		target, err := unix.Open(n.Path(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
+		defer orig.Close()
+		if err := n.setThread(); err != nil {
 			returned = true
-			errc <- fmt.Errorf("opening network namespace %s: %w", n.name, err)
-			runtime.UnlockOSThread()
-			return
-		}
-		defer unix.Close(target)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			returned = true
-			errc <- fmt.Errorf("entering network namespace %s: %w", n.name, err)
+			errc <- err
 			runtime.UnlockOSThread()
 			return
 		}
 		defer func() {
-			if err := unix.Setns(orig, unix.CLONE_NEWNET); err == nil {
+			if err := netns.Set(orig); err == nil {
 				runtime.UnlockOSThread()
 			}
 		}()
@@ -218,6 +210,29 @@ func (n *Netns) Do(fn func() error) error {
 		errc <- err
 	}()
 	return <-errc
+}
+
+// Enter locks the calling goroutine to its OS thread and moves the thread
+// into the namespace for good, for a worker that lives there (a traffic
+// generator's thread). The thread is never unlocked, so it ends with the
+// goroutine instead of going back to the scheduler's pool in the wrong
+// namespace; that holds on error too.
+func (n *Netns) Enter() error {
+	runtime.LockOSThread()
+	return n.setThread()
+}
+
+// setThread moves the calling, locked thread into the namespace.
+func (n *Netns) setThread() error {
+	target, err := netns.GetFromPath(n.Path())
+	if err != nil {
+		return fmt.Errorf("opening network namespace %s: %w", n.name, err)
+	}
+	defer target.Close()
+	if err := netns.Set(target); err != nil {
+		return fmt.Errorf("entering network namespace %s: %w", n.name, err)
+	}
+	return nil
 }
 
 // Sysctl writes value to the namespace's sysctl key, in dotted form
