@@ -10,13 +10,15 @@ import (
 )
 
 // reloadBGP is the router's bgp section for the reload test: neighbour A is
-// BIRD on the dst host, B is BIRD on the src host. grpc_address is left at
-// its default, 127.0.0.1:50051 in the router's namespace.
+// BIRD on the dst host, B is BIRD on the src host. grpc_address is a TCP
+// port on loopback in the router's namespace (the default Unix socket
+// path would be shared by every router on the host).
 func reloadBGP(networks string, withB bool, families string) string {
 	s := fmt.Sprintf(`bgp:
   as: 65001
   router_id: 10.201.2.1
   listen_port: -1
+  grpc_address: 127.0.0.1:50051
   networks: [%s]
   prefix_lists:
     - name: ours
@@ -94,7 +96,7 @@ func TestReloadPrivileged(t *testing.T) {
 	}
 	checkPeersTable(t, cfgPath, "10.201.1.2", "10.201.2.2")
 	if got := grpcNeighbours(t, tp.Router, "127.0.0.1:50051"); !slices.Equal(got, []string{"10.201.1.2", "10.201.2.2"}) {
-		t.Errorf("GoBGP gRPC API on the default 127.0.0.1:50051 lists %v", got)
+		t.Errorf("GoBGP gRPC API on 127.0.0.1:50051 lists %v", got)
 	}
 	time.Sleep(2 * time.Second) // so that a reset shows in the uptime
 	_, sinceA := birdA.sessionUp("xr")

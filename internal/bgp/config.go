@@ -15,9 +15,14 @@ const (
 
 // Defaults applied by Config.withDefaults to zero values.
 const (
-	DefaultListenPort  = 179
-	DefaultHoldTime    = 90 * time.Second
-	DefaultGRPCAddress = "127.0.0.1:50051"
+	DefaultListenPort = 179
+	DefaultHoldTime   = 90 * time.Second
+	// DefaultGRPCAddress is a Unix socket that only root can use: GoBGP's
+	// API adds paths and neighbours without any authentication of its
+	// own, so file permissions are its access control.
+	DefaultGRPCAddress = "unix://" + DefaultGRPCSocket
+	// DefaultGRPCSocket is the path of DefaultGRPCAddress.
+	DefaultGRPCSocket = "/run/xrouter/gobgp.sock"
 	// DefaultRestartTime is the graceful-restart time we advertise: how
 	// long peers keep our routes while we restart.
 	DefaultRestartTime = 120 * time.Second
@@ -53,10 +58,17 @@ type Config struct {
 	// process-wide in GoBGP, so one process holds one speaker.
 	Multipath bool `mapstructure:"multipath"`
 	// GRPCAddress is where GoBGP's gRPC API listens, so that the stock
-	// `gobgp` CLI works; "" turns it off. The daemon's default is
-	// DefaultGRPCAddress, set by its config loader; this package does not
-	// open it unless asked.
+	// `gobgp` CLI works: "unix:///PATH" for a Unix socket (mode 0600, or
+	// 0660 with GRPCGroup), or IP:port for TCP, which needs GRPCTLS unless
+	// the IP is a loopback address; "" turns it off. The daemon's default
+	// is DefaultGRPCAddress, set by its config loader; this package does
+	// not open it unless asked.
 	GRPCAddress string `mapstructure:"grpc_address"`
+	// GRPCGroup names a group (or a numeric gid) whose members may use the
+	// Unix socket too; the socket is then mode 0660 and of that group.
+	GRPCGroup string `mapstructure:"grpc_group"`
+	// GRPCTLS serves the API over TLS, for a TCP address.
+	GRPCTLS GRPCTLS `mapstructure:"grpc_tls"`
 	// Networks are the prefixes announced to peers (subject to the export
 	// policy), with this router as next hop.
 	Networks []string `mapstructure:"networks"`
@@ -70,6 +82,21 @@ type Config struct {
 	// Redistribute announces kernel routes that xrouter did not write.
 	Redistribute Redistribute `mapstructure:"redistribute"`
 }
+
+// GRPCTLS configures TLS for GoBGP's API on a TCP address.
+type GRPCTLS struct {
+	// CertFile and KeyFile are the server's certificate (chain) and key,
+	// PEM. Both or neither.
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
+	// ClientCAFile, when set, makes the server require a client
+	// certificate signed by one of these CAs (PEM): without it TLS only
+	// encrypts, and anyone who reaches the port may use the API.
+	ClientCAFile string `mapstructure:"client_ca_file"`
+}
+
+// enabled reports whether TLS is configured.
+func (t GRPCTLS) enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
 
 // GracefulRestart is RFC 4724, in both roles: as restarting speaker (the
 // daemon restarts, its kernel routes stay and peers keep its routes for
@@ -151,6 +178,8 @@ type Neighbor struct {
 	KeepaliveInterval time.Duration `mapstructure:"keepalive_interval"`
 	// MultihopTTL > 0 enables eBGP multihop with that TTL.
 	MultihopTTL uint32 `mapstructure:"multihop_ttl"`
+	// TTLSecurity is GTSM (RFC 5082).
+	TTLSecurity TTLSecurity `mapstructure:"ttl_security"`
 	// LocalAddress is the source address of the session; empty lets the
 	// kernel choose.
 	LocalAddress string `mapstructure:"local_address"`
@@ -167,6 +196,21 @@ type Neighbor struct {
 	// neighbour when set.
 	GracefulRestart *bool `mapstructure:"graceful_restart"`
 }
+
+// TTLSecurity is the Generalized TTL Security Mechanism (RFC 5082): we send
+// with TTL 255 and the kernel drops the neighbour's segments that arrive
+// with a TTL below TTLMin (IP_MINTTL), so that a spoofer further away than
+// the neighbour cannot reach the session. The neighbour must send with TTL
+// 255 too (BIRD's "ttl security on", FRR's "ttl-security hops").
+type TTLSecurity struct {
+	Enabled bool `mapstructure:"enabled"`
+	// TTLMin is the lowest TTL accepted: 255 (the default) for a directly
+	// connected neighbour, 255-N+1 for one N hops away.
+	TTLMin uint32 `mapstructure:"ttl_min"`
+}
+
+// DefaultTTLMin accepts only a directly connected neighbour.
+const DefaultTTLMin = 255
 
 // grEnabled reports whether graceful restart is on for the neighbour.
 func (n Neighbor) grEnabled(global GracefulRestart) bool {
@@ -191,6 +235,9 @@ func (c Config) withDefaults() Config {
 		}
 		if n.KeepaliveInterval == 0 {
 			n.KeepaliveInterval = n.HoldTime / 3
+		}
+		if n.TTLSecurity.Enabled && n.TTLSecurity.TTLMin == 0 {
+			n.TTLSecurity.TTLMin = DefaultTTLMin
 		}
 		if n.MaxPrefixes.Limit > 0 {
 			if n.MaxPrefixes.Action == "" {
@@ -292,6 +339,16 @@ func (c Config) Validate() error {
 		if n.MultihopTTL > 255 {
 			bad("%s.multihop_ttl: %d above 255", key, n.MultihopTTL)
 		}
+		if ts := n.TTLSecurity; ts.Enabled {
+			if ts.TTLMin > 255 {
+				bad("%s.ttl_security.ttl_min: %d above 255", key, ts.TTLMin)
+			}
+			if n.MultihopTTL > 0 {
+				bad("%s.ttl_security: not together with multihop_ttl (GTSM always sends TTL 255; lower ttl_min for a neighbour hops away)", key)
+			}
+		} else if ts.TTLMin != 0 {
+			bad("%s.ttl_security.ttl_min: set without ttl_security.enabled", key)
+		}
 		for _, ref := range []struct{ k, v string }{{"import", n.Import}, {"export", n.Export}} {
 			if ref.v != "" && !lists[ref.v] {
 				bad("%s.%s: no prefix list named %q", key, ref.k, ref.v)
@@ -310,6 +367,7 @@ func (c Config) Validate() error {
 			bad("%s.max_prefixes.restart_after: %s is below 1s", key, mp.RestartAfter)
 		}
 	}
+	errs = append(errs, c.validateGRPC()...)
 	gr := c.GracefulRestart
 	if gr.RestartTime < 0 || gr.RestartTime > 4095*time.Second || (gr.RestartTime > 0 && gr.RestartTime < time.Second) {
 		bad("bgp.graceful_restart.restart_time: %s out of range (1s to 4095s)", gr.RestartTime)

@@ -42,6 +42,8 @@ func restartKeys(cur, next Config) error {
 		{"bgp.listen_addresses", cur.ListenAddresses, next.ListenAddresses},
 		{"bgp.multipath", cur.Multipath, next.Multipath},
 		{"bgp.grpc_address", cur.GRPCAddress, next.GRPCAddress},
+		{"bgp.grpc_group", cur.GRPCGroup, next.GRPCGroup},
+		{"bgp.grpc_tls", cur.GRPCTLS, next.GRPCTLS},
 	} {
 		if fmt.Sprint(k.cur) != fmt.Sprint(k.next) { // nil and empty lists alike
 			return fmt.Errorf("%s: changing it needs a restart (%v → %v)", k.key, k.cur, k.next)

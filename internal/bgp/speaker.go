@@ -83,6 +83,8 @@ type Speaker struct {
 
 	srv    *server.BgpServer
 	cancel context.CancelFunc
+	// grpcSock is GoBGP's API socket when it is a Unix socket.
+	grpcSock *grpcSocket
 
 	// restarting: this start follows an earlier run whose routes are
 	// still in the kernel (graceful restart, restarting speaker).
@@ -157,10 +159,25 @@ func (s *Speaker) config() Config {
 func (s *Speaker) Start(ctx context.Context) (err error) {
 	var opts []server.ServerOption
 	opts = append(opts, server.LoggerOption(&gobgpLogger{log: s.log.With("component", "gobgp"), onPrefixLimit: s.onPrefixLimit}))
-	if s.cfg.GRPCAddress != "" {
+	var sock *grpcSocket
+	switch path := grpcSocketPath(s.cfg.GRPCAddress); {
+	case path != "":
+		if sock, err = prepareGRPCSocket(path, s.cfg.GRPCGroup); err != nil {
+			return err
+		}
+		opts = append(opts, server.GrpcListenAddress(unixScheme+sock.tmpPath))
+	case s.cfg.GRPCAddress != "":
 		opts = append(opts, server.GrpcListenAddress(s.cfg.GRPCAddress))
+		if s.cfg.GRPCTLS.enabled() {
+			o, err := grpcTLSOption(s.cfg.GRPCTLS)
+			if err != nil {
+				return err
+			}
+			opts = append(opts, o)
+		}
 	}
 	s.srv = server.NewBgpServer(opts...)
+	s.grpcSock = sock
 	// Serve never returns, even after Stop: its goroutine idles until the
 	// process exits, so a process should start one speaker.
 	go s.srv.Serve()
@@ -169,6 +186,11 @@ func (s *Speaker) Start(ctx context.Context) (err error) {
 			s.Stop()
 		}
 	}()
+	if sock != nil {
+		if err := sock.publish(10 * time.Second); err != nil {
+			return err
+		}
+	}
 
 	if err := s.srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
 		Asn:              s.cfg.AS,
@@ -209,7 +231,7 @@ func (s *Speaker) Start(ctx context.Context) (err error) {
 		}
 	}
 	go s.watchLimits(wctx)
-	s.log.Info("bgp started", "as", s.cfg.AS, "router_id", s.cfg.RouterID,
+	s.log.Info("bgp started", "as", s.cfg.AS, "router_id", s.cfg.RouterID, "grpc_address", s.cfg.GRPCAddress,
 		"listen_port", s.cfg.ListenPort, "neighbors", len(s.cfg.Neighbors), "networks", len(s.cfg.Networks),
 		"graceful_restart", s.cfg.GracefulRestart.Enabled, "restarting", s.restarting)
 	return nil
@@ -326,6 +348,9 @@ func (s *Speaker) Stop() {
 		s.cancel()
 	}
 	s.srv.Stop()
+	if s.grpcSock != nil {
+		s.grpcSock.remove()
+	}
 	s.log.Info("bgp stopped")
 }
 
@@ -609,6 +634,9 @@ func peerAPI(cfg Config, n Neighbor, restarting bool) *api.Peer {
 	}
 	if n.MultihopTTL > 0 {
 		p.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: n.MultihopTTL}
+	}
+	if n.TTLSecurity.Enabled {
+		p.TtlSecurity = &api.TtlSecurity{Enabled: true, TtlMin: n.TTLSecurity.TTLMin}
 	}
 	gr := n.grEnabled(cfg.GracefulRestart)
 	if gr {

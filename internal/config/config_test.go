@@ -204,8 +204,8 @@ bgp:
 		t.Fatal(err)
 	}
 	b := c.BGP
-	if b.GRPCAddress != "127.0.0.1:50051" {
-		t.Errorf("grpc_address default = %q, want 127.0.0.1:50051", b.GRPCAddress)
+	if b.GRPCAddress != "unix:///run/xrouter/gobgp.sock" {
+		t.Errorf("grpc_address default = %q, want unix:///run/xrouter/gobgp.sock", b.GRPCAddress)
 	}
 	if !b.GracefulRestart.Enabled || b.GracefulRestart.RestartTime != 30*time.Second {
 		t.Errorf("graceful_restart = %+v", b.GracefulRestart)
