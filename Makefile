@@ -6,15 +6,26 @@ BIN       := bin/xrouter
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 # Packages the tests and the demo use; clang-14/llvm-14 only for `make generate`.
-DEB_PKGS  := iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev procps bird2 frr
+DEB_PKGS  := iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev procps bird2 frr gobgpd
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build deps generate check-generate vet test test-unit demo bench bench-fib clean
+.PHONY: all build install deps generate check-generate vet test test-unit demo bench bench-fib clean
 
 all: build
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/xrouter
+
+# Installs the binary, the hardened systemd unit, the docs and (unless one
+# is there) the example config. PREFIX and DESTDIR as usual.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/xrouter
+	install -d -m 0755 $(DESTDIR)/etc/systemd/system $(DESTDIR)/etc/xrouter $(DESTDIR)$(PREFIX)/share/doc/xrouter
+	sed 's#/usr/local/#$(PREFIX)/#g' contrib/systemd/xrouter.service > $(DESTDIR)/etc/systemd/system/xrouter.service
+	test -e $(DESTDIR)/etc/xrouter/xrouter.yaml || install -m 0640 contrib/xrouter.yaml $(DESTDIR)/etc/xrouter/xrouter.yaml
+	install -m 0644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/xrouter/
 
 # Installs what a fresh Debian machine lacks (apt-get update runs once,
 # before the first install). A no-op when everything is there.

@@ -169,8 +169,14 @@ type daemon struct {
 // test ends if it still runs; its log is shown if the test failed.
 func startDaemon(t *testing.T, ns *testbed.Netns, cfgPath string) *daemon {
 	t.Helper()
-	d := &daemon{log: &lockedBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(xrBin, "run", "-c", cfgPath, "--netns", ns.Name())
+	return startDaemonCmd(t, exec.Command(xrBin, "run", "-c", cfgPath, "--netns", ns.Name()))
+}
+
+// startDaemonCmd is startDaemon for a command line of the caller's (a
+// daemon started through nsenter and setpriv, say).
+func startDaemonCmd(t *testing.T, cmd *exec.Cmd) *daemon {
+	t.Helper()
+	d := &daemon{cmd: cmd, log: &lockedBuffer{}, done: make(chan struct{})}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	// If the test binary dies without running cleanups (a -timeout panic,
 	// SIGPIPE on its output), the daemon must not outlive it.

@@ -100,6 +100,9 @@ func run(cfg *config.Config, log *slog.Logger, reload func() (*config.Config, er
 	if err := checkInterfaces(cfg); err != nil {
 		return err
 	}
+	if err := checkCaps(cfg); err != nil {
+		return err
+	}
 	if limit, _ := cfg.Runtime.MemoryLimitBytes(); limit > 0 { // validated
 		debug.SetMemoryLimit(limit)
 		log.Info("Go memory limit set (runtime.memory_limit)", "bytes", limit)
