@@ -9,7 +9,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 DEB_PKGS  := iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev procps bird2 frr gobgpd
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build install deps generate check-generate vet test test-unit demo bench bench-fib clean
+.PHONY: all build install difftest-long deps generate check-generate vet test test-unit demo bench bench-fib clean
 
 all: build
 
@@ -50,6 +50,10 @@ vet:
 # need root skip with a reason when not root; CI runs as root.
 test: deps build vet check-generate
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -p 1 ./...
+
+# The differential test (kernel forwarding vs xrouter) with a long stream.
+difftest-long: build
+	XR_DIFF_FRAMES=5000 $(GO) test -count=1 -timeout 30m -run TestDifferentialPrivileged -v ./netns-tests/
 
 test-unit:
 	$(GO) test -race -count=1 ./internal/config/ ./internal/fib/
