@@ -21,8 +21,8 @@ func TestClassify(t *testing.T) {
 	dormant := func(c *Chain) { c.Dormant = true }
 	managed := func(d string) bool { return d == "eth0" || d == "eth1" }
 	for _, c := range []struct {
-		name       string
-		chain      Chain
+		name         string
+		chain        Chain
 		want4, want6 bool
 	}{
 		{"inet forward with a rule", ch("inet", "forward", 1, "accept"), true, true},
