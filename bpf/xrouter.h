@@ -112,6 +112,7 @@ enum xr_cache_flags {
 enum xr_nf_flags {
 	XR_NF_PASS4 = 1,
 	XR_NF_PASS6 = 2,
+	XR_NF_BYPASS = 4, /* for status only: the daemon runs with dataplane.netfilter: bypass */
 };
 
 /* IPv4 entries have their own map with this shorter key (a cheaper hash

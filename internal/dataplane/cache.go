@@ -288,6 +288,9 @@ func PinnedMapNames() []string {
 type NetfilterPass struct {
 	IPv4 bool `json:"ipv4"`
 	IPv6 bool `json:"ipv6"`
+	// Bypass records that the daemon runs with dataplane.netfilter:
+	// bypass (for status; the program does not read it).
+	Bypass bool `json:"bypass"`
 }
 
 func (n NetfilterPass) bits() uint32 {
@@ -297,6 +300,9 @@ func (n NetfilterPass) bits() uint32 {
 	}
 	if n.IPv6 {
 		b |= uint32(fwdXrNfFlagsXR_NF_PASS6)
+	}
+	if n.Bypass {
+		b |= uint32(fwdXrNfFlagsXR_NF_BYPASS)
 	}
 	return b
 }
@@ -337,7 +343,8 @@ func readNetfilter(m *ebpf.Map) (NetfilterPass, error) {
 		return NetfilterPass{}, fmt.Errorf("reading %s: %w", CacheGenMapName, err)
 	}
 	return NetfilterPass{
-		IPv4: v.Nf&uint32(fwdXrNfFlagsXR_NF_PASS4) != 0,
-		IPv6: v.Nf&uint32(fwdXrNfFlagsXR_NF_PASS6) != 0,
+		IPv4:   v.Nf&uint32(fwdXrNfFlagsXR_NF_PASS4) != 0,
+		IPv6:   v.Nf&uint32(fwdXrNfFlagsXR_NF_PASS6) != 0,
+		Bypass: v.Nf&uint32(fwdXrNfFlagsXR_NF_BYPASS) != 0,
 	}, nil
 }

@@ -84,8 +84,9 @@ type fwdXrLpm6 struct {
 type fwdXrNfFlags uint32
 
 const (
-	fwdXrNfFlagsXR_NF_PASS4 fwdXrNfFlags = 1
-	fwdXrNfFlagsXR_NF_PASS6 fwdXrNfFlags = 2
+	fwdXrNfFlagsXR_NF_PASS4  fwdXrNfFlags = 1
+	fwdXrNfFlagsXR_NF_PASS6  fwdXrNfFlags = 2
+	fwdXrNfFlagsXR_NF_BYPASS fwdXrNfFlags = 4
 )
 
 type fwdXrNhEntry struct {

@@ -49,7 +49,7 @@ func TestFwdNetfilterPrivileged(t *testing.T) {
 			{name: "ipv4 udp", frame: udp4, outcome: PassNetfilter},
 			{name: "ipv6 udp", frame: udp6, outcome: PassNetfilter},
 		}},
-		{"cleared", NetfilterPass{}, []fwdCase{
+		{"cleared, bypass recorded", NetfilterPass{Bypass: true}, []fwdCase{
 			{name: "ipv4 udp", frame: udp4, outcome: Forwarded, egress: devDst},
 			{name: "ipv6 udp", frame: udp6, outcome: Forwarded, egress: devDst},
 		}},

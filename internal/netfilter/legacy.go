@@ -69,7 +69,9 @@ func scanLegacy() ([]Chain, error) {
 		if len(names) == 0 {
 			continue
 		}
-		fd, err := unix.Socket(f.af, unix.SOCK_RAW, unix.IPPROTO_RAW)
+		// Any socket of the family reaches x_tables' getsockopt (which
+		// wants CAP_NET_ADMIN); a UDP one needs no CAP_NET_RAW.
+		fd, err := unix.Socket(f.af, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 		if err != nil {
 			return nil, fmt.Errorf("iptables-legacy: socket: %w", err)
 		}
