@@ -96,7 +96,8 @@ func statusCmd() *cobra.Command {
 		Long: `Show the interfaces the data plane is pinned on, with attach mode,
 program id, whether each is a redirect target, and warnings: forwarding
 disabled, a veth peer without XDP (redirected frames would vanish), stale
-pins. Reads the pins and the kernel, so it works whether the daemon runs
+pins, netfilter rules the fast path skips; and which families go to the
+kernel for netfilter's sake, naming the rules. Reads the pins and the kernel, so it works whether the daemon runs
 or not; run it in the router's namespace (--netns NAME).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
