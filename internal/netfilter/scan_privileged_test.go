@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
 
 	"github.com/xrouter/xrouter/internal/testbed"
 )
@@ -171,4 +172,35 @@ func TestWatcherFollowsPrivileged(t *testing.T) {
 	waitFor([2]bool{true, false})
 	nftIn(t, ns, func(c *nftables.Conn) { c.DelTable(tb) })
 	waitFor([2]bool{false, false})
+}
+
+// TestLegacyLayoutPrivileged reads a real iptables-legacy table (the
+// kernel creates filter, with policies accept and no rules, when asked for
+// it in a fresh namespace), checking the getsockopt layouts against the
+// running kernel, and that the table then counts for nothing.
+func TestLegacyLayoutPrivileged(t *testing.T) {
+	testbed.RequireRoot(t)
+	ns := testbed.NewNetns(t, "xrnf-")
+	for _, f := range legacyFamilies {
+		var cs []Chain
+		err := ns.Do(func() error {
+			fd, err := unix.Socket(f.af, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			cs, err = readLegacyTable(fd, f, "filter")
+			return err
+		})
+		if err != nil {
+			t.Skipf("%s: no iptables-legacy filter table on this kernel: %v", f.family, err)
+		}
+		if len(cs) != 1 || cs[0].Name != "FORWARD" || cs[0].Rules != 0 || cs[0].Policy != "accept" {
+			t.Fatalf("%s filter: got %+v, want FORWARD with no rules, policy accept", f.family, cs)
+		}
+	}
+	r := scanIn(t, ns, nil)
+	if a, b := r.Pass(); a || b {
+		t.Errorf("empty legacy filter tables count: %+v", r)
+	}
 }
