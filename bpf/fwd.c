@@ -78,6 +78,7 @@ char __license[] SEC("license") = "GPL";
 const enum xr_outcome xr_outcome_unused __attribute__((unused));
 const enum xr_port_flags xr_port_flags_unused __attribute__((unused));
 const enum xr_cache_flags xr_cache_flags_unused __attribute__((unused));
+const enum xr_nf_flags xr_nf_flags_unused __attribute__((unused));
 
 static __always_inline int count(enum xr_outcome o, __u64 len, int verdict)
 {
@@ -343,7 +344,7 @@ static __always_inline int redirect(__u32 egress, __u32 ingress)
 
 /* ---- per packet ---- */
 
-static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags)
+static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags, __u32 nf)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -369,6 +370,11 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags)
 		return PASS(XR_PASS_MALFORMED);
 	if (!ipv4_csum_ok(iph))
 		return PASS(XR_PASS_MALFORMED);
+	/* Past ip_rcv's own checks (above) the kernel hands the packet to its
+	 * prerouting hook: with rules there (or on forward, postrouting) the
+	 * kernel must forward it. */
+	if (nf & XR_NF_PASS4)
+		return PASS(XR_PASS_NETFILTER);
 	if (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET))
 		return PASS(XR_PASS_FRAGMENT);
 	if (ipv4_martian(iph->saddr, iph->daddr))
@@ -427,7 +433,7 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags)
 	return count(XR_FORWARDED, len, XDP_REDIRECT);
 }
 
-static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags)
+static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags, __u32 nf)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -449,6 +455,9 @@ static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags)
 	tot_len = bpf_ntohs(ip6h->payload_len) + sizeof(*ip6h);
 	if (sizeof(*eth) + tot_len > len)
 		return PASS(XR_PASS_MALFORMED);
+	/* As for IPv4: what ipv6_rcv would accept meets netfilter next. */
+	if (nf & XR_NF_PASS6)
+		return PASS(XR_PASS_NETFILTER);
 	if (ip6h->nexthdr == IPPROTO_FRAGMENT)
 		return PASS(XR_PASS_FRAGMENT);
 	if (ipv6_ext_header(ip6h->nexthdr))
@@ -518,6 +527,8 @@ int xrouter_fwd(struct xdp_md *ctx)
 	__u64 len = data_end - data;
 	__u32 ingress = ctx->ingress_ifindex;
 	struct xr_port *port;
+	struct xr_cache_cfg *cfg;
+	__u32 zero = 0, nf = 0;
 
 	if ((void *)(eth + 1) > data_end)
 		return PASS(XR_PASS_MALFORMED);
@@ -539,7 +550,12 @@ int xrouter_fwd(struct xdp_md *ctx)
 	    *(__u16 *)(eth->h_dest + 4) != *(__u16 *)(port->mac + 4))
 		return PASS(XR_PASS_L2_NOT_FOR_US);
 
+	/* The netfilter flags: an array lookup the verifier inlines. */
+	cfg = bpf_map_lookup_elem(&xr_cache_gen, &zero);
+	if (cfg)
+		nf = *(volatile __u32 *)&cfg->nf;
+
 	if (eth->h_proto == bpf_htons(ETH_P_IP))
-		return fwd_ipv4(ctx, len, port->flags);
-	return fwd_ipv6(ctx, len, port->flags);
+		return fwd_ipv4(ctx, len, port->flags, nf);
+	return fwd_ipv6(ctx, len, port->flags, nf);
 }

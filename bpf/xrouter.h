@@ -51,6 +51,7 @@ enum xr_outcome {
 	XR_PASS_NOT_IN_DEVMAP,
 	XR_PASS_HAIRPIN,
 	XR_PASS_INGRESS_UNKNOWN,
+	XR_PASS_NETFILTER,
 	XR_OUTCOME_MAX,
 };
 
@@ -93,12 +94,25 @@ struct xr_cache_cfg {
 	__u64 bumps;    /* how often user space bumped (for status) */
 	__u64 lease_ns; /* bypass after this time */
 	__u32 flags;    /* enum xr_cache_flags */
-	__u32 pad;
+	/* enum xr_nf_flags: not the cache's, but read by every packet all the
+	 * same (an inlined array lookup). Written by its own word-sized store,
+	 * apart from the cache's fields. */
+	__u32 nf;
 };
 
 enum xr_cache_flags {
 	XR_CACHE_BYPASS4 = 1, /* IPv4 lookups depend on more than the destination */
 	XR_CACHE_BYPASS6 = 2, /* IPv6 lookups depend on more than the destination */
+};
+
+/* Netfilter rules the fast path would skip (forward, prerouting or
+ * postrouting hooks, netdev hooks): while set, every well-formed packet of
+ * the family goes to the kernel (XR_PASS_NETFILTER). internal/netfilter
+ * decides, dataplane.netfilter says whether to respect it. */
+enum xr_nf_flags {
+	XR_NF_PASS4 = 1,
+	XR_NF_PASS6 = 2,
+	XR_NF_BYPASS = 4, /* for status only: the daemon runs with dataplane.netfilter: bypass */
 };
 
 /* IPv4 entries have their own map with this shorter key (a cheaper hash

@@ -26,6 +26,7 @@ import (
 	"github.com/xrouter/xrouter/internal/devmap"
 	"github.com/xrouter/xrouter/internal/fib"
 	"github.com/xrouter/xrouter/internal/metrics"
+	"github.com/xrouter/xrouter/internal/netfilter"
 	"github.com/xrouter/xrouter/internal/nhcache"
 	"github.com/xrouter/xrouter/internal/sysctl"
 )
@@ -181,6 +182,19 @@ func run(cfg *config.Config, log *slog.Logger, reload func() (*config.Config, er
 		return err
 	}
 	defer inv.Stop()
+	// Netfilter is read before anything is attached, so that no packet
+	// skips a firewall rule that is already there.
+	for _, w := range d.Netfilter.Warnings() {
+		log.Warn(w)
+	}
+	nfw := netfilter.New(netfilter.Config{
+		Mode:    d.Netfilter,
+		Managed: d.Matches,
+		Apply: func(ipv4, ipv6 bool) error {
+			return dp.SetNetfilter(dataplane.NetfilterPass{IPv4: ipv4, IPv6: ipv6, Bypass: d.Netfilter == netfilter.Bypass})
+		},
+	}, log)
+	nfw.Check()
 
 	mgr := devmap.New(devmap.Config{
 		Explicit:       d.Interfaces,
@@ -217,6 +231,14 @@ func run(cfg *config.Config, log *slog.Logger, reload func() (*config.Config, er
 		stop()
 		if err := <-invDone; err != nil {
 			log.Warn("next-hop cache invalidator", "err", err)
+		}
+	}()
+	nfDone := make(chan error, 1)
+	go func() { nfDone <- nfw.Run(ctx) }()
+	defer func() {
+		stop()
+		if err := <-nfDone; err != nil {
+			log.Warn("netfilter watcher", "err", err)
 		}
 	}()
 	reportWarnings(d.PinPath, log)

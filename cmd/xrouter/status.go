@@ -9,6 +9,7 @@ import (
 
 	"github.com/xrouter/xrouter/internal/dataplane"
 	"github.com/xrouter/xrouter/internal/devmap"
+	"github.com/xrouter/xrouter/internal/netfilter"
 	"github.com/xrouter/xrouter/internal/sysctl"
 )
 
@@ -16,7 +17,55 @@ type statusReport struct {
 	PinPath    string        `json:"pin_path"`
 	Interfaces []ifaceStatus `json:"interfaces"`
 	Cache      *cacheStatus  `json:"cache,omitempty"`
+	Netfilter  *nfStatus     `json:"netfilter,omitempty"`
 	Warnings   []string      `json:"warnings"`
+}
+
+// nfStatus is what the program does for netfilter (its flags, pinned) and
+// the rules that make it so (read from the kernel now).
+type nfStatus struct {
+	Mode  netfilter.Mode          `json:"mode"` // the daemon's
+	Pass  dataplane.NetfilterPass `json:"to_kernel"`
+	Rules netfilter.Report        `json:"rules"`
+}
+
+// readNetfilterStatus reads the pinned flags and scans the ruleset; the
+// lines are for the text output, the warnings where flags and rules
+// disagree (a stopped daemon, bypass).
+func readNetfilterStatus(pin string, managed func(string) bool) (*nfStatus, []string, []string) {
+	pass, err := dataplane.ReadPinnedNetfilter(pin)
+	if err != nil {
+		return nil, nil, nil
+	}
+	// The daemon's mode, as it recorded it (this command's config may
+	// not be the daemon's).
+	mode := netfilter.Respect
+	if pass.Bypass {
+		mode = netfilter.Bypass
+	}
+	st := &nfStatus{Mode: mode, Pass: pass, Rules: netfilter.Scan(managed)}
+	var lines, warns []string
+	rules4, rules6 := st.Rules.Pass()
+	for _, f := range []struct {
+		name         string
+		ipv6, passed bool
+		rules        bool
+	}{{"IPv4", false, pass.IPv4, rules4}, {"IPv6", true, pass.IPv6, rules6}} {
+		reason := st.Rules.Reason(f.ipv6)
+		switch {
+		case f.passed && f.rules:
+			lines = append(lines, fmt.Sprintf("netfilter: %s: %s traffic goes to the kernel (dataplane.netfilter: %s)", reason, f.name, mode))
+		case f.passed:
+			lines = append(lines, fmt.Sprintf("netfilter: %s traffic goes to the kernel; no rules that need it now (the daemon follows changes)", f.name))
+		case f.rules && mode == netfilter.Bypass:
+			warns = append(warns, fmt.Sprintf("netfilter: %s: forwarded %s traffic skips it (dataplane.netfilter: bypass)", reason, f.name))
+		case f.rules:
+			warns = append(warns, fmt.Sprintf("netfilter: %s: forwarded %s traffic skips it: the daemon has not applied it (is `xrouter run` running?)", reason, f.name))
+		default:
+			lines = append(lines, fmt.Sprintf("netfilter: no rules XDP would skip for %s: fast path", f.name))
+		}
+	}
+	return st, lines, warns
 }
 
 // cacheStatus is the next-hop cache's control block as the program sees it.
@@ -47,7 +96,8 @@ func statusCmd() *cobra.Command {
 		Long: `Show the interfaces the data plane is pinned on, with attach mode,
 program id, whether each is a redirect target, and warnings: forwarding
 disabled, a veth peer without XDP (redirected frames would vanish), stale
-pins. Reads the pins and the kernel, so it works whether the daemon runs
+pins, netfilter rules the fast path skips; and which families go to the
+kernel for netfilter's sake, naming the rules. Reads the pins and the kernel, so it works whether the daemon runs
 or not; run it in the router's namespace (--netns NAME).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -72,6 +122,15 @@ or not; run it in the router's namespace (--netns NAME).`,
 				rep.Interfaces = append(rep.Interfaces, is)
 			}
 			rep.Cache = readCacheStatus(cfg.Dataplane.PinPath)
+			ports := map[string]bool{}
+			for _, s := range st {
+				ports[s.Name] = true
+			}
+			nf, nfLines, nfWarns := readNetfilterStatus(cfg.Dataplane.PinPath, func(dev string) bool {
+				return ports[dev] || cfg.Dataplane.Matches(dev)
+			})
+			rep.Netfilter = nf
+			rep.Warnings = append(rep.Warnings, nfWarns...)
 			if len(st) == 0 {
 				rep.Warnings = append(rep.Warnings, "no interface is attached under "+cfg.Dataplane.PinPath)
 			}
@@ -103,6 +162,9 @@ or not; run it in the router's namespace (--netns NAME).`,
 					fmt.Fprintf(out, ", bypassed for ipv4=%s ipv6=%s (policy rules, TOS or source routes)", yesNo(c.Bypass4), yesNo(c.Bypass6))
 				}
 				fmt.Fprintln(out)
+			}
+			for _, l := range nfLines {
+				fmt.Fprintln(out, l)
 			}
 			for _, w := range rep.Warnings {
 				fmt.Fprintln(out, "warning:", w)

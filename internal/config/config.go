@@ -157,6 +157,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("dataplane.cache.enabled", true)
 	v.SetDefault("dataplane.cache.size", 65536)
 	v.SetDefault("dataplane.cache.max_age", "2s")
+	v.SetDefault("dataplane.netfilter", "respect")
 	v.SetDefault("log.level", "info")
 	v.SetDefault("log.format", "text")
 	v.SetDefault("metrics.listen", "")

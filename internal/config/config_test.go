@@ -60,6 +60,7 @@ func TestLoadRejects(t *testing.T) {
 		{"unknown key", "dataplane:\n  interfaces: [a]\n  modes: auto\n", []string{`unknown key "dataplane.modes"`}},
 		{"unknown top-level key", "dataplne:\n  mode: auto\n", []string{`unknown key "dataplne`}},
 		{"unknown mode", "dataplane:\n  mode: fast\n", []string{`"dataplane.mode"`, `"fast"`}},
+		{"unknown netfilter mode", "dataplane:\n  netfilter: ignore\n", []string{`"dataplane.netfilter"`, `"ignore"`, "respect or bypass"}},
 		{"malformed bool", "dataplane:\n  detach_on_exit: maybe\n", []string{"dataplane.detach_on_exit"}},
 		{"list for string", "dataplane:\n  mode: [1, 2]\n", []string{"dataplane.mode"}},
 		{"bad duration", "dataplane:\n  resync_interval: soon\n", []string{"dataplane.resync_interval"}},
@@ -165,7 +166,7 @@ func TestKeysListsEveryField(t *testing.T) {
 		"dataplane.detach_on_exit", "dataplane.manage_forwarding", "dataplane.resync_interval",
 		"log.level", "log.format", "metrics.listen", "api.socket", "fib.metric", "fib.table",
 		"fib.stale_timeout", "fib.resync_interval", "fib.remove_on_stop", "debug.pprof", "runtime.memory_limit", "runtime.gc_percent", "bgp.grpc_address",
-		"dataplane.cache.enabled", "dataplane.cache.size", "dataplane.cache.max_age"}
+		"dataplane.cache.enabled", "dataplane.cache.size", "dataplane.cache.max_age", "dataplane.netfilter"}
 	got := strings.Join(Keys(), ",")
 	for _, k := range want {
 		if !strings.Contains(got, k) {
@@ -258,5 +259,22 @@ func TestGCTarget(t *testing.T) {
 		if got := (Runtime{GCPercent: c.set}).GCTarget(c.gogc); got != c.want {
 			t.Errorf("gc_percent %d, GOGC %q: target %d, want %d", c.set, c.gogc, got, c.want)
 		}
+	}
+}
+
+func TestNetfilterMode(t *testing.T) {
+	c, err := Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Dataplane.Netfilter != "respect" {
+		t.Errorf("default dataplane.netfilter %q, want respect", c.Dataplane.Netfilter)
+	}
+	c, err = Load(writeFile(t, "dataplane:\n  netfilter: bypass\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Dataplane.Netfilter != "bypass" || len(c.Dataplane.Netfilter.Warnings()) == 0 {
+		t.Errorf("dataplane.netfilter %q, warnings %v", c.Dataplane.Netfilter, c.Dataplane.Netfilter.Warnings())
 	}
 }

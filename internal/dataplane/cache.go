@@ -109,6 +109,7 @@ const (
 	cfgOffBumps = 8
 	cfgOffLease = 16
 	cfgOffFlags = 24
+	cfgOffNF    = 28
 )
 
 // SetCacheState writes the control block through its memory mapping, one
@@ -279,4 +280,71 @@ func (d *Dataplane) CacheEntries() (int, error) {
 func PinnedMapNames() []string {
 	return []string{StatsMapName, DevmapMapName, PortsMapName, Local4MapName,
 		CacheGenMapName, CacheStatsMapName, Mpath4MapName, Mpath6MapName}
+}
+
+// NetfilterPass is what the program does for netfilter's sake: for each
+// family set, every well-formed packet goes to the kernel (outcome
+// netfilter) instead of the fast path.
+type NetfilterPass struct {
+	IPv4 bool `json:"ipv4"`
+	IPv6 bool `json:"ipv6"`
+	// Bypass records that the daemon runs with dataplane.netfilter:
+	// bypass (for status; the program does not read it).
+	Bypass bool `json:"bypass"`
+}
+
+func (n NetfilterPass) bits() uint32 {
+	var b uint32
+	if n.IPv4 {
+		b |= uint32(fwdXrNfFlagsXR_NF_PASS4)
+	}
+	if n.IPv6 {
+		b |= uint32(fwdXrNfFlagsXR_NF_PASS6)
+	}
+	if n.Bypass {
+		b |= uint32(fwdXrNfFlagsXR_NF_BYPASS)
+	}
+	return b
+}
+
+// SetNetfilter tells the program which families to hand to the kernel for
+// netfilter: one word-sized store through the control block's mapping,
+// apart from the cache's fields (their writer need not be serialised with
+// this one).
+func (d *Dataplane) SetNetfilter(n NetfilterPass) error {
+	mem, err := d.objs.XrCacheGen.Memory()
+	if err != nil {
+		return fmt.Errorf("mapping %s: %w", CacheGenMapName, err)
+	}
+	var b [4]byte
+	binary.NativeEndian.PutUint32(b[:], n.bits())
+	if _, err := mem.WriteAt(b[:], cfgOffNF); err != nil {
+		return fmt.Errorf("writing %s: %w", CacheGenMapName, err)
+	}
+	return nil
+}
+
+// Netfilter reads what SetNetfilter wrote.
+func (d *Dataplane) Netfilter() (NetfilterPass, error) { return readNetfilter(d.objs.XrCacheGen) }
+
+// ReadPinnedNetfilter reads the netfilter flags pinned in pinDir.
+func ReadPinnedNetfilter(pinDir string) (NetfilterPass, error) {
+	m, err := loadPinned(pinDir, CacheGenMapName)
+	if err != nil {
+		return NetfilterPass{}, err
+	}
+	defer m.Close()
+	return readNetfilter(m)
+}
+
+func readNetfilter(m *ebpf.Map) (NetfilterPass, error) {
+	var v fwdXrCacheCfg
+	if err := m.Lookup(uint32(0), &v); err != nil {
+		return NetfilterPass{}, fmt.Errorf("reading %s: %w", CacheGenMapName, err)
+	}
+	return NetfilterPass{
+		IPv4:   v.Nf&uint32(fwdXrNfFlagsXR_NF_PASS4) != 0,
+		IPv6:   v.Nf&uint32(fwdXrNfFlagsXR_NF_PASS6) != 0,
+		Bypass: v.Nf&uint32(fwdXrNfFlagsXR_NF_BYPASS) != 0,
+	}, nil
 }

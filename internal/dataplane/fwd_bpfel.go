@@ -19,7 +19,7 @@ type fwdXrCacheCfg struct {
 	Bumps   uint64
 	LeaseNs uint64
 	Flags   uint32
-	Pad     uint32
+	Nf      uint32
 }
 
 type fwdXrCacheFlags uint32
@@ -81,6 +81,14 @@ type fwdXrLpm6 struct {
 	Addr      [16]uint8
 }
 
+type fwdXrNfFlags uint32
+
+const (
+	fwdXrNfFlagsXR_NF_PASS4  fwdXrNfFlags = 1
+	fwdXrNfFlagsXR_NF_PASS6  fwdXrNfFlags = 2
+	fwdXrNfFlagsXR_NF_BYPASS fwdXrNfFlags = 4
+)
+
 type fwdXrNhEntry struct {
 	_       structs.HostLayout
 	Gen     uint64
@@ -128,7 +136,8 @@ const (
 	fwdXrOutcomeXR_PASS_NOT_IN_DEVMAP   fwdXrOutcome = 18
 	fwdXrOutcomeXR_PASS_HAIRPIN         fwdXrOutcome = 19
 	fwdXrOutcomeXR_PASS_INGRESS_UNKNOWN fwdXrOutcome = 20
-	fwdXrOutcomeXR_OUTCOME_MAX          fwdXrOutcome = 21
+	fwdXrOutcomeXR_PASS_NETFILTER       fwdXrOutcome = 21
+	fwdXrOutcomeXR_OUTCOME_MAX          fwdXrOutcome = 22
 )
 
 type fwdXrPort struct {
@@ -167,6 +176,7 @@ const (
 	fwdMapXrStats            = "xr_stats"
 	fwdProgXrouterFwd        = "xrouter_fwd"
 	fwdVarXrCacheFlagsUnused = "xr_cache_flags_unused"
+	fwdVarXrNfFlagsUnused    = "xr_nf_flags_unused"
 	fwdVarXrOutcomeUnused    = "xr_outcome_unused"
 	fwdVarXrPortFlagsUnused  = "xr_port_flags_unused"
 )
@@ -241,6 +251,7 @@ type fwdMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type fwdVariableSpecs struct {
 	XrCacheFlagsUnused *ebpf.VariableSpec `ebpf:"xr_cache_flags_unused"`
+	XrNfFlagsUnused    *ebpf.VariableSpec `ebpf:"xr_nf_flags_unused"`
 	XrOutcomeUnused    *ebpf.VariableSpec `ebpf:"xr_outcome_unused"`
 	XrPortFlagsUnused  *ebpf.VariableSpec `ebpf:"xr_port_flags_unused"`
 }
@@ -305,6 +316,7 @@ func (m *fwdMaps) Close() error {
 // It can be passed to loadFwdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fwdVariables struct {
 	XrCacheFlagsUnused *ebpf.Variable `ebpf:"xr_cache_flags_unused"`
+	XrNfFlagsUnused    *ebpf.Variable `ebpf:"xr_nf_flags_unused"`
 	XrOutcomeUnused    *ebpf.Variable `ebpf:"xr_outcome_unused"`
 	XrPortFlagsUnused  *ebpf.Variable `ebpf:"xr_port_flags_unused"`
 }

@@ -81,6 +81,7 @@ func TestOutcomesMirrorBPF(t *testing.T) {
 		fwdXrOutcomeXR_PASS_NOT_IN_DEVMAP:   PassNotInDevmap,
 		fwdXrOutcomeXR_PASS_HAIRPIN:         PassHairpin,
 		fwdXrOutcomeXR_PASS_INGRESS_UNKNOWN: PassIngressUnknown,
+		fwdXrOutcomeXR_PASS_NETFILTER:       PassNetfilter,
 	} {
 		if Outcome(gen) != o {
 			t.Errorf("generated constant %d mirrors Go outcome %d (%s)", gen, o, o)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/xrouter/xrouter/internal/dataplane"
+	"github.com/xrouter/xrouter/internal/netfilter"
 )
 
 // Modes are the accepted attach modes (dataplane.mode), in the order the
@@ -39,6 +40,9 @@ type Settings struct {
 	ResyncInterval time.Duration `mapstructure:"resync_interval"`
 	// Cache configures the fast path's next-hop cache.
 	Cache dataplane.CacheSettings `mapstructure:"cache"`
+	// Netfilter is respect (packets of a family that has netfilter rules
+	// XDP would skip go to the kernel) or bypass (forward them anyway).
+	Netfilter netfilter.Mode `mapstructure:"netfilter"`
 }
 
 // Validate checks the values without looking at the system; errors name
@@ -67,6 +71,9 @@ func (s Settings) Validate() error {
 	}
 	if s.ResyncInterval < 0 {
 		return fmt.Errorf("key \"dataplane.resync_interval\": %s is negative", s.ResyncInterval)
+	}
+	if err := s.Netfilter.Validate(); err != nil {
+		return err
 	}
 	return s.Cache.Validate()
 }
