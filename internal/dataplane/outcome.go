@@ -27,6 +27,7 @@ const (
 	PassNotInDevmap
 	PassHairpin
 	PassIngressUnknown
+	PassIPv6Disabled
 	// NumOutcomes is the number of outcomes (the stats map's size).
 	NumOutcomes
 )
@@ -53,6 +54,7 @@ var outcomeNames = [NumOutcomes]string{
 	PassNotInDevmap:    "not_in_devmap",
 	PassHairpin:        "hairpin",
 	PassIngressUnknown: "ingress_unknown",
+	PassIPv6Disabled:   "ipv6_disabled",
 }
 
 var outcomeHelp = [NumOutcomes]string{
@@ -77,6 +79,7 @@ var outcomeHelp = [NumOutcomes]string{
 	PassNotInDevmap:    "egress interface is not managed by xrouter",
 	PassHairpin:        "egress is the ingress interface; the kernel also sends an ICMP redirect",
 	PassIngressUnknown: "ingress interface not registered yet",
+	PassIPv6Disabled:   "IPv6 with disable_ipv6 on the ingress or egress interface; the kernel drops it",
 }
 
 // String returns the outcome's short name as used in stats and metrics.
