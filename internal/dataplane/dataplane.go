@@ -185,6 +185,20 @@ func (d *Dataplane) SetPort(ifindex int, mac net.HardwareAddr, flags PortFlags) 
 	return d.putPortTab(uint32(ifindex), p)
 }
 
+// AnyFullSourceCheck reports whether some port entry (perhaps an earlier
+// run's) has the full source check on.
+func (d *Dataplane) AnyFullSourceCheck() bool {
+	var k uint32
+	var p fwdXrPort
+	it := d.objs.XrPorts.Iterate()
+	for it.Next(&k, &p) {
+		if p.Flags&uint16(fwdXrPortFlagsXR_PORT_SRC_FULL) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // DeletePort forgets an interface; missing entries are not an error.
 func (d *Dataplane) DeletePort(ifindex int) error {
 	if err := d.putPortTab(uint32(ifindex), fwdXrPort{}); err != nil {
