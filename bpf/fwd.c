@@ -222,18 +222,32 @@ static __always_inline int ipv4_local(__be32 addr)
 }
 
 /* The kernel validates the source of every IPv4 packet it forwards
- * (fib_validate_source): a local address is a martian unless accept_local;
- * with rp_filter, the source must route back out of the ingress interface
- * (strict) or route at all (loose). bpf_fib_lookup checks none of it. A
- * reverse lookup that cannot confirm the source leaves the packet to the
- * kernel, which is always safe. Returns 0 when the source is acceptable. */
-static __always_inline int ipv4_source_bad(struct xdp_md *ctx, struct iphdr *iph,
-					   __u16 flags, __u32 ingress)
+ * (fib_validate_source), and bpf_fib_lookup checks none of it. With
+ * rp_filter off and no reason for more (XR_PORT_SRC_FULL clear), a local
+ * source address is a martian unless accept_local. Otherwise the kernel
+ * looks the source up as a destination, with the packet's egress as the
+ * input interface (flowi4_iif = the forward route's device), no output
+ * interface, the DSCP, and the protocol and swapped ports that port rules
+ * match on: the reverse lookup here passes the same, so that ip rules
+ * (iif, oif, ipproto, sport, dport, tos) pick the same table. Then:
+ * - no route: accepted, unless rp_filter;
+ * - a local route: a martian unless accept_local; broadcast, multicast,
+ *   anycast: a martian;
+ * - a unicast route through the ingress device: accepted;
+ * - any other unicast route: a martian with strict rp_filter, and with
+ *   loose rp_filter when the ingress has no IPv4 address; accepted
+ *   otherwise.
+ * bpf_fib_lookup answers NOT_FWDED both for local/broadcast routes and for
+ * no route, and picks one path of a multipath route, so whenever its answer
+ * cannot prove the source acceptable the packet goes to the kernel, which is
+ * always safe. Returns 0 when the source is acceptable. */
+static __always_inline int ipv4_source_bad(struct xdp_md *ctx, struct iphdr *iph, __u16 flags,
+					   __u32 ingress, __u32 egress, __be16 sport, __be16 dport)
 {
 	struct bpf_fib_lookup r;
 	int rc;
 
-	if (!(flags & (XR_PORT_RPF_STRICT | XR_PORT_RPF_LOOSE))) {
+	if (!(flags & (XR_PORT_RPF_STRICT | XR_PORT_RPF_LOOSE | XR_PORT_SRC_FULL))) {
 		if (flags & XR_PORT_ACCEPT_LOCAL)
 			return 0;
 		return ipv4_local(iph->saddr);
@@ -241,15 +255,23 @@ static __always_inline int ipv4_source_bad(struct xdp_md *ctx, struct iphdr *iph
 	__builtin_memset(&r, 0, sizeof(r));
 	r.family = AF_INET;
 	r.tos = iph->tos;
+	r.l4_protocol = iph->protocol;
+	r.sport = dport;
+	r.dport = sport;
 	r.ipv4_src = iph->daddr;
 	r.ipv4_dst = iph->saddr;
-	r.ifindex = ingress;
+	r.ifindex = egress;
 	rc = bpf_fib_lookup(ctx, &r, sizeof(r), BPF_FIB_LOOKUP_SKIP_NEIGH);
+	if (!(flags & (XR_PORT_RPF_STRICT | XR_PORT_RPF_LOOSE)))
+		/* A unicast route, or a failed lookup (blackhole, unreachable,
+		 * prohibit routes): accepted. */
+		return rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_BLACKHOLE &&
+		       rc != BPF_FIB_LKUP_RET_UNREACHABLE && rc != BPF_FIB_LKUP_RET_PROHIBIT;
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return 1;
-	if ((flags & XR_PORT_RPF_STRICT) && r.ifindex != ingress)
-		return 1;
-	return 0;
+	if (r.ifindex == ingress)
+		return 0;
+	return (flags & XR_PORT_RPF_STRICT) || (flags & XR_PORT_NO_ADDR4);
 }
 
 /* A packet with TTL <= 1 goes to the kernel either way; the reason is
@@ -344,6 +366,20 @@ static __always_inline int redirect(__u32 egress, __u32 ingress)
 
 /* ---- per packet ---- */
 
+/* The port entry of ifindex, or NULL. */
+static __always_inline struct xr_port *port_of(__u32 ifindex)
+{
+	struct xr_port *port;
+
+	if (ifindex < XR_PORT_SLOTS) {
+		port = bpf_map_lookup_elem(&xr_port_tab, &ifindex);
+		if (!port || !(port->flags & XR_PORT_PRESENT))
+			return NULL;
+		return port;
+	}
+	return bpf_map_lookup_elem(&xr_ports, &ifindex);
+}
+
 static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags, __u32 nf)
 {
 	void *data = (void *)(long)ctx->data;
@@ -415,7 +451,7 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags, 
 	/* Found (in the cache or the FIB): forwarding would expire it. */
 	if (iph->ttl <= 1)
 		return PASS(XR_PASS_TTL_EXCEEDED);
-	if (ipv4_source_bad(ctx, iph, flags, ingress))
+	if (ipv4_source_bad(ctx, iph, flags, ingress, nh.ifindex, sport, dport))
 		return PASS(XR_PASS_MARTIAN);
 	rc = redirect(nh.ifindex, ingress);
 	if (rc)
@@ -448,6 +484,9 @@ static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags, 
 	__u32 tot_len;
 	int rc;
 
+	/* ipv6_rcv drops everything on a device with disable_ipv6. */
+	if (flags & XR_PORT_NO_IPV6)
+		return PASS(XR_PASS_IPV6_DISABLED);
 	if ((void *)(ip6h + 1) > data_end)
 		return PASS(XR_PASS_MALFORMED);
 	if (ip6h->version != 6)
@@ -506,6 +545,13 @@ static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags, 
 	/* Found (in the cache or the FIB): forwarding would expire it. */
 	if (ip6h->hop_limit <= 1)
 		return PASS(XR_PASS_TTL_EXCEEDED);
+	/* ip6_output drops what would leave by a device with disable_ipv6. */
+	if (flags & XR_PORT_EGRESS6_CHECK) {
+		struct xr_port *out = port_of(nh.ifindex);
+
+		if (out && (out->flags & XR_PORT_NO_IPV6))
+			return PASS(XR_PASS_IPV6_DISABLED);
+	}
 	rc = redirect(nh.ifindex, ingress);
 	if (rc)
 		return PASS(-rc);
@@ -537,15 +583,9 @@ int xrouter_fwd(struct xdp_md *ctx)
 
 	/* The kernel forwards only frames addressed to the interface itself
 	 * (PACKET_HOST); multicast, broadcast and other hosts' frames are not. */
-	if (ingress < XR_PORT_SLOTS) {
-		port = bpf_map_lookup_elem(&xr_port_tab, &ingress);
-		if (!port || !(port->flags & XR_PORT_PRESENT))
-			return PASS(XR_PASS_INGRESS_UNKNOWN);
-	} else {
-		port = bpf_map_lookup_elem(&xr_ports, &ingress);
-		if (!port)
-			return PASS(XR_PASS_INGRESS_UNKNOWN);
-	}
+	port = port_of(ingress);
+	if (!port)
+		return PASS(XR_PASS_INGRESS_UNKNOWN);
 	if (*(__u32 *)eth->h_dest != *(__u32 *)port->mac ||
 	    *(__u16 *)(eth->h_dest + 4) != *(__u16 *)(port->mac + 4))
 		return PASS(XR_PASS_L2_NOT_FOR_US);

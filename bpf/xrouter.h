@@ -52,6 +52,7 @@ enum xr_outcome {
 	XR_PASS_HAIRPIN,
 	XR_PASS_INGRESS_UNKNOWN,
 	XR_PASS_NETFILTER,
+	XR_PASS_IPV6_DISABLED,
 	XR_OUTCOME_MAX,
 };
 
@@ -74,6 +75,13 @@ enum xr_port_flags {
 	XR_PORT_RPF_LOOSE = 2,    /* rp_filter = 2 */
 	XR_PORT_ACCEPT_LOCAL = 4, /* accept_local: local source addresses allowed */
 	XR_PORT_NO_FWD6 = 8,      /* the kernel would not forward IPv6 (all.forwarding = 0) */
+	/* rp_filter = 0, yet the kernel validates the source with a reverse
+	 * lookup (fib_validate_source's full check): custom local routes or
+	 * custom rules (unless accept_local), or route realms. */
+	XR_PORT_SRC_FULL = 0x10,
+	XR_PORT_NO_ADDR4 = 0x20,      /* no IPv4 address: loose rp_filter rejects what strict does */
+	XR_PORT_NO_IPV6 = 0x40,       /* disable_ipv6: the kernel drops IPv6 in and out */
+	XR_PORT_EGRESS6_CHECK = 0x80, /* some port has NO_IPV6: check the egress port */
 	XR_PORT_PRESENT = 0x8000, /* set in every xr_port_tab entry in use */
 };
 

@@ -36,6 +36,20 @@ type PortFlags struct {
 	// NoForward6 is set when the kernel would not forward IPv6 arriving
 	// here (net.ipv6.conf.all.forwarding = 0).
 	NoForward6 bool
+	// FullSourceCheck is set when, with rp_filter off, the kernel still
+	// validates IPv4 sources with a reverse lookup (fib_validate_source's
+	// full check): custom local routes or custom rules exist and
+	// accept_local is off, or route realms are in use.
+	FullSourceCheck bool
+	// NoAddr4: the interface has no IPv4 address, so loose rp_filter
+	// rejects sources that do not route back out of it.
+	NoAddr4 bool
+	// NoIPv6 is net.ipv6.conf.IF.disable_ipv6 (or no IPv6 device): the
+	// kernel drops IPv6 arriving on or leaving by the interface.
+	NoIPv6 bool
+	// CheckEgress6: some port has NoIPv6, so the program checks the egress
+	// port of every IPv6 packet (set on every port, or on none).
+	CheckEgress6 bool
 }
 
 func (f PortFlags) bits() uint16 {
@@ -51,6 +65,18 @@ func (f PortFlags) bits() uint16 {
 	}
 	if f.NoForward6 {
 		b |= uint16(fwdXrPortFlagsXR_PORT_NO_FWD6)
+	}
+	if f.FullSourceCheck {
+		b |= uint16(fwdXrPortFlagsXR_PORT_SRC_FULL)
+	}
+	if f.NoAddr4 {
+		b |= uint16(fwdXrPortFlagsXR_PORT_NO_ADDR4)
+	}
+	if f.NoIPv6 {
+		b |= uint16(fwdXrPortFlagsXR_PORT_NO_IPV6)
+	}
+	if f.CheckEgress6 {
+		b |= uint16(fwdXrPortFlagsXR_PORT_EGRESS6CHECK)
 	}
 	return b
 }
@@ -157,6 +183,20 @@ func (d *Dataplane) SetPort(ifindex int, mac net.HardwareAddr, flags PortFlags) 
 		return fmt.Errorf("port %d: updating %s: %w", ifindex, PortsMapName, err)
 	}
 	return d.putPortTab(uint32(ifindex), p)
+}
+
+// AnyFullSourceCheck reports whether some port entry (perhaps an earlier
+// run's) has the full source check on.
+func (d *Dataplane) AnyFullSourceCheck() bool {
+	var k uint32
+	var p fwdXrPort
+	it := d.objs.XrPorts.Iterate()
+	for it.Next(&k, &p) {
+		if p.Flags&uint16(fwdXrPortFlagsXR_PORT_SRC_FULL) != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // DeletePort forgets an interface; missing entries are not an error.

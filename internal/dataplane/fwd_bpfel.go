@@ -137,7 +137,8 @@ const (
 	fwdXrOutcomeXR_PASS_HAIRPIN         fwdXrOutcome = 19
 	fwdXrOutcomeXR_PASS_INGRESS_UNKNOWN fwdXrOutcome = 20
 	fwdXrOutcomeXR_PASS_NETFILTER       fwdXrOutcome = 21
-	fwdXrOutcomeXR_OUTCOME_MAX          fwdXrOutcome = 22
+	fwdXrOutcomeXR_PASS_IPV6DISABLED    fwdXrOutcome = 22
+	fwdXrOutcomeXR_OUTCOME_MAX          fwdXrOutcome = 23
 )
 
 type fwdXrPort struct {
@@ -153,6 +154,10 @@ const (
 	fwdXrPortFlagsXR_PORT_RPF_LOOSE    fwdXrPortFlags = 2
 	fwdXrPortFlagsXR_PORT_ACCEPT_LOCAL fwdXrPortFlags = 4
 	fwdXrPortFlagsXR_PORT_NO_FWD6      fwdXrPortFlags = 8
+	fwdXrPortFlagsXR_PORT_SRC_FULL     fwdXrPortFlags = 16
+	fwdXrPortFlagsXR_PORT_NO_ADDR4     fwdXrPortFlags = 32
+	fwdXrPortFlagsXR_PORT_NO_IPV6      fwdXrPortFlags = 64
+	fwdXrPortFlagsXR_PORT_EGRESS6CHECK fwdXrPortFlags = 128
 	fwdXrPortFlagsXR_PORT_PRESENT      fwdXrPortFlags = 32768
 )
 

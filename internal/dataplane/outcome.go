@@ -28,6 +28,7 @@ const (
 	PassHairpin
 	PassIngressUnknown
 	PassNetfilter
+	PassIPv6Disabled
 	// NumOutcomes is the number of outcomes (the stats map's size).
 	NumOutcomes
 )
@@ -55,6 +56,7 @@ var outcomeNames = [NumOutcomes]string{
 	PassHairpin:        "hairpin",
 	PassIngressUnknown: "ingress_unknown",
 	PassNetfilter:      "netfilter",
+	PassIPv6Disabled:   "ipv6_disabled",
 }
 
 var outcomeHelp = [NumOutcomes]string{
@@ -80,6 +82,7 @@ var outcomeHelp = [NumOutcomes]string{
 	PassHairpin:        "egress is the ingress interface; the kernel also sends an ICMP redirect",
 	PassIngressUnknown: "ingress interface not registered yet",
 	PassNetfilter:      "netfilter rules on a hook the fast path would skip (dataplane.netfilter: respect)",
+	PassIPv6Disabled:   "IPv6 with disable_ipv6 on the ingress or egress interface; the kernel drops it",
 }
 
 // String returns the outcome's short name as used in stats and metrics.

@@ -20,7 +20,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xrouter/xrouter/internal/dataplane"
-	"github.com/xrouter/xrouter/internal/sysctl"
 )
 
 // Mode is how the XDP program is attached.
@@ -74,11 +73,16 @@ type Manager struct {
 
 	mu    sync.Mutex
 	ports map[int]*Port
+	// src: what makes the kernel check IPv4 sources more with rp_filter
+	// off (sticky, as in the kernel); addr4: interfaces with an IPv4
+	// address. Both feed the port flags.
+	src   srcPolicy
+	addr4 map[int]bool
 }
 
 // New returns a manager; nothing is attached until Start.
 func New(cfg Config, dp *dataplane.Dataplane, log *slog.Logger) *Manager {
-	return &Manager{cfg: cfg, dp: dp, log: log, ports: map[int]*Port{}}
+	return &Manager{cfg: cfg, dp: dp, log: log, ports: map[int]*Port{}, addr4: map[int]bool{}}
 }
 
 func (m *Manager) linksDir() string { return LinksDir(m.cfg.PinPath) }
@@ -113,8 +117,20 @@ func (m *Manager) Start() error {
 		return fmt.Errorf("creating %s: %w", m.linksDir(), err)
 	}
 
-	// Before any interface forwards: local sources must be known.
+	// Before any interface forwards: local sources, and what the kernel
+	// checks of sources, must be known. A full source check that an
+	// earlier run set stays (the kernel's reasons for it are sticky).
 	m.syncLocal()
+	src, err := scanSourcePolicy()
+	if err != nil {
+		// Unknown: check sources fully, which is always safe.
+		m.log.Warn("cannot tell whether the kernel checks IPv4 sources fully; assuming it does", "err", err)
+		src = srcPolicy{customRules: true, realms: true}
+	}
+	if m.dp.AnyFullSourceCheck() {
+		src.realms = true
+	}
+	m.addSrcPolicy(src)
 	var attached []*Port
 	for _, l := range links {
 		if !m.cfg.Match(l.Attrs().Name) || eligible(l) != nil {
@@ -163,13 +179,6 @@ func eligible(l netlink.Link) error {
 		return errors.New("no Ethernet address")
 	}
 	return nil
-}
-
-// portFlags tells the fast path the interface's sysctls that kernel
-// forwarding obeys and bpf_fib_lookup does not.
-func portFlags(iface string) dataplane.PortFlags {
-	p := sysctl.ReadPolicy(iface)
-	return dataplane.PortFlags{RPFilter: p.RPFilter, AcceptLocal: p.AcceptLocal, NoForward6: !p.ForwardIPv6}
 }
 
 func up(l netlink.Link) bool {
@@ -221,12 +230,16 @@ func (m *Manager) attach(l netlink.Link) (*Port, error) {
 		p.link = lk
 	}
 	p.Mode = attachedMode(a.Index)
-	p.flags = portFlags(a.Name)
+	p.flags = m.portFlags(a.Name, a.Index)
+	p.flags.CheckEgress6 = m.anyNoIPv6(a.Index, p.flags.NoIPv6)
 	if err := m.dp.SetPort(a.Index, a.HardwareAddr, p.flags); err != nil {
 		m.detachLocked(p)
 		return nil, err
 	}
 	m.ports[a.Index] = p
+	if p.flags.NoIPv6 {
+		m.refreshFlags() // the other ports now check their egress
+	}
 	if err := m.refresh(p, l); err != nil {
 		m.detachLocked(p)
 		return nil, err
@@ -337,7 +350,8 @@ const (
 // Called with m.mu held.
 func (m *Manager) refresh(p *Port, l netlink.Link) error {
 	a := l.Attrs()
-	flags := portFlags(a.Name)
+	flags := m.portFlags(a.Name, p.Index)
+	flags.CheckEgress6 = m.anyNoIPv6(p.Index, flags.NoIPv6)
 	if mac := a.HardwareAddr.String(); mac != p.MAC || flags != p.flags {
 		if err := m.dp.SetPort(p.Index, a.HardwareAddr, flags); err != nil {
 			return err
@@ -346,9 +360,13 @@ func (m *Manager) refresh(p *Port, l netlink.Link) error {
 			m.log.Info("interface MAC changed", "interface", p.Name, "mac", mac)
 		}
 		if flags != p.flags {
-			m.log.Info("interface sysctls changed", "interface", p.Name, "rp_filter", flags.RPFilter, "accept_local", flags.AcceptLocal, "ipv6_forwarding_off", flags.NoForward6)
+			logFlags(m, p, flags)
 		}
+		old := p.flags
 		p.MAC, p.flags = mac, flags
+		if old.NoIPv6 != flags.NoIPv6 {
+			m.refreshFlags() // whether the others check their egress
+		}
 	}
 	if a.Name != p.Name {
 		m.log.Info("interface renamed", "ifindex", p.Index, "from", p.Name, "to", a.Name)
@@ -402,6 +420,9 @@ func (m *Manager) detachLocked(p *Port) {
 		p.link = nil
 	}
 	delete(m.ports, p.Index)
+	if p.flags.NoIPv6 {
+		m.refreshFlags()
+	}
 }
 
 // forget drops a port whose interface is gone: its link is dead, its

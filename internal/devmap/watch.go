@@ -7,8 +7,13 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
+
+// SysctlPoll is how often the sysctls that change without an event
+// (accept_local, disable_ipv6) are read again.
+const SysctlPoll = time.Second
 
 // Run follows link events until ctx ends: a selected interface that appears
 // is attached, one that goes down leaves the devmap, one that is deleted is
@@ -58,19 +63,52 @@ func (m *Manager) watch(ctx context.Context, resync time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("subscribing to address events: %w", err)
 	}
-	// Events between Start and the subscription would be lost otherwise.
+	// rp_filter changes (netconf), routes and rules: the port flags follow
+	// them at once.
+	ps, err := nl.Subscribe(unix.NETLINK_ROUTE, policyGroups...)
+	if err != nil {
+		return fmt.Errorf("subscribing to netconf, route and rule events: %w", err)
+	}
+	defer ps.Close()
+	kick := make(chan struct{}, 1)
+	pctx, pcancel := context.WithCancel(ctx)
+	defer pcancel()
+	go func() {
+		if err := m.followPolicy(pctx, ps, kick); err != nil {
+			select {
+			case errs <- err:
+			default:
+			}
+		}
+	}()
+	// Events between Start and the subscriptions would be lost otherwise.
+	if p, err := scanSourcePolicy(); err == nil {
+		m.addSrcPolicy(p)
+	}
 	m.Resync()
 	if resync <= 0 {
 		resync = 30 * time.Second
 	}
 	tick := time.NewTicker(resync)
 	defer tick.Stop()
+	// accept_local and disable_ipv6 send no event: their sysctls are read
+	// again every SysctlPoll.
+	poll := time.NewTicker(SysctlPoll)
+	defer poll.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case err := <-errs:
 			return err
+		case <-kick:
+			m.mu.Lock()
+			m.refreshFlags()
+			m.mu.Unlock()
+		case <-poll.C:
+			m.mu.Lock()
+			m.refreshFlags()
+			m.mu.Unlock()
 		case <-tick.C:
 			m.Resync()
 		case u, ok := <-updates:
@@ -135,14 +173,22 @@ func (m *Manager) syncLocal() {
 		return
 	}
 	var list []netip.Addr
+	has := map[int]bool{}
 	for _, a := range addrs {
 		if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok {
 			list = append(list, ip)
+			has[a.LinkIndex] = true
 		}
 	}
 	if err := m.dp.SetLocal4(list); err != nil {
 		m.log.Error("updating local addresses", "err", err)
 	}
+	// Whether each port has an IPv4 address (loose rp_filter), and
+	// disable_ipv6, which removes the IPv6 addresses when set.
+	m.mu.Lock()
+	m.addr4 = has
+	m.refreshFlags()
+	m.mu.Unlock()
 }
 
 // Resync compares every interface with the selection and the attached set,

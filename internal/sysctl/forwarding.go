@@ -128,6 +128,10 @@ type Policy struct {
 	// net.ipv6.conf.all.forwarding or the interface's force_forwarding
 	// (Linux 6.17+).
 	ForwardIPv6 bool
+	// DisableIPv6 is net.ipv6.conf.IF.disable_ipv6, or the interface has
+	// no IPv6 device (no conf directory: IPv6 off, or an MTU below
+	// 1280): the kernel drops IPv6 arriving on or leaving by it.
+	DisableIPv6 bool
 }
 
 // ReadPolicy reads an interface's Policy the way the kernel combines the
@@ -137,6 +141,7 @@ func ReadPolicy(iface string) Policy {
 		RPFilter:    max(intOr(0, "net/ipv4/conf", "all", "rp_filter"), intOr(0, "net/ipv4/conf", iface, "rp_filter")),
 		AcceptLocal: intOr(0, "net/ipv4/conf", "all", "accept_local") != 0 || intOr(0, "net/ipv4/conf", iface, "accept_local") != 0,
 		ForwardIPv6: intOr(1, "net/ipv6/conf", "all", "forwarding") != 0 || intOr(0, "net/ipv6/conf", iface, "force_forwarding") != 0,
+		DisableIPv6: intOr(1, "net/ipv6/conf", iface, "disable_ipv6") != 0,
 	}
 }
 
