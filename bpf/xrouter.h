@@ -51,6 +51,9 @@ enum xr_outcome {
 	XR_PASS_NOT_IN_DEVMAP,
 	XR_PASS_HAIRPIN,
 	XR_PASS_INGRESS_UNKNOWN,
+	XR_PASS_TC_INGRESS,
+	XR_PASS_TC_EGRESS,
+	XR_PASS_NO_XDP_XMIT,
 	XR_OUTCOME_MAX,
 };
 
@@ -73,6 +76,16 @@ enum xr_port_flags {
 	XR_PORT_RPF_LOOSE = 2,    /* rp_filter = 2 */
 	XR_PORT_ACCEPT_LOCAL = 4, /* accept_local: local source addresses allowed */
 	XR_PORT_NO_FWD6 = 8,      /* the kernel would not forward IPv6 (all.forwarding = 0) */
+	/* tc (internal/devmap/tc.go): filters or tcx programs on ingress; every
+	 * packet arriving here goes to the kernel, which runs them. */
+	XR_PORT_TC_INGRESS = 0x10,
+	/* tc on egress (a qdisc the operator set, egress filters or tcx
+	 * programs): the port is kept out of the devmap, so packets routed to
+	 * it go to the kernel; the flag only names the reason. */
+	XR_PORT_TC_EGRESS = 0x20,
+	/* The device cannot transmit XDP frames (no NETDEV_XDP_ACT_NDO_XMIT):
+	 * kept out of the devmap; the flag names the reason. */
+	XR_PORT_NO_XDP_XMIT = 0x40,
 	XR_PORT_PRESENT = 0x8000, /* set in every xr_port_tab entry in use */
 };
 

@@ -128,7 +128,10 @@ const (
 	fwdXrOutcomeXR_PASS_NOT_IN_DEVMAP   fwdXrOutcome = 18
 	fwdXrOutcomeXR_PASS_HAIRPIN         fwdXrOutcome = 19
 	fwdXrOutcomeXR_PASS_INGRESS_UNKNOWN fwdXrOutcome = 20
-	fwdXrOutcomeXR_OUTCOME_MAX          fwdXrOutcome = 21
+	fwdXrOutcomeXR_PASS_TC_INGRESS      fwdXrOutcome = 21
+	fwdXrOutcomeXR_PASS_TC_EGRESS       fwdXrOutcome = 22
+	fwdXrOutcomeXR_PASS_NO_XDP_XMIT     fwdXrOutcome = 23
+	fwdXrOutcomeXR_OUTCOME_MAX          fwdXrOutcome = 24
 )
 
 type fwdXrPort struct {
@@ -144,6 +147,9 @@ const (
 	fwdXrPortFlagsXR_PORT_RPF_LOOSE    fwdXrPortFlags = 2
 	fwdXrPortFlagsXR_PORT_ACCEPT_LOCAL fwdXrPortFlags = 4
 	fwdXrPortFlagsXR_PORT_NO_FWD6      fwdXrPortFlags = 8
+	fwdXrPortFlagsXR_PORT_TC_INGRESS   fwdXrPortFlags = 16
+	fwdXrPortFlagsXR_PORT_TC_EGRESS    fwdXrPortFlags = 32
+	fwdXrPortFlagsXR_PORT_NO_XDP_XMIT  fwdXrPortFlags = 64
 	fwdXrPortFlagsXR_PORT_PRESENT      fwdXrPortFlags = 32768
 )
 

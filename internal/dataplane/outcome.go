@@ -27,6 +27,9 @@ const (
 	PassNotInDevmap
 	PassHairpin
 	PassIngressUnknown
+	PassTCIngress
+	PassTCEgress
+	PassNoXDPXmit
 	// NumOutcomes is the number of outcomes (the stats map's size).
 	NumOutcomes
 )
@@ -53,6 +56,9 @@ var outcomeNames = [NumOutcomes]string{
 	PassNotInDevmap:    "not_in_devmap",
 	PassHairpin:        "hairpin",
 	PassIngressUnknown: "ingress_unknown",
+	PassTCIngress:      "tc_ingress",
+	PassTCEgress:       "tc_egress",
+	PassNoXDPXmit:      "no_xdp_xmit",
 }
 
 var outcomeHelp = [NumOutcomes]string{
@@ -77,6 +83,9 @@ var outcomeHelp = [NumOutcomes]string{
 	PassNotInDevmap:    "egress interface is not managed by xrouter",
 	PassHairpin:        "egress is the ingress interface; the kernel also sends an ICMP redirect",
 	PassIngressUnknown: "ingress interface not registered yet",
+	PassTCIngress:      "ingress interface has tc filters or tcx programs on ingress; the kernel runs them",
+	PassTCEgress:       "egress interface has a qdisc the operator set, or tc egress filters; the kernel sends it through them",
+	PassNoXDPXmit:      "egress interface cannot transmit XDP frames (no ndo_xdp_xmit); the kernel sends it",
 }
 
 // String returns the outcome's short name as used in stats and metrics.
