@@ -16,7 +16,9 @@ type statusReport struct {
 	PinPath    string        `json:"pin_path"`
 	Interfaces []ifaceStatus `json:"interfaces"`
 	Cache      *cacheStatus  `json:"cache,omitempty"`
-	Warnings   []string      `json:"warnings"`
+	// Notes are what the fast path leaves to the kernel by design (tc).
+	Notes    []string `json:"notes"`
+	Warnings []string `json:"warnings"`
 }
 
 // cacheStatus is the next-hop cache's control block as the program sees it.
@@ -45,9 +47,10 @@ func statusCmd() *cobra.Command {
 		Use:   "status",
 		Short: "Show attached interfaces, attach mode, program id and warnings",
 		Long: `Show the interfaces the data plane is pinned on, with attach mode,
-program id, whether each is a redirect target, and warnings: forwarding
-disabled, a veth peer without XDP (redirected frames would vanish), stale
-pins. Reads the pins and the kernel, so it works whether the daemon runs
+program id, whether each is a redirect target, notes on what tc makes
+the fast path leave to the kernel, and warnings: forwarding disabled, a
+veth peer without XDP, an interface that cannot transmit XDP frames,
+stale pins. Reads the pins and the kernel, so it works whether the daemon runs
 or not; run it in the router's namespace (--netns NAME).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -59,9 +62,10 @@ or not; run it in the router's namespace (--netns NAME).`,
 			if err != nil {
 				return err
 			}
-			rep := statusReport{PinPath: cfg.Dataplane.PinPath, Warnings: []string{}}
+			rep := statusReport{PinPath: cfg.Dataplane.PinPath, Notes: []string{}, Warnings: []string{}}
 			for _, s := range st {
 				is := ifaceStatus{Status: s}
+				rep.Notes = append(rep.Notes, prefixed(s.Name, s.Notes)...)
 				rep.Warnings = append(rep.Warnings, prefixed(s.Name, s.Warnings)...)
 				if s.Name != "?" {
 					if f, err := sysctl.CheckForwarding(s.Name); err == nil {
@@ -103,6 +107,9 @@ or not; run it in the router's namespace (--netns NAME).`,
 					fmt.Fprintf(out, ", bypassed for ipv4=%s ipv6=%s (policy rules, TOS or source routes)", yesNo(c.Bypass4), yesNo(c.Bypass6))
 				}
 				fmt.Fprintln(out)
+			}
+			for _, n := range rep.Notes {
+				fmt.Fprintln(out, "note:", n)
 			}
 			for _, w := range rep.Warnings {
 				fmt.Fprintln(out, "warning:", w)
