@@ -22,14 +22,14 @@ import (
 // Status is one pinned interface as the system shows it, whether the daemon
 // runs or not.
 type Status struct {
-	Name     string   `json:"name"`
-	Index    int      `json:"ifindex"`
-	MAC      string   `json:"mac"`
-	Mode     string   `json:"mode"`
-	ProgID   uint32   `json:"prog_id"`
-	Up       bool     `json:"up"`
-	Egress   bool     `json:"egress"`
-	VethPeer string   `json:"veth_peer,omitempty"`
+	Name     string `json:"name"`
+	Index    int    `json:"ifindex"`
+	MAC      string `json:"mac"`
+	Mode     string `json:"mode"`
+	ProgID   uint32 `json:"prog_id"`
+	Up       bool   `json:"up"`
+	Egress   bool   `json:"egress"`
+	VethPeer string `json:"veth_peer,omitempty"`
 	// TC is what tc does here that the fast path leaves to the kernel.
 	TC TC `json:"tc"`
 	// NoXDPXmit: the device cannot transmit XDP frames; it is no redirect
