@@ -351,6 +351,36 @@ static __always_inline int trim(struct xdp_md *ctx, __u64 frame_len, __u64 want)
 
 /* ---- redirect ---- */
 
+/* The port entry of ifindex, or NULL when xrouter does not manage it. */
+static __always_inline struct xr_port *port_of(__u32 ifindex)
+{
+	struct xr_port *p;
+
+	if (ifindex < XR_PORT_SLOTS) {
+		p = bpf_map_lookup_elem(&xr_port_tab, &ifindex);
+		if (!p || !(p->flags & XR_PORT_PRESENT))
+			return NULL;
+		return p;
+	}
+	return bpf_map_lookup_elem(&xr_ports, &ifindex);
+}
+
+/* Why egress is not in the devmap. User space keeps a port out of it for
+ * tc on egress or when it cannot transmit XDP frames, and says which in
+ * the port's flags; only this path, never a forwarded packet, reads them. */
+static __always_inline enum xr_outcome not_redirectable(__u32 egress)
+{
+	struct xr_port *p = port_of(egress);
+
+	if (p) {
+		if (p->flags & XR_PORT_TC_EGRESS)
+			return XR_PASS_TC_EGRESS;
+		if (p->flags & XR_PORT_NO_XDP_XMIT)
+			return XR_PASS_NO_XDP_XMIT;
+	}
+	return XR_PASS_NOT_IN_DEVMAP;
+}
+
 /* Sets up the redirect to egress. bpf_redirect_map looks the devmap up
  * itself and, with XDP_PASS as its flags, returns XDP_PASS when egress is
  * not there, so no separate lookup is needed; the redirect takes effect only
@@ -360,25 +390,11 @@ static __always_inline int redirect(__u32 egress, __u32 ingress)
 	if (egress == ingress)
 		return -XR_PASS_HAIRPIN;
 	if (bpf_redirect_map(&xr_devmap, egress, XDP_PASS) != XDP_REDIRECT)
-		return -XR_PASS_NOT_IN_DEVMAP;
+		return -not_redirectable(egress);
 	return 0;
 }
 
 /* ---- per packet ---- */
-
-/* The port entry of ifindex, or NULL. */
-static __always_inline struct xr_port *port_of(__u32 ifindex)
-{
-	struct xr_port *port;
-
-	if (ifindex < XR_PORT_SLOTS) {
-		port = bpf_map_lookup_elem(&xr_port_tab, &ifindex);
-		if (!port || !(port->flags & XR_PORT_PRESENT))
-			return NULL;
-		return port;
-	}
-	return bpf_map_lookup_elem(&xr_ports, &ifindex);
-}
 
 static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags, __u32 nf)
 {
@@ -586,6 +602,10 @@ int xrouter_fwd(struct xdp_md *ctx)
 	port = port_of(ingress);
 	if (!port)
 		return PASS(XR_PASS_INGRESS_UNKNOWN);
+	/* XDP runs before tc ingress: where tc has filters, the kernel must
+	 * see the packet (they may drop it, mark it, redirect it). */
+	if (port->flags & XR_PORT_TC_INGRESS)
+		return PASS(XR_PASS_TC_INGRESS);
 	if (*(__u32 *)eth->h_dest != *(__u32 *)port->mac ||
 	    *(__u16 *)(eth->h_dest + 4) != *(__u16 *)(port->mac + 4))
 		return PASS(XR_PASS_L2_NOT_FOR_US);

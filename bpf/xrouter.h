@@ -53,6 +53,9 @@ enum xr_outcome {
 	XR_PASS_INGRESS_UNKNOWN,
 	XR_PASS_NETFILTER,
 	XR_PASS_IPV6_DISABLED,
+	XR_PASS_TC_INGRESS,
+	XR_PASS_TC_EGRESS,
+	XR_PASS_NO_XDP_XMIT,
 	XR_OUTCOME_MAX,
 };
 
@@ -82,6 +85,16 @@ enum xr_port_flags {
 	XR_PORT_NO_ADDR4 = 0x20,      /* no IPv4 address: loose rp_filter rejects what strict does */
 	XR_PORT_NO_IPV6 = 0x40,       /* disable_ipv6: the kernel drops IPv6 in and out */
 	XR_PORT_EGRESS6_CHECK = 0x80, /* some port has NO_IPV6: check the egress port */
+	/* tc (internal/devmap/tc.go): filters or tcx programs on ingress; every
+	 * packet arriving here goes to the kernel, which runs them. */
+	XR_PORT_TC_INGRESS = 0x100,
+	/* tc on egress (a qdisc the operator set, egress filters or tcx
+	 * programs): the port is kept out of the devmap, so packets routed to
+	 * it go to the kernel; the flag only names the reason. */
+	XR_PORT_TC_EGRESS = 0x200,
+	/* The device cannot transmit XDP frames (no NETDEV_XDP_ACT_NDO_XMIT):
+	 * kept out of the devmap; the flag names the reason. */
+	XR_PORT_NO_XDP_XMIT = 0x400,
 	XR_PORT_PRESENT = 0x8000, /* set in every xr_port_tab entry in use */
 };
 

@@ -310,18 +310,28 @@ func (s stats) String() string {
 
 // statusReport is `xrouter status --json`.
 type statusReport struct {
-	PinPath    string `json:"pin_path"`
-	Interfaces []struct {
-		Name     string   `json:"name"`
-		Index    int      `json:"ifindex"`
-		Mode     string   `json:"mode"`
-		ProgID   uint32   `json:"prog_id"`
-		Up       bool     `json:"up"`
-		Egress   bool     `json:"egress"`
-		VethPeer string   `json:"veth_peer"`
-		Warnings []string `json:"warnings"`
-	} `json:"interfaces"`
-	Warnings []string `json:"warnings"`
+	PinPath    string        `json:"pin_path"`
+	Interfaces []statusIface `json:"interfaces"`
+	Notes      []string      `json:"notes"`
+	Warnings   []string      `json:"warnings"`
+}
+
+// statusIface is one interface of `xrouter status --json`.
+type statusIface struct {
+	Name     string `json:"name"`
+	Index    int    `json:"ifindex"`
+	Mode     string `json:"mode"`
+	ProgID   uint32 `json:"prog_id"`
+	Up       bool   `json:"up"`
+	Egress   bool   `json:"egress"`
+	VethPeer string `json:"veth_peer"`
+	TC       struct {
+		Ingress []string `json:"ingress"`
+		Egress  []string `json:"egress"`
+	} `json:"tc"`
+	NoXDPXmit bool     `json:"no_xdp_xmit"`
+	Notes     []string `json:"notes"`
+	Warnings  []string `json:"warnings"`
 }
 
 func readStatus(t *testing.T, ns *testbed.Netns, pin string) statusReport {

@@ -18,7 +18,9 @@ type statusReport struct {
 	Interfaces []ifaceStatus `json:"interfaces"`
 	Cache      *cacheStatus  `json:"cache,omitempty"`
 	Netfilter  *nfStatus     `json:"netfilter,omitempty"`
-	Warnings   []string      `json:"warnings"`
+	// Notes are what the fast path leaves to the kernel by design (tc).
+	Notes    []string `json:"notes"`
+	Warnings []string `json:"warnings"`
 }
 
 // nfStatus is what the program does for netfilter (its flags, pinned) and
@@ -94,10 +96,12 @@ func statusCmd() *cobra.Command {
 		Use:   "status",
 		Short: "Show attached interfaces, attach mode, program id and warnings",
 		Long: `Show the interfaces the data plane is pinned on, with attach mode,
-program id, whether each is a redirect target, and warnings: forwarding
-disabled, a veth peer without XDP (redirected frames would vanish), stale
-pins, netfilter rules the fast path skips; and which families go to the
-kernel for netfilter's sake, naming the rules. Reads the pins and the kernel, so it works whether the daemon runs
+program id, whether each is a redirect target, notes on what tc makes
+the fast path leave to the kernel, which families go to the kernel for
+netfilter's sake (naming the rules), and warnings: forwarding disabled, a
+veth peer without XDP, an interface that cannot transmit XDP frames,
+netfilter rules the fast path skips, stale pins. Reads the pins and the
+kernel, so it works whether the daemon runs
 or not; run it in the router's namespace (--netns NAME).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -109,9 +113,10 @@ or not; run it in the router's namespace (--netns NAME).`,
 			if err != nil {
 				return err
 			}
-			rep := statusReport{PinPath: cfg.Dataplane.PinPath, Warnings: []string{}}
+			rep := statusReport{PinPath: cfg.Dataplane.PinPath, Notes: []string{}, Warnings: []string{}}
 			for _, s := range st {
 				is := ifaceStatus{Status: s}
+				rep.Notes = append(rep.Notes, prefixed(s.Name, s.Notes)...)
 				rep.Warnings = append(rep.Warnings, prefixed(s.Name, s.Warnings)...)
 				if s.Name != "?" {
 					if f, err := sysctl.CheckForwarding(s.Name); err == nil {
@@ -165,6 +170,9 @@ or not; run it in the router's namespace (--netns NAME).`,
 			}
 			for _, l := range nfLines {
 				fmt.Fprintln(out, l)
+			}
+			for _, n := range rep.Notes {
+				fmt.Fprintln(out, "note:", n)
 			}
 			for _, w := range rep.Warnings {
 				fmt.Fprintln(out, "warning:", w)

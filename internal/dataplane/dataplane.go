@@ -25,8 +25,9 @@ const (
 	local4FilterBits    = 65536 // XR_LOCAL4_FILTER_BITS in bpf/xrouter.h
 )
 
-// PortFlags are the interface sysctls that bpf_fib_lookup ignores but kernel
-// forwarding obeys; user space reads them and keeps them in the port entry.
+// PortFlags are what kernel forwarding obeys on an interface and
+// bpf_fib_lookup ignores (sysctls, tc) or what keeps it from being a
+// redirect target; user space reads them and keeps them in the port entry.
 type PortFlags struct {
 	// RPFilter is the effective net.ipv4.conf rp_filter: the larger of "all"
 	// and the interface's (0 off, 1 strict, 2 loose).
@@ -50,6 +51,15 @@ type PortFlags struct {
 	// CheckEgress6: some port has NoIPv6, so the program checks the egress
 	// port of every IPv6 packet (set on every port, or on none).
 	CheckEgress6 bool
+	// TCIngress: tc runs filters (or tcx programs) on the interface's
+	// ingress; every packet arriving there goes to the kernel.
+	TCIngress bool
+	// TCEgress: the interface has tc on egress; it is kept out of the
+	// devmap, and this names the reason for packets routed to it.
+	TCEgress bool
+	// NoXDPXmit: the interface cannot transmit XDP frames; kept out of
+	// the devmap, named as the reason.
+	NoXDPXmit bool
 }
 
 func (f PortFlags) bits() uint16 {
@@ -77,6 +87,15 @@ func (f PortFlags) bits() uint16 {
 	}
 	if f.CheckEgress6 {
 		b |= uint16(fwdXrPortFlagsXR_PORT_EGRESS6CHECK)
+	}
+	if f.TCIngress {
+		b |= uint16(fwdXrPortFlagsXR_PORT_TC_INGRESS)
+	}
+	if f.TCEgress {
+		b |= uint16(fwdXrPortFlagsXR_PORT_TC_EGRESS)
+	}
+	if f.NoXDPXmit {
+		b |= uint16(fwdXrPortFlagsXR_PORT_NO_XDP_XMIT)
 	}
 	return b
 }

@@ -138,7 +138,10 @@ const (
 	fwdXrOutcomeXR_PASS_INGRESS_UNKNOWN fwdXrOutcome = 20
 	fwdXrOutcomeXR_PASS_NETFILTER       fwdXrOutcome = 21
 	fwdXrOutcomeXR_PASS_IPV6DISABLED    fwdXrOutcome = 22
-	fwdXrOutcomeXR_OUTCOME_MAX          fwdXrOutcome = 23
+	fwdXrOutcomeXR_PASS_TC_INGRESS      fwdXrOutcome = 23
+	fwdXrOutcomeXR_PASS_TC_EGRESS       fwdXrOutcome = 24
+	fwdXrOutcomeXR_PASS_NO_XDP_XMIT     fwdXrOutcome = 25
+	fwdXrOutcomeXR_OUTCOME_MAX          fwdXrOutcome = 26
 )
 
 type fwdXrPort struct {
@@ -158,6 +161,9 @@ const (
 	fwdXrPortFlagsXR_PORT_NO_ADDR4     fwdXrPortFlags = 32
 	fwdXrPortFlagsXR_PORT_NO_IPV6      fwdXrPortFlags = 64
 	fwdXrPortFlagsXR_PORT_EGRESS6CHECK fwdXrPortFlags = 128
+	fwdXrPortFlagsXR_PORT_TC_INGRESS   fwdXrPortFlags = 256
+	fwdXrPortFlagsXR_PORT_TC_EGRESS    fwdXrPortFlags = 512
+	fwdXrPortFlagsXR_PORT_NO_XDP_XMIT  fwdXrPortFlags = 1024
 	fwdXrPortFlagsXR_PORT_PRESENT      fwdXrPortFlags = 32768
 )
 

@@ -430,6 +430,9 @@ func TestFwdCoversEveryOutcome(t *testing.T) {
 	for _, c := range fwdCases() {
 		seen[c.outcome] = true
 	}
+	for _, c := range portFlagCases() {
+		seen[c.outcome] = true
+	}
 	for _, o := range Outcomes() {
 		// UNSUPP_LWT needs lightweight-tunnel routes (MPLS, seg6), which
 		// this kernel may lack; LOOKUP_OTHER has no known trigger;

@@ -29,6 +29,9 @@ const (
 	PassIngressUnknown
 	PassNetfilter
 	PassIPv6Disabled
+	PassTCIngress
+	PassTCEgress
+	PassNoXDPXmit
 	// NumOutcomes is the number of outcomes (the stats map's size).
 	NumOutcomes
 )
@@ -57,6 +60,9 @@ var outcomeNames = [NumOutcomes]string{
 	PassIngressUnknown: "ingress_unknown",
 	PassNetfilter:      "netfilter",
 	PassIPv6Disabled:   "ipv6_disabled",
+	PassTCIngress:      "tc_ingress",
+	PassTCEgress:       "tc_egress",
+	PassNoXDPXmit:      "no_xdp_xmit",
 }
 
 var outcomeHelp = [NumOutcomes]string{
@@ -83,6 +89,9 @@ var outcomeHelp = [NumOutcomes]string{
 	PassIngressUnknown: "ingress interface not registered yet",
 	PassNetfilter:      "netfilter rules on a hook the fast path would skip (dataplane.netfilter: respect)",
 	PassIPv6Disabled:   "IPv6 with disable_ipv6 on the ingress or egress interface; the kernel drops it",
+	PassTCIngress:      "ingress interface has tc filters or tcx programs on ingress; the kernel runs them",
+	PassTCEgress:       "egress interface has a qdisc the operator set, or tc egress filters; the kernel sends it through them",
+	PassNoXDPXmit:      "egress interface cannot transmit XDP frames (no ndo_xdp_xmit); the kernel sends it",
 }
 
 // String returns the outcome's short name as used in stats and metrics.

@@ -82,6 +82,10 @@ func TestOutcomesMirrorBPF(t *testing.T) {
 		fwdXrOutcomeXR_PASS_HAIRPIN:         PassHairpin,
 		fwdXrOutcomeXR_PASS_INGRESS_UNKNOWN: PassIngressUnknown,
 		fwdXrOutcomeXR_PASS_NETFILTER:       PassNetfilter,
+		fwdXrOutcomeXR_PASS_IPV6DISABLED:    PassIPv6Disabled,
+		fwdXrOutcomeXR_PASS_TC_INGRESS:      PassTCIngress,
+		fwdXrOutcomeXR_PASS_TC_EGRESS:       PassTCEgress,
+		fwdXrOutcomeXR_PASS_NO_XDP_XMIT:     PassNoXDPXmit,
 	} {
 		if Outcome(gen) != o {
 			t.Errorf("generated constant %d mirrors Go outcome %d (%s)", gen, o, o)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -58,10 +59,18 @@ type Port struct {
 	Index   int    `json:"ifindex"`
 	MAC     string `json:"mac"`
 	Mode    string `json:"mode"`    // native or generic, as attached
-	Egress  bool   `json:"egress"`  // in the devmap (interface up)
+	Egress  bool   `json:"egress"`  // in the devmap: up, no tc egress, can transmit XDP frames
 	Adopted bool   `json:"adopted"` // the link was pinned by an earlier run
+	// TC is what tc does on the interface that the fast path leaves to
+	// the kernel (see TC).
+	TC TC `json:"tc"`
+	// NoXDPXmit: the device cannot transmit XDP frames (it does not
+	// advertise NETDEV_XDP_ACT_NDO_XMIT), so it is no redirect target.
+	NoXDPXmit bool `json:"no_xdp_xmit,omitempty"`
 
 	flags dataplane.PortFlags
+	up    bool   // link up with carrier, as last seen
+	tcx   string // the tcx programs syncTC last saw (tcxSig)
 	link  link.Link
 }
 
@@ -181,6 +190,44 @@ func eligible(l netlink.Link) error {
 	return nil
 }
 
+// xmitCapable asks the kernel whether a device can transmit frames XDP
+// redirects to it. When the kernel cannot say (no "netdev" generic
+// netlink family), it is assumed able, as before.
+func xmitCapable(ifindex int, name string, log *slog.Logger) bool {
+	f, ok, err := xdpFeatures(ifindex)
+	if err != nil {
+		log.Warn("cannot read XDP features; assuming the interface can transmit XDP frames", "interface", name, "err", err)
+		return true
+	}
+	return !ok || canXmitXDP(f)
+}
+
+// logTC logs what tc on a port now means for the fast path, when it
+// changed from was.
+func (m *Manager) logTC(p *Port, was TC) {
+	if p.TC.equal(was) {
+		return
+	}
+	switch {
+	case len(p.TC.Ingress) > 0 && len(p.TC.Egress) > 0:
+		m.log.Info("tc on interface: packets arriving here and packets routed out of it go to the kernel", "interface", p.Name, "tc", p.TC.String())
+	case len(p.TC.Ingress) > 0:
+		m.log.Info("tc on interface: packets arriving here go to the kernel", "interface", p.Name, "tc", p.TC.String())
+	case len(p.TC.Egress) > 0:
+		m.log.Info("tc on interface: packets routed out of it go to the kernel", "interface", p.Name, "tc", p.TC.String())
+	default:
+		m.log.Info("tc on interface: nothing the fast path would skip any more", "interface", p.Name)
+	}
+}
+
+func (m *Manager) logXmit(p *Port) {
+	if p.NoXDPXmit {
+		m.log.Warn("interface cannot transmit XDP frames (no ndo_xdp_xmit): not a redirect target, packets routed to it go to the kernel", "interface", p.Name, "mode", p.Mode)
+	} else {
+		m.log.Info("interface can transmit XDP frames again: redirect target", "interface", p.Name)
+	}
+}
+
 func up(l netlink.Link) bool {
 	f := l.Attrs().RawFlags
 	return f&unix.IFF_UP != 0 && f&unix.IFF_LOWER_UP != 0
@@ -230,7 +277,15 @@ func (m *Manager) attach(l netlink.Link) (*Port, error) {
 		p.link = lk
 	}
 	p.Mode = attachedMode(a.Index)
-	p.flags = m.portFlags(a.Name, a.Index)
+	if qs, err := netlink.QdiscList(l); err != nil {
+		m.log.Warn("cannot list qdiscs; tc state unknown until the next change", "interface", a.Name, "err", err)
+	} else if tc, err := readTC(l, qs); err != nil {
+		m.log.Warn("cannot read tc state; unknown until the next change", "interface", a.Name, "err", err)
+	} else {
+		p.TC, p.tcx = tc, tcxSig(tc)
+	}
+	p.NoXDPXmit = !xmitCapable(a.Index, a.Name, m.log)
+	p.flags = m.portFlags(p)
 	p.flags.CheckEgress6 = m.anyNoIPv6(a.Index, p.flags.NoIPv6)
 	if err := m.dp.SetPort(a.Index, a.HardwareAddr, p.flags); err != nil {
 		m.detachLocked(p)
@@ -249,6 +304,10 @@ func (m *Manager) attach(l netlink.Link) (*Port, error) {
 		verb = "adopted"
 	}
 	m.log.Info("interface "+verb, "interface", p.Name, "ifindex", p.Index, "mode", p.Mode, "egress", p.Egress)
+	m.logTC(p, TC{})
+	if p.NoXDPXmit {
+		m.logXmit(p)
+	}
 	return p, nil
 }
 
@@ -350,29 +409,44 @@ const (
 // Called with m.mu held.
 func (m *Manager) refresh(p *Port, l netlink.Link) error {
 	a := l.Attrs()
-	flags := m.portFlags(a.Name, p.Index)
-	flags.CheckEgress6 = m.anyNoIPv6(p.Index, flags.NoIPv6)
-	if mac := a.HardwareAddr.String(); mac != p.MAC || flags != p.flags {
-		if err := m.dp.SetPort(p.Index, a.HardwareAddr, flags); err != nil {
-			return err
-		}
-		if mac != p.MAC {
-			m.log.Info("interface MAC changed", "interface", p.Name, "mac", mac)
-		}
-		if flags != p.flags {
-			logFlags(m, p, flags)
-		}
-		old := p.flags
-		p.MAC, p.flags = mac, flags
-		if old.NoIPv6 != flags.NoIPv6 {
-			m.refreshFlags() // whether the others check their egress
-		}
-	}
 	if a.Name != p.Name {
 		m.log.Info("interface renamed", "ifindex", p.Index, "from", p.Name, "to", a.Name)
 		p.Name = a.Name
 	}
-	want := up(l)
+	// A veth's XDP features follow its peer (an XDP program or GRO there);
+	// the kernel sends a link event when they change.
+	if no := !xmitCapable(p.Index, p.Name, m.log); no != p.NoXDPXmit {
+		p.NoXDPXmit = no
+		m.logXmit(p)
+	}
+	p.up = up(l)
+	return m.sync(p, a.HardwareAddr)
+}
+
+// sync writes a port's entry and devmap membership from what is known of
+// it. The flags are written first, so that a packet that finds the port
+// just removed from the devmap is counted under the reason. Called with
+// m.mu held.
+func (m *Manager) sync(p *Port, mac net.HardwareAddr) error {
+	flags := m.portFlags(p)
+	flags.CheckEgress6 = m.anyNoIPv6(p.Index, flags.NoIPv6)
+	if s := mac.String(); s != p.MAC || flags != p.flags {
+		if err := m.dp.SetPort(p.Index, mac, flags); err != nil {
+			return err
+		}
+		if s != p.MAC {
+			m.log.Info("interface MAC changed", "interface", p.Name, "mac", s)
+		}
+		if sysctlFlags(flags) != sysctlFlags(p.flags) {
+			logFlags(m, p, flags)
+		}
+		old := p.flags
+		p.MAC, p.flags = s, flags
+		if old.NoIPv6 != flags.NoIPv6 {
+			m.refreshFlags() // whether the others check their egress
+		}
+	}
+	want := p.up && !flags.TCEgress && !flags.NoXDPXmit
 	if want == p.Egress {
 		return nil
 	}
@@ -381,13 +455,21 @@ func (m *Manager) refresh(p *Port, l netlink.Link) error {
 			return err
 		}
 		m.egressChanged()
-		m.log.Info("interface up: egress enabled", "interface", p.Name)
+		m.log.Info("egress enabled", "interface", p.Name)
 	} else {
 		if err := m.dp.DeleteEgress(p.Index); err != nil {
 			return err
 		}
 		m.egressChanged()
-		m.log.Info("interface down: egress disabled", "interface", p.Name)
+		why := "interface down"
+		switch {
+		case !p.up:
+		case flags.TCEgress:
+			why = "tc on egress"
+		case flags.NoXDPXmit:
+			why = "cannot transmit XDP frames"
+		}
+		m.log.Info("egress disabled", "interface", p.Name, "why", why)
 	}
 	p.Egress = want
 	return nil

@@ -22,15 +22,21 @@ import (
 // Status is one pinned interface as the system shows it, whether the daemon
 // runs or not.
 type Status struct {
-	Name     string   `json:"name"`
-	Index    int      `json:"ifindex"`
-	MAC      string   `json:"mac"`
-	Mode     string   `json:"mode"`
-	ProgID   uint32   `json:"prog_id"`
-	Up       bool     `json:"up"`
-	Egress   bool     `json:"egress"`
-	VethPeer string   `json:"veth_peer,omitempty"`
-	Warnings []string `json:"warnings,omitempty"`
+	Name     string `json:"name"`
+	Index    int    `json:"ifindex"`
+	MAC      string `json:"mac"`
+	Mode     string `json:"mode"`
+	ProgID   uint32 `json:"prog_id"`
+	Up       bool   `json:"up"`
+	Egress   bool   `json:"egress"`
+	VethPeer string `json:"veth_peer,omitempty"`
+	// TC is what tc does here that the fast path leaves to the kernel.
+	TC TC `json:"tc"`
+	// NoXDPXmit: the device cannot transmit XDP frames; it is no redirect
+	// target.
+	NoXDPXmit bool     `json:"no_xdp_xmit,omitempty"`
+	Notes     []string `json:"notes,omitempty"`
+	Warnings  []string `json:"warnings,omitempty"`
 }
 
 // Inspect reports the interfaces with a link pinned under pinPath. It reads
@@ -49,6 +55,7 @@ func Inspect(pinPath string) ([]Status, error) {
 		devmap = m
 		defer m.Close()
 	}
+	qdiscs, qerr := allQdiscs()
 	var out []Status
 	for _, e := range entries {
 		idx, err := strconv.Atoi(e.Name())
@@ -78,7 +85,28 @@ func Inspect(pinPath string) ([]Status, error) {
 		s.MAC = l.Attrs().HardwareAddr.String()
 		s.Mode = modeOf(l)
 		s.Up = up(l)
-		if s.Up && !s.Egress {
+		if qerr != nil {
+			s.Warnings = append(s.Warnings, fmt.Sprintf("cannot read tc state: %v", qerr))
+		} else if tc, err := readTC(l, qdiscs[idx]); err != nil {
+			s.Warnings = append(s.Warnings, fmt.Sprintf("cannot read tc state: %v", err))
+		} else {
+			s.TC = tc
+		}
+		if len(s.TC.Ingress) > 0 {
+			s.Notes = append(s.Notes, "tc on ingress ("+strings.Join(s.TC.Ingress, ", ")+"): packets arriving here go to the kernel (outcome tc_ingress)")
+		}
+		if len(s.TC.Egress) > 0 {
+			s.Notes = append(s.Notes, "tc on egress ("+strings.Join(s.TC.Egress, ", ")+"): not a redirect target, packets routed here go to the kernel (outcome tc_egress)")
+		}
+		if f, ok, err := xdpFeatures(idx); err == nil && ok {
+			s.NoXDPXmit = !canXmitXDP(f)
+		}
+		_, isVeth := l.(*netlink.Veth)
+		if s.NoXDPXmit && !isVeth {
+			// (A veth's peer check below says why and what to do.)
+			s.Warnings = append(s.Warnings, fmt.Sprintf("interface cannot transmit XDP frames (no ndo_xdp_xmit; attached in %s mode): not a redirect target, packets routed here go to the kernel (outcome no_xdp_xmit)", s.Mode))
+		}
+		if s.Up && !s.Egress && len(s.TC.Egress) == 0 && !s.NoXDPXmit {
 			s.Warnings = append(s.Warnings, "interface is up but not in the devmap: packets routed to it take the slow path")
 		}
 		if v, ok := l.(*netlink.Veth); ok {
@@ -136,7 +164,7 @@ func checkVethPeerXDP(v *netlink.Veth) (peer, warning, csumWarning string) {
 	if gro, err := vethGRO(nsid, nsName, pl.Attrs().Name); err == nil && gro {
 		return peer, "", csumWarning
 	}
-	return peer, fmt.Sprintf("veth peer %s has no XDP program and GRO off: frames xrouter redirects into %s are silently dropped (attach an XDP program to the peer or enable GRO on it)", peer, v.Attrs().Name), csumWarning
+	return peer, fmt.Sprintf("veth peer %s has no XDP program and GRO off: %s cannot take XDP frames, so it is no redirect target and packets routed to it take the slow path (attach an XDP program to the peer or enable GRO on it)", peer, v.Attrs().Name), csumWarning
 }
 
 // peerHandle opens a netlink handle in the namespace a link's netnsid names,

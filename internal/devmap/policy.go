@@ -232,19 +232,29 @@ func (m *Manager) addSrcPolicy(p srcPolicy) bool {
 	return true
 }
 
-// portFlags tells the fast path the interface's sysctls and state that
-// kernel forwarding obeys and bpf_fib_lookup does not. Called with m.mu
-// held; CheckEgress6 is filled in by the caller, which knows every port.
-func (m *Manager) portFlags(iface string, ifindex int) dataplane.PortFlags {
-	p := sysctl.ReadPolicy(iface)
+// portFlags tells the fast path what kernel forwarding obeys on the port
+// and bpf_fib_lookup does not: the interface's sysctls and state, its tc,
+// and why it is no redirect target. Called with m.mu held; CheckEgress6 is
+// filled in by the caller, which knows every port.
+func (m *Manager) portFlags(p *Port) dataplane.PortFlags {
+	pol := sysctl.ReadPolicy(p.Name)
 	return dataplane.PortFlags{
-		RPFilter:        p.RPFilter,
-		AcceptLocal:     p.AcceptLocal,
-		NoForward6:      !p.ForwardIPv6,
-		FullSourceCheck: p.RPFilter == 0 && m.src.full(p.AcceptLocal),
-		NoAddr4:         !m.addr4[ifindex],
-		NoIPv6:          p.DisableIPv6,
+		RPFilter:        pol.RPFilter,
+		AcceptLocal:     pol.AcceptLocal,
+		NoForward6:      !pol.ForwardIPv6,
+		FullSourceCheck: pol.RPFilter == 0 && m.src.full(pol.AcceptLocal),
+		NoAddr4:         !m.addr4[p.Index],
+		NoIPv6:          pol.DisableIPv6,
+		TCIngress:       len(p.TC.Ingress) > 0,
+		TCEgress:        len(p.TC.Egress) > 0,
+		NoXDPXmit:       p.NoXDPXmit,
 	}
+}
+
+// sysctlFlags is the part of the flags that logFlags reports.
+func sysctlFlags(f dataplane.PortFlags) dataplane.PortFlags {
+	return dataplane.PortFlags{RPFilter: f.RPFilter, AcceptLocal: f.AcceptLocal, NoForward6: f.NoForward6,
+		FullSourceCheck: f.FullSourceCheck, NoAddr4: f.NoAddr4, NoIPv6: f.NoIPv6}
 }
 
 // refreshFlags re-reads every port's flags and writes those that changed.
@@ -253,7 +263,7 @@ func (m *Manager) refreshFlags() {
 	want := map[int]dataplane.PortFlags{}
 	any6 := false
 	for idx, p := range m.ports {
-		f := m.portFlags(p.Name, idx)
+		f := m.portFlags(p)
 		any6 = any6 || f.NoIPv6
 		want[idx] = f
 	}
@@ -271,7 +281,9 @@ func (m *Manager) refreshFlags() {
 			m.log.Error("updating interface flags", "interface", p.Name, "err", err)
 			continue
 		}
-		logFlags(m, p, f)
+		if sysctlFlags(f) != sysctlFlags(p.flags) {
+			logFlags(m, p, f)
+		}
 		p.flags = f
 	}
 }

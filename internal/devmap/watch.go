@@ -3,12 +3,15 @@ package devmap
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
+
+	"github.com/xrouter/xrouter/internal/kernel"
 )
 
 // SysctlPoll is how often the sysctls that change without an event
@@ -85,6 +88,11 @@ func (m *Manager) watch(ctx context.Context, resync time.Duration) error {
 	if p, err := scanSourcePolicy(); err == nil {
 		m.addSrcPolicy(p)
 	}
+	tcSub, err := kernel.Subscribe("", kernel.Filter{Kinds: kernel.TC, Queue: 64})
+	if err != nil {
+		return fmt.Errorf("subscribing to tc events: %w", err)
+	}
+	defer tcSub.Close()
 	m.Resync()
 	if resync <= 0 {
 		resync = 30 * time.Second
@@ -95,6 +103,15 @@ func (m *Manager) watch(ctx context.Context, resync time.Duration) error {
 	// again every SysctlPoll.
 	poll := time.NewTicker(SysctlPoll)
 	defer poll.Stop()
+	// tc changes come in bursts (a qdisc and its filters); they are read
+	// once the burst settles. tcx programs send no event: they are
+	// polled.
+	tcSettle := time.NewTimer(0)
+	if !tcSettle.Stop() {
+		<-tcSettle.C
+	}
+	tcxTick := time.NewTicker(tcxPoll)
+	defer tcxTick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -111,6 +128,17 @@ func (m *Manager) watch(ctx context.Context, resync time.Duration) error {
 			m.mu.Unlock()
 		case <-tick.C:
 			m.Resync()
+		case _, ok := <-tcSub.Events():
+			if !ok {
+				return fmt.Errorf("tc events: %w", tcSub.Err())
+			}
+			tcSettle.Reset(tcSettleDelay)
+		case <-tcSettle.C:
+			m.syncTC()
+		case <-tcxTick.C:
+			if m.tcxChanged() {
+				m.syncTC()
+			}
 		case u, ok := <-updates:
 			if !ok {
 				return fmt.Errorf("link event channel closed")
@@ -191,10 +219,69 @@ func (m *Manager) syncLocal() {
 	m.mu.Unlock()
 }
 
+// How long a burst of tc events must be quiet before tc is read again,
+// and how often tcx programs (which send no event) are looked for.
+const (
+	tcSettleDelay = 100 * time.Millisecond
+	tcxPoll       = time.Second
+)
+
+// syncTC re-reads what tc does on every port and applies what changed:
+// the port's flags (ingress) and its devmap membership (egress).
+func (m *Manager) syncTC() {
+	qs, err := allQdiscs()
+	if err != nil {
+		m.log.Warn("reading tc state", "err", err)
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range m.ports {
+		l := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: p.Index, Name: p.Name}}
+		tc, err := readTC(l, qs[p.Index])
+		if err != nil {
+			m.log.Warn("reading tc state", "interface", p.Name, "err", err)
+			continue
+		}
+		p.tcx = tcxSig(tc)
+		if tc.equal(p.TC) {
+			continue
+		}
+		was := p.TC
+		p.TC = tc
+		m.logTC(p, was)
+		mac, err := net.ParseMAC(p.MAC)
+		if err != nil {
+			continue
+		}
+		if err := m.sync(p, mac); err != nil {
+			m.log.Error("updating interface after a tc change", "interface", p.Name, "err", err)
+		}
+	}
+}
+
+// tcxChanged says whether any port's tcx programs differ from what
+// syncTC last saw.
+func (m *Manager) tcxChanged() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range m.ports {
+		in, out, err := tcxPrograms(p.Index)
+		if err != nil {
+			continue
+		}
+		if tcxSig(TC{Ingress: tcxNames(in, false), Egress: tcxNames(out, true)}) != p.tcx {
+			return true
+		}
+	}
+	return false
+}
+
 // Resync compares every interface with the selection and the attached set,
-// and re-reads the local addresses and the interfaces' sysctls (which send
-// no events).
+// and re-reads the local addresses, the interfaces' sysctls (which send
+// no events) and tc.
 func (m *Manager) Resync() {
+	defer m.syncTC()
 	m.syncLocal()
 	links, err := netlink.LinkList()
 	if err != nil {

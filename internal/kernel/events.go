@@ -39,9 +39,12 @@ const (
 	// full). Whatever the subscriber derives from events must be read
 	// again from the kernel.
 	Lost
+	// TC: qdiscs, tc filters and filter chains added, changed or removed
+	// (RTNLGRP_TC). The event carries only its Type.
+	TC
 
 	// All is every kind of event.
-	All = Link | Addr | Route | Neigh | Rule | Nexthop | Netconf
+	All = Link | Addr | Route | Neigh | Rule | Nexthop | Netconf | TC
 )
 
 // groups are the rtnetlink multicast groups that carry each kind.
@@ -60,6 +63,7 @@ var groups = []struct {
 	{Nexthop, unix.RTNLGRP_NEXTHOP},
 	{Netconf, unix.RTNLGRP_IPV4_NETCONF},
 	{Netconf, unix.RTNLGRP_IPV6_NETCONF},
+	{TC, unix.RTNLGRP_TC},
 }
 
 // kindOf maps a message type to its kind (0: not an event we follow).
@@ -79,6 +83,9 @@ func kindOf(typ uint16) Kind {
 		return Nexthop
 	case unix.RTM_NEWNETCONF, unix.RTM_DELNETCONF:
 		return Netconf
+	case unix.RTM_NEWQDISC, unix.RTM_DELQDISC, unix.RTM_NEWTFILTER, unix.RTM_DELTFILTER,
+		unix.RTM_NEWCHAIN, unix.RTM_DELCHAIN:
+		return TC
 	}
 	return 0
 }
