@@ -27,6 +27,8 @@ const (
 	PassNotInDevmap
 	PassHairpin
 	PassIngressUnknown
+	PassRouteMTU
+	PassECMPHash
 	// NumOutcomes is the number of outcomes (the stats map's size).
 	NumOutcomes
 )
@@ -53,6 +55,8 @@ var outcomeNames = [NumOutcomes]string{
 	PassNotInDevmap:    "not_in_devmap",
 	PassHairpin:        "hairpin",
 	PassIngressUnknown: "ingress_unknown",
+	PassRouteMTU:       "route_mtu",
+	PassECMPHash:       "ecmp_hash",
 }
 
 var outcomeHelp = [NumOutcomes]string{
@@ -77,6 +81,8 @@ var outcomeHelp = [NumOutcomes]string{
 	PassNotInDevmap:    "egress interface is not managed by xrouter",
 	PassHairpin:        "egress is the ingress interface; the kernel also sends an ICMP redirect",
 	PassIngressUnknown: "ingress interface not registered yet",
+	PassRouteMTU:       "longer than a route's mtu metric (which bpf_fib_lookup ignores); the kernel fragments or sends ICMP",
+	PassECMPHash:       "multipath destination under a hash policy (2, 3) the fast path does not reproduce",
 }
 
 // String returns the outcome's short name as used in stats and metrics.
