@@ -64,9 +64,13 @@
 #define IPPROTO_EXP1 253 /* experimentation and testing (RFC 3692) */
 #define IPPROTO_EXP2 254
 
-/* The source and destination ports lead the TCP, UDP, UDP-Lite and SCTP
- * headers. */
+/* The four bytes the flow dissector takes as ports, and where AH's SPI
+ * starts. */
 #define L4_PORTS_LEN 4
+#define AH_SPI_OFF 4
+
+/* IPv4 maximum MTU (net/ip.h IP_MAX_MTU): what a route MTU is capped at. */
+#define IP_MAX_MTU 0xfff0
 
 /* The IPv6 header's first word without the version: traffic class and flow
  * label, what bpf_fib_lookup takes as flowinfo. */
@@ -79,6 +83,7 @@ const enum xr_outcome xr_outcome_unused __attribute__((unused));
 const enum xr_port_flags xr_port_flags_unused __attribute__((unused));
 const enum xr_cache_flags xr_cache_flags_unused __attribute__((unused));
 const enum xr_nf_flags xr_nf_flags_unused __attribute__((unused));
+const enum xr_fib_flags xr_fib_flags_unused __attribute__((unused));
 
 static __always_inline int count(enum xr_outcome o, __u64 len, int verdict)
 {
@@ -96,29 +101,46 @@ static __always_inline int count(enum xr_outcome o, __u64 len, int verdict)
 
 /* ---- parse ---- */
 
-/* The first four bytes of TCP, UDP, UDP-Lite and SCTP are the ports; they
- * give the kernel's multipath hash the entropy it has on the slow path.
- * l4_len is what the IP header says the payload holds. Returns 0, or -1
- * when such a header is cut short. */
+/* The ports of the kernel's multipath hash (policy 1) and of port-matching
+ * policy rules are what its flow dissector reads (proto_ports_offset,
+ * __skb_flow_get_ports): the first four bytes of TCP, UDP, UDP-Lite, SCTP,
+ * DCCP and ESP (there the SPI), bytes 4-7 of AH (its SPI), and zeroes when
+ * the packet ends before them (the kernel forwards such a packet all the
+ * same). l4_len is what the IP header says the payload holds. Returns 0, or
+ * -1 when the IP header claims bytes the frame's first buffer does not
+ * hold. */
 static __always_inline int l4_ports(void *l4, void *data_end, __u32 l4_len, __u8 proto,
 				    __be16 *sport, __be16 *dport)
 {
+	__be16 *ports = l4;
+
 	switch (proto) {
 	case IPPROTO_TCP:
 	case IPPROTO_UDP:
 	case IPPROTO_UDPLITE:
-	case IPPROTO_SCTP: {
-		__be16 *ports = l4;
-
-		if (l4_len < L4_PORTS_LEN || (void *)(ports + 2) > data_end)
+	case IPPROTO_SCTP:
+	case IPPROTO_DCCP:
+	case IPPROTO_ESP:
+		break;
+	case IPPROTO_AH:
+		if (l4_len < AH_SPI_OFF + L4_PORTS_LEN)
+			return 0;
+		ports += AH_SPI_OFF / sizeof(*ports);
+		if ((void *)(ports + 2) > data_end)
 			return -1;
 		*sport = ports[0];
 		*dport = ports[1];
 		return 0;
-	}
 	default:
 		return 0;
 	}
+	if (l4_len < L4_PORTS_LEN)
+		return 0;
+	if ((void *)(ports + 2) > data_end)
+		return -1;
+	*sport = ports[0];
+	*dport = ports[1];
+	return 0;
 }
 
 /* ---- checks: what the kernel would not simply forward ---- */
@@ -283,7 +305,95 @@ static __always_inline int expires(int rc, __u8 ttl)
 			    rc == BPF_FIB_LKUP_RET_FRAG_NEEDED);
 }
 
+/* ---- what kernel forwarding adds to the lookup's result ---- */
+
+static __always_inline struct xr_fib_cfg *fib_cfg(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&xr_fib, &zero);
+}
+
+/* Kernel forwarding honours a route's mtu metric (ip_dst_mtu_maybe_forward
+ * and ip6_dst_mtu_maybe_forward with forwarding = true), bpf_fib_lookup
+ * only a locked one. xr_rmtu4/6 hold, per prefix with such a route, a bound
+ * for every route the kernel may pick for a destination under it; packets
+ * longer go to the kernel (ICMP Fragmentation Needed / Packet Too Big, or
+ * fragmentation). Packets no longer than the smallest bound skip the trie.
+ * A missing configuration (never) checks every packet. */
+static __always_inline int over_route_mtu(struct xr_fib_cfg *cfg, __u8 family, struct xr_dst *d,
+					  __u32 tot_len)
+{
+	__u32 *mtu;
+
+	if (family == AF_INET) {
+		struct xr_lpm4 l = {.prefixlen = 32};
+
+		if (cfg && tot_len <= cfg->rmtu_min4)
+			return 0;
+		__builtin_memcpy(l.addr, d->w, 4);
+		mtu = bpf_map_lookup_elem(&xr_rmtu4, &l);
+	} else {
+		struct xr_lpm6 l = {.prefixlen = 128};
+
+		if (cfg && tot_len <= cfg->rmtu_min6)
+			return 0;
+		__builtin_memcpy(l.addr, d->w, 16);
+		mtu = bpf_map_lookup_elem(&xr_rmtu6, &l);
+	}
+	return mtu && tot_len > *mtu;
+}
+
+/* Under a multipath hash policy the fast path does not reproduce, the
+ * kernel picks the next hop of a multipath destination. */
+static __always_inline int ecmp_kernel(struct xr_fib_cfg *cfg, __u32 flag, __u8 family,
+				       struct xr_dst *d)
+{
+	return cfg && (cfg->flags & flag) && multipath(family, d);
+}
+
 /* ---- lookup (after the next-hop cache, nh_cache.h) ---- */
+
+static __always_inline void fib_params4(struct bpf_fib_lookup *p, struct iphdr *iph, __u16 tot_len,
+					__be16 sport, __be16 dport, __u32 ingress)
+{
+	__builtin_memset(p, 0, sizeof(*p));
+	p->family = AF_INET;
+	p->tos = iph->tos;
+	p->l4_protocol = iph->protocol;
+	p->sport = sport;
+	p->dport = dport;
+	p->tot_len = tot_len;
+	p->ipv4_src = iph->saddr;
+	p->ipv4_dst = iph->daddr;
+	p->ifindex = ingress;
+}
+
+/* bpf_fib_lookup said FRAG_NEEDED with mtu the exception's or the device's.
+ * It applies the next hop's PMTU exception (ip_mtu_from_fib_result), which
+ * IPv4 forwarding ignores unless ip_forward_use_pmtu is set or the
+ * exception is locked (below min_pmtu: its mtu is then at most min_pmtu).
+ * So when the kernel would ignore it, look up again without the MTU check
+ * (tot_len 0) and check the egress device's MTU, as the kernel does.
+ * Returns the lookup's result, FRAG_NEEDED if the device is too small. */
+static __always_inline int fib_ignoring_pmtu4(struct xdp_md *ctx, struct bpf_fib_lookup *p,
+					      struct xr_fib_cfg *cfg, struct iphdr *iph,
+					      __u16 tot_len, __be16 sport, __be16 dport,
+					      __u32 ingress)
+{
+	__u32 mtu_len = tot_len;
+	int rc;
+
+	if (!cfg || !(cfg->flags & XR_FIB_IGNORE_PMTU4) || p->mtu_result <= cfg->min_pmtu)
+		return BPF_FIB_LKUP_RET_FRAG_NEEDED;
+	fib_params4(p, iph, 0, sport, dport, ingress);
+	rc = bpf_fib_lookup(ctx, p, sizeof(*p), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return rc;
+	if (bpf_check_mtu(ctx, p->ifindex, &mtu_len, 0, 0) != BPF_MTU_CHK_RET_SUCCESS)
+		return BPF_FIB_LKUP_RET_FRAG_NEEDED;
+	return rc;
+}
 
 static __always_inline enum xr_outcome lookup_outcome(int rc)
 {
@@ -405,7 +515,9 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags, 
 	__u32 ingress = ctx->ingress_ifindex;
 	struct bpf_fib_lookup p;
 	struct cache_ctx c;
+	struct xr_fib_cfg *cfg;
 	struct xr_nh_key4 k;
+	struct xr_dst d;
 	struct xr_nh nh;
 	__be16 sport = 0, dport = 0;
 	__u16 tot_len;
@@ -432,31 +544,32 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags, 
 	if (ipv4_martian(iph->saddr, iph->daddr))
 		return PASS(XR_PASS_MARTIAN);
 
-	if (iph->protocol == IPPROTO_ICMP) {
+	/* An ICMP message with no bytes at all is forwarded by the kernel and
+	 * hashed on the outer header like any other. */
+	if (iph->protocol == IPPROTO_ICMP && tot_len > sizeof(*iph)) {
 		__u8 *type = (void *)(iph + 1);
 
-		if ((void *)(type + 1) > data_end || tot_len < sizeof(*iph) + 1)
+		if ((void *)(type + 1) > data_end)
 			return PASS(XR_PASS_MALFORMED);
 		if (icmp4_special(*type))
 			return PASS(XR_PASS_ICMP_SPECIAL);
-	} else if (l4_ports(iph + 1, data_end, tot_len - sizeof(*iph), iph->protocol, &sport, &dport)) {
+	} else if (iph->protocol != IPPROTO_ICMP &&
+		   l4_ports(iph + 1, data_end, tot_len - sizeof(*iph), iph->protocol, &sport, &dport)) {
 		return PASS(XR_PASS_MALFORMED);
 	}
 
+	cfg = fib_cfg();
 	k.ifindex = ingress;
 	k.dst = iph->daddr;
+	d.w[0] = k.dst;
+	d.w[1] = 0;
+	d.w[2] = 0;
+	d.w[3] = 0;
 	if (!cache_lookup(&c, &xr_nh_cache4, &k, tot_len, XR_CACHE_BYPASS4, &nh, &k)) {
-		__builtin_memset(&p, 0, sizeof(p));
-		p.family = AF_INET;
-		p.tos = iph->tos;
-		p.l4_protocol = iph->protocol;
-		p.sport = sport;
-		p.dport = dport;
-		p.tot_len = tot_len;
-		p.ipv4_src = iph->saddr;
-		p.ipv4_dst = iph->daddr;
-		p.ifindex = ingress;
+		fib_params4(&p, iph, tot_len, sport, dport, ingress);
 		rc = bpf_fib_lookup(ctx, &p, sizeof(p), 0);
+		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+			rc = fib_ignoring_pmtu4(ctx, &p, cfg, iph, tot_len, sport, dport, ingress);
 		if (rc != BPF_FIB_LKUP_RET_SUCCESS) {
 			if (expires(rc, iph->ttl))
 				return PASS(XR_PASS_TTL_EXCEEDED);
@@ -469,14 +582,15 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags, 
 		return PASS(XR_PASS_TTL_EXCEEDED);
 	if (ipv4_source_bad(ctx, iph, flags, ingress, nh.ifindex, sport, dport))
 		return PASS(XR_PASS_MARTIAN);
+	if (over_route_mtu(cfg, AF_INET, &d, tot_len))
+		return PASS(XR_PASS_ROUTE_MTU);
+	if (ecmp_kernel(cfg, XR_FIB_ECMP_KERNEL4, AF_INET, &d))
+		return PASS(XR_PASS_ECMP_HASH);
 	rc = redirect(nh.ifindex, ingress);
 	if (rc)
 		return PASS(-rc);
-	if (c.pc) {
-		struct xr_dst d = {.w = {k.dst}};
-
+	if (c.pc)
 		cache_store(&c, &xr_nh_cache4, &k, ingress, AF_INET, &d, tot_len, &nh);
-	}
 
 	ipv4_decrease_ttl(iph);
 	rewrite_macs(eth, &nh);
@@ -494,6 +608,7 @@ static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags, 
 	__u32 ingress = ctx->ingress_ifindex;
 	struct bpf_fib_lookup p;
 	struct cache_ctx c;
+	struct xr_fib_cfg *cfg;
 	struct xr_nh_key k;
 	struct xr_nh nh;
 	__be16 sport = 0, dport = 0;
@@ -522,17 +637,19 @@ static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags, 
 	if (flags & XR_PORT_NO_FWD6)
 		return PASS(XR_PASS_FWD_DISABLED);
 
-	if (ip6h->nexthdr == IPPROTO_ICMPV6) {
+	if (ip6h->nexthdr == IPPROTO_ICMPV6 && tot_len > sizeof(*ip6h)) {
 		__u8 *type = (void *)(ip6h + 1);
 
-		if ((void *)(type + 1) > data_end || tot_len < sizeof(*ip6h) + 1)
+		if ((void *)(type + 1) > data_end)
 			return PASS(XR_PASS_MALFORMED);
 		if (icmp6_special(*type))
 			return PASS(XR_PASS_ICMP_SPECIAL);
-	} else if (l4_ports(ip6h + 1, data_end, tot_len - sizeof(*ip6h), ip6h->nexthdr, &sport, &dport)) {
+	} else if (ip6h->nexthdr != IPPROTO_ICMPV6 &&
+		   l4_ports(ip6h + 1, data_end, tot_len - sizeof(*ip6h), ip6h->nexthdr, &sport, &dport)) {
 		return PASS(XR_PASS_MALFORMED);
 	}
 
+	cfg = fib_cfg();
 	k.ifindex = ingress;
 	k.family = AF_INET6;
 	k.pad[0] = 0;
@@ -568,6 +685,10 @@ static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags, 
 		if (out && (out->flags & XR_PORT_NO_IPV6))
 			return PASS(XR_PASS_IPV6_DISABLED);
 	}
+	if (over_route_mtu(cfg, AF_INET6, (struct xr_dst *)k.dst, tot_len))
+		return PASS(XR_PASS_ROUTE_MTU);
+	if (ecmp_kernel(cfg, XR_FIB_ECMP_KERNEL6, AF_INET6, (struct xr_dst *)k.dst))
+		return PASS(XR_PASS_ECMP_HASH);
 	rc = redirect(nh.ifindex, ingress);
 	if (rc)
 		return PASS(-rc);

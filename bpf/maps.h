@@ -142,6 +142,35 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xr_mpath6 SEC(".maps");
 
+/* Route MTUs: prefixes of kernel routes (any table) with an mtu metric ->
+ * the smallest mtu among that prefix and every covering one (so the value
+ * found for a destination bounds whatever route the kernel picks). Kernel
+ * forwarding honours the metric; bpf_fib_lookup only when it is locked.
+ * Not pinned: user space fills them at load, before attaching. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, XR_RMTU_MAX);
+	__type(key, struct xr_lpm4);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} xr_rmtu4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, XR_RMTU_MAX);
+	__type(key, struct xr_lpm6);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} xr_rmtu6 SEC(".maps");
+
+/* The namespace-wide forwarding settings (one struct xr_fib_cfg). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xr_fib_cfg);
+} xr_fib SEC(".maps");
+
 /* Admission filter: a destination is inserted on its second sighting; a
  * slot holds a tag of the last destination hashed to it. Shared by the
  * CPUs; a lost race only delays or hastens one insertion. */

@@ -56,6 +56,8 @@ enum xr_outcome {
 	XR_PASS_TC_INGRESS,
 	XR_PASS_TC_EGRESS,
 	XR_PASS_NO_XDP_XMIT,
+	XR_PASS_ROUTE_MTU,
+	XR_PASS_ECMP_HASH,
 	XR_OUTCOME_MAX,
 };
 
@@ -196,6 +198,29 @@ struct xr_cache_pcpu {
 	__u32 pad;
 };
 
+/* What kernel forwarding does that bpf_fib_lookup does not, for the whole
+ * namespace (one entry of xr_fib, written by user space only; see
+ * docs/architecture.md, "Fidelity"). All zero (a program before user space
+ * wrote it) is the safe side: every packet longer than 0 looks up the route
+ * MTU tries, and no PMTU exception is second-guessed. */
+struct xr_fib_cfg {
+	__u32 rmtu_min4; /* smallest value in xr_rmtu4; packets up to it skip the trie */
+	__u32 rmtu_min6; /* the same for xr_rmtu6 */
+	__u32 min_pmtu;  /* net.ipv4.route.min_pmtu: locked PMTU exceptions are at or below */
+	__u32 flags;     /* enum xr_fib_flags */
+};
+
+enum xr_fib_flags {
+	/* The multipath hash policy is one the fast path does not reproduce
+	 * (2: inner headers, 3: custom fields): destinations under a
+	 * multipath prefix go to the kernel. */
+	XR_FIB_ECMP_KERNEL4 = 1,
+	XR_FIB_ECMP_KERNEL6 = 2,
+	/* net.ipv4.ip_forward_use_pmtu = 0: kernel forwarding ignores
+	 * (unlocked) PMTU exceptions, which bpf_fib_lookup applies. */
+	XR_FIB_IGNORE_PMTU4 = 4,
+};
+
 struct xr_lpm4 {
 	__u32 prefixlen;
 	__u8 addr[4];
@@ -209,6 +234,7 @@ struct xr_lpm6 {
 #define XR_NH_CACHE_DEFAULT 65536
 #define XR_SEEN_SLOTS 65536 /* admission filter, power of two */
 #define XR_MPATH_MAX 65536  /* multipath prefixes per family */
+#define XR_RMTU_MAX 65536   /* prefixes of routes with an mtu metric, per family */
 /* Hit-ratio window: every XR_WIN lookups, if fewer than 1/XR_WIN_MIN_DIV
  * were repeats (a hit, a stale or short entry, or an admitted second
  * sighting), the cache is bypassed for the next XR_WIN_BYPASS packets. */

@@ -195,6 +195,11 @@ func run(cfg *config.Config, log *slog.Logger, reload func() (*config.Config, er
 		},
 	}, log)
 	nfw.Check()
+	// Route MTUs and the forwarding sysctls are in the program before it
+	// is attached; the invalidator keeps them current from then on.
+	if err := inv.SyncFIB(); err != nil {
+		return err
+	}
 
 	mgr := devmap.New(devmap.Config{
 		Explicit:       d.Interfaces,

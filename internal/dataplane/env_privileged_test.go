@@ -86,6 +86,8 @@ var (
 	unreachable6 = mustAddr("fd00:66:2::1")
 	prohibit4    = mustAddr("10.66.3.1")
 	prohibit6    = mustAddr("fd00:66:3::1")
+	routeMTU4    = mustAddr("10.94.1.1") // via dstHost, a route with mtu 1400
+	routeMTU6    = mustAddr("fd00:94::1")
 	noRoute4     = mustAddr("10.200.0.1")
 	noRoute6     = mustAddr("fd00:200::1")
 	routerOwn4   = mustAddr("10.201.2.1") // r-dst's address
@@ -160,6 +162,8 @@ func newFwdEnv(t testing.TB) *fwdEnv {
 		{"unreachable", "fd00:66:2::/48"},
 		{"prohibit", "10.66.3.0/24"},
 		{"prohibit", "fd00:66:3::/48"},
+		{"10.94.0.0/16", "via", dstHost4.String(), "mtu", "1400"},
+		{"fd00:94::/48", "via", dstHost6.String(), "mtu", "1400"},
 	} {
 		r.IP(t, append([]string{"route", "add"}, rt...)...)
 	}
@@ -172,6 +176,9 @@ func newFwdEnv(t testing.TB) *fwdEnv {
 	t.Cleanup(func() { dp.Close() })
 	e.dp = dp
 	e.setFlags(t, PortFlags{})
+	// As the daemon does (internal/nhcache): the routes with an mtu, and
+	// the sysctls' defaults (ip_forward_use_pmtu 0, min_pmtu 552).
+	e.setFIB(t, FIBConfig{IgnorePMTU4: true, MinPMTU4: 552})
 	// As the daemon does (internal/devmap): every local IPv4 address.
 	var local []netip.Addr
 	for _, dev := range []string{devSrc, devDst, devMTU, devNoDM, devOff, devUnk} {
@@ -197,6 +204,22 @@ func newFwdEnv(t testing.TB) *fwdEnv {
 		t.Fatal(err)
 	}
 	return e
+}
+
+// routeMTUBounds is what internal/nhcache computes from the environment's
+// routes with an mtu.
+var routeMTUBounds = map[netip.Prefix]uint32{
+	netip.MustParsePrefix("10.94.0.0/16"): routeMTU,
+	netip.MustParsePrefix("fd00:94::/48"): routeMTU,
+}
+
+const routeMTU = 1400
+
+func (e *fwdEnv) setFIB(t testing.TB, c FIBConfig) {
+	t.Helper()
+	if err := e.dp.SetFIB(c, routeMTUBounds); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // setFlags registers the ports with the sysctl-derived flags the daemon

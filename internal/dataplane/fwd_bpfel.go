@@ -50,6 +50,22 @@ type fwdXrCounter struct {
 	Bytes   uint64
 }
 
+type fwdXrFibCfg struct {
+	_        structs.HostLayout
+	RmtuMin4 uint32
+	RmtuMin6 uint32
+	MinPmtu  uint32
+	Flags    uint32
+}
+
+type fwdXrFibFlags uint32
+
+const (
+	fwdXrFibFlagsXR_FIB_ECMP_KERNEL4 fwdXrFibFlags = 1
+	fwdXrFibFlagsXR_FIB_ECMP_KERNEL6 fwdXrFibFlags = 2
+	fwdXrFibFlagsXR_FIB_IGNORE_PMTU4 fwdXrFibFlags = 4
+)
+
 type fwdXrL0 struct {
 	_    structs.HostLayout
 	Slot [16]struct {
@@ -141,7 +157,9 @@ const (
 	fwdXrOutcomeXR_PASS_TC_INGRESS      fwdXrOutcome = 23
 	fwdXrOutcomeXR_PASS_TC_EGRESS       fwdXrOutcome = 24
 	fwdXrOutcomeXR_PASS_NO_XDP_XMIT     fwdXrOutcome = 25
-	fwdXrOutcomeXR_OUTCOME_MAX          fwdXrOutcome = 26
+	fwdXrOutcomeXR_PASS_ROUTE_MTU       fwdXrOutcome = 26
+	fwdXrOutcomeXR_PASS_ECMP_HASH       fwdXrOutcome = 27
+	fwdXrOutcomeXR_OUTCOME_MAX          fwdXrOutcome = 28
 )
 
 type fwdXrPort struct {
@@ -175,6 +193,7 @@ const (
 	fwdMapXrCacheSeen        = "xr_cache_seen"
 	fwdMapXrCacheStats       = "xr_cache_stats"
 	fwdMapXrDevmap           = "xr_devmap"
+	fwdMapXrFib              = "xr_fib"
 	fwdMapXrLocal4           = "xr_local4"
 	fwdMapXrLocal4Filter     = "xr_local4_filter"
 	fwdMapXrMpath4           = "xr_mpath4"
@@ -184,9 +203,12 @@ const (
 	fwdMapXrNhL0             = "xr_nh_l0"
 	fwdMapXrPortTab          = "xr_port_tab"
 	fwdMapXrPorts            = "xr_ports"
+	fwdMapXrRmtu4            = "xr_rmtu4"
+	fwdMapXrRmtu6            = "xr_rmtu6"
 	fwdMapXrStats            = "xr_stats"
 	fwdProgXrouterFwd        = "xrouter_fwd"
 	fwdVarXrCacheFlagsUnused = "xr_cache_flags_unused"
+	fwdVarXrFibFlagsUnused   = "xr_fib_flags_unused"
 	fwdVarXrNfFlagsUnused    = "xr_nf_flags_unused"
 	fwdVarXrOutcomeUnused    = "xr_outcome_unused"
 	fwdVarXrPortFlagsUnused  = "xr_port_flags_unused"
@@ -245,6 +267,7 @@ type fwdMapSpecs struct {
 	XrCacheSeen    *ebpf.MapSpec `ebpf:"xr_cache_seen"`
 	XrCacheStats   *ebpf.MapSpec `ebpf:"xr_cache_stats"`
 	XrDevmap       *ebpf.MapSpec `ebpf:"xr_devmap"`
+	XrFib          *ebpf.MapSpec `ebpf:"xr_fib"`
 	XrLocal4       *ebpf.MapSpec `ebpf:"xr_local4"`
 	XrLocal4Filter *ebpf.MapSpec `ebpf:"xr_local4_filter"`
 	XrMpath4       *ebpf.MapSpec `ebpf:"xr_mpath4"`
@@ -254,6 +277,8 @@ type fwdMapSpecs struct {
 	XrNhL0         *ebpf.MapSpec `ebpf:"xr_nh_l0"`
 	XrPortTab      *ebpf.MapSpec `ebpf:"xr_port_tab"`
 	XrPorts        *ebpf.MapSpec `ebpf:"xr_ports"`
+	XrRmtu4        *ebpf.MapSpec `ebpf:"xr_rmtu4"`
+	XrRmtu6        *ebpf.MapSpec `ebpf:"xr_rmtu6"`
 	XrStats        *ebpf.MapSpec `ebpf:"xr_stats"`
 }
 
@@ -262,6 +287,7 @@ type fwdMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type fwdVariableSpecs struct {
 	XrCacheFlagsUnused *ebpf.VariableSpec `ebpf:"xr_cache_flags_unused"`
+	XrFibFlagsUnused   *ebpf.VariableSpec `ebpf:"xr_fib_flags_unused"`
 	XrNfFlagsUnused    *ebpf.VariableSpec `ebpf:"xr_nf_flags_unused"`
 	XrOutcomeUnused    *ebpf.VariableSpec `ebpf:"xr_outcome_unused"`
 	XrPortFlagsUnused  *ebpf.VariableSpec `ebpf:"xr_port_flags_unused"`
@@ -291,6 +317,7 @@ type fwdMaps struct {
 	XrCacheSeen    *ebpf.Map `ebpf:"xr_cache_seen"`
 	XrCacheStats   *ebpf.Map `ebpf:"xr_cache_stats"`
 	XrDevmap       *ebpf.Map `ebpf:"xr_devmap"`
+	XrFib          *ebpf.Map `ebpf:"xr_fib"`
 	XrLocal4       *ebpf.Map `ebpf:"xr_local4"`
 	XrLocal4Filter *ebpf.Map `ebpf:"xr_local4_filter"`
 	XrMpath4       *ebpf.Map `ebpf:"xr_mpath4"`
@@ -300,6 +327,8 @@ type fwdMaps struct {
 	XrNhL0         *ebpf.Map `ebpf:"xr_nh_l0"`
 	XrPortTab      *ebpf.Map `ebpf:"xr_port_tab"`
 	XrPorts        *ebpf.Map `ebpf:"xr_ports"`
+	XrRmtu4        *ebpf.Map `ebpf:"xr_rmtu4"`
+	XrRmtu6        *ebpf.Map `ebpf:"xr_rmtu6"`
 	XrStats        *ebpf.Map `ebpf:"xr_stats"`
 }
 
@@ -309,6 +338,7 @@ func (m *fwdMaps) Close() error {
 		m.XrCacheSeen,
 		m.XrCacheStats,
 		m.XrDevmap,
+		m.XrFib,
 		m.XrLocal4,
 		m.XrLocal4Filter,
 		m.XrMpath4,
@@ -318,6 +348,8 @@ func (m *fwdMaps) Close() error {
 		m.XrNhL0,
 		m.XrPortTab,
 		m.XrPorts,
+		m.XrRmtu4,
+		m.XrRmtu6,
 		m.XrStats,
 	)
 }
@@ -327,6 +359,7 @@ func (m *fwdMaps) Close() error {
 // It can be passed to loadFwdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fwdVariables struct {
 	XrCacheFlagsUnused *ebpf.Variable `ebpf:"xr_cache_flags_unused"`
+	XrFibFlagsUnused   *ebpf.Variable `ebpf:"xr_fib_flags_unused"`
 	XrNfFlagsUnused    *ebpf.Variable `ebpf:"xr_nf_flags_unused"`
 	XrOutcomeUnused    *ebpf.Variable `ebpf:"xr_outcome_unused"`
 	XrPortFlagsUnused  *ebpf.Variable `ebpf:"xr_port_flags_unused"`

@@ -148,6 +148,18 @@ func fwdCases() []fwdCase {
 		{name: "ipv6 icmp echo request", frame: icmp6(128, echoBody()), outcome: Forwarded, egress: devDst},
 		{name: "ipv6 icmp echo reply", frame: icmp6(129, echoBody()), outcome: Forwarded, egress: devDst},
 		{name: "ipv6 at egress mtu", frame: udp6Sized(small6, smallMTU), outcome: Forwarded, egress: devMTU},
+		// Cut short: the kernel forwards them (its flow dissector then
+		// finds no ports, and hashes zeroes, as the fast path does).
+		{name: "ipv4 udp header cut by tot_len", frame: frame4(ip4(func(h *ipv4Hdr) { h.TotLen = 23 }), udp(1, 2, payload(18))), outcome: Forwarded, egress: devDst},
+		{name: "ipv4 tcp with 2 bytes", frame: frame4(ip4(proto4(protoTCP)), []byte{0x9c, 0x40}), outcome: Forwarded, egress: devDst},
+		{name: "ipv4 udp with no bytes", frame: frame4(ip4(), nil), outcome: Forwarded, egress: devDst},
+		{name: "ipv4 icmp without type", frame: frame4(ip4(proto4(protoICMP), func(h *ipv4Hdr) { h.TotLen = 20 }), icmp(8, 0, echoBody())), outcome: Forwarded, egress: devDst},
+		{name: "ipv4 ah with 6 bytes", frame: frame4(ip4(proto4(51)), payload(6)), outcome: Forwarded, egress: devDst},
+		{name: "ipv4 esp", frame: frame4(ip4(proto4(50)), payload(26)), outcome: Forwarded, egress: devDst},
+		{name: "ipv4 dccp with 3 bytes", frame: frame4(ip4(proto4(33)), payload(3)), outcome: Forwarded, egress: devDst},
+		{name: "ipv6 udp header cut by payload length", frame: frame6(ip6(func(h *ipv6Hdr) { h.PayloadLen = 3 }), udp(1, 2, payload(18))), outcome: Forwarded, egress: devDst},
+		{name: "ipv6 sctp with no bytes", frame: padded(frame6(ip6(next6(132)), nil), 6), outcome: Forwarded, egress: devDst},
+		{name: "ipv6 icmp without type", frame: padded(frame6(ip6(next6(protoICMPv6)), nil), 8), outcome: Forwarded, egress: devDst},
 
 		// Not IP.
 		{name: "arp", frame: arpRequest(), outcome: PassNotIP},
@@ -164,11 +176,7 @@ func fwdCases() []fwdCase {
 		{name: "ipv6 ethertype carrying ipv4", frame: mutate(udp4, func(b []byte) { binary.BigEndian.PutUint16(b[12:], etherTypeIPv6) }), outcome: PassMalformed},
 		{name: "ipv4 tot_len beyond frame", frame: frame4(ip4(func(h *ipv4Hdr) { h.TotLen = 47 }), udp(1, 2, payload(18))), outcome: PassMalformed},
 		{name: "ipv4 tot_len below header", frame: frame4(ip4(func(h *ipv4Hdr) { h.TotLen = 19 }), udp(1, 2, payload(18))), outcome: PassMalformed},
-		{name: "ipv4 udp header cut by tot_len", frame: frame4(ip4(func(h *ipv4Hdr) { h.TotLen = 23 }), udp(1, 2, payload(18))), outcome: PassMalformed},
-		{name: "ipv4 icmp without type", frame: frame4(ip4(proto4(protoICMP), func(h *ipv4Hdr) { h.TotLen = 20 }), icmp(8, 0, echoBody())), outcome: PassMalformed},
 		{name: "ipv6 payload beyond frame", frame: frame6(ip6(func(h *ipv6Hdr) { h.PayloadLen = 27 }), udp(1, 2, payload(18))), outcome: PassMalformed},
-		{name: "ipv6 udp header cut by payload length", frame: frame6(ip6(func(h *ipv6Hdr) { h.PayloadLen = 3 }), udp(1, 2, payload(18))), outcome: PassMalformed},
-		{name: "ipv6 icmp without type", frame: padded(frame6(ip6(next6(protoICMPv6)), nil), 8), outcome: PassMalformed},
 		{name: "ipv6 version 4", frame: mutate(udp6, func(b []byte) { b[ethLen] = 0x40 }), outcome: PassMalformed},
 
 		// Options and extension headers.
@@ -246,6 +254,15 @@ func fwdCases() []fwdCase {
 		{name: "ipv4 over egress mtu without DF", frame: frame4(ip4(to4(small4), func(h *ipv4Hdr) { h.FragOff = 0 }), udp(1, 2, payload(smallMTU+1-28))), outcome: PassFragNeeded},
 		{name: "ipv6 over egress mtu", frame: udp6Sized(small6, smallMTU+1), outcome: PassFragNeeded},
 		{name: "ipv6 over egress mtu by the header only", frame: udp6Sized(small6, smallMTU+ipv6Len), outcome: PassFragNeeded},
+
+		// A route's mtu metric, which kernel forwarding honours and
+		// bpf_fib_lookup does not (unless locked).
+		{name: "ipv4 at route mtu", frame: udp4Sized(routeMTU4, routeMTU), outcome: Forwarded, egress: devDst},
+		{name: "ipv4 over route mtu", frame: udp4Sized(routeMTU4, routeMTU+1), outcome: PassRouteMTU},
+		{name: "ipv4 over route mtu without DF", frame: frame4(ip4(to4(routeMTU4), func(h *ipv4Hdr) { h.FragOff = 0 }), udp(1, 2, payload(routeMTU+1-28))), outcome: PassRouteMTU},
+		{name: "ipv4 over route mtu ttl 1", frame: frame4(ip4(to4(routeMTU4), setTTL4(1)), udp(1, 2, payload(routeMTU+1-28))), outcome: PassTTLExceeded},
+		{name: "ipv6 at route mtu", frame: udp6Sized(routeMTU6, routeMTU), outcome: Forwarded, egress: devDst},
+		{name: "ipv6 over route mtu", frame: udp6Sized(routeMTU6, routeMTU+1), outcome: PassRouteMTU},
 
 		// Egress checks.
 		{name: "ipv4 egress not in devmap", frame: udp4To(noDevmap4), outcome: PassNotInDevmap},
@@ -437,8 +454,10 @@ func TestFwdCoversEveryOutcome(t *testing.T) {
 		// UNSUPP_LWT needs lightweight-tunnel routes (MPLS, seg6), which
 		// this kernel may lack; LOOKUP_OTHER has no known trigger;
 		// NETFILTER needs the flag TestFwdNetfilterPrivileged sets;
-		// IPV6_DISABLED needs port flags: TestFwdIPv6DisabledPrivileged.
-		if o == PassUnsuppLWT || o == PassLookupOther || o == PassNetfilter || o == PassIPv6Disabled {
+		// IPV6_DISABLED needs port flags: TestFwdIPv6DisabledPrivileged;
+		// ECMP_HASH needs a hash policy of 2 or 3
+		// (TestFwdECMPPolicyPrivileged).
+		if o == PassUnsuppLWT || o == PassLookupOther || o == PassNetfilter || o == PassIPv6Disabled || o == PassECMPHash {
 			continue
 		}
 		if !seen[o] {

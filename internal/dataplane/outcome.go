@@ -32,6 +32,8 @@ const (
 	PassTCIngress
 	PassTCEgress
 	PassNoXDPXmit
+	PassRouteMTU
+	PassECMPHash
 	// NumOutcomes is the number of outcomes (the stats map's size).
 	NumOutcomes
 )
@@ -63,6 +65,8 @@ var outcomeNames = [NumOutcomes]string{
 	PassTCIngress:      "tc_ingress",
 	PassTCEgress:       "tc_egress",
 	PassNoXDPXmit:      "no_xdp_xmit",
+	PassRouteMTU:       "route_mtu",
+	PassECMPHash:       "ecmp_hash",
 }
 
 var outcomeHelp = [NumOutcomes]string{
@@ -92,6 +96,8 @@ var outcomeHelp = [NumOutcomes]string{
 	PassTCIngress:      "ingress interface has tc filters or tcx programs on ingress; the kernel runs them",
 	PassTCEgress:       "egress interface has a qdisc the operator set, or tc egress filters; the kernel sends it through them",
 	PassNoXDPXmit:      "egress interface cannot transmit XDP frames (no ndo_xdp_xmit); the kernel sends it",
+	PassRouteMTU:       "longer than a route's mtu metric (which bpf_fib_lookup ignores); the kernel fragments or sends ICMP",
+	PassECMPHash:       "multipath destination under a hash policy (2, 3) the fast path does not reproduce",
 }
 
 // String returns the outcome's short name as used in stats and metrics.

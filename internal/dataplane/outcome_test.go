@@ -86,6 +86,8 @@ func TestOutcomesMirrorBPF(t *testing.T) {
 		fwdXrOutcomeXR_PASS_TC_INGRESS:      PassTCIngress,
 		fwdXrOutcomeXR_PASS_TC_EGRESS:       PassTCEgress,
 		fwdXrOutcomeXR_PASS_NO_XDP_XMIT:     PassNoXDPXmit,
+		fwdXrOutcomeXR_PASS_ROUTE_MTU:       PassRouteMTU,
+		fwdXrOutcomeXR_PASS_ECMP_HASH:       PassECMPHash,
 	} {
 		if Outcome(gen) != o {
 			t.Errorf("generated constant %d mirrors Go outcome %d (%s)", gen, o, o)

@@ -1,5 +1,8 @@
 // Package nhcache is the user-space side of the fast path's next-hop cache:
-// its generation, lease and bypass flags, and the multipath tries.
+// its generation, lease and bypass flags, and the multipath tries; and,
+// from the same route events, what kernel forwarding adds to a lookup
+// (route mtu metrics, hash policy, PMTU exceptions: fibstate.go), which the
+// program needs whether or not the cache is enabled.
 //
 // Invalidation: the cache answers for bpf_fib_lookup, so every kernel
 // change that could alter a lookup's result must move the cache's
@@ -52,6 +55,7 @@ type Invalidator struct {
 	customRules4, customRules6 bool
 	tosRoutes4, srcRoutes6     bool
 	neigh                      map[neighKey]neighVal
+	fib                        fibState
 }
 
 type neighKey struct {
@@ -88,7 +92,8 @@ func NewInvalidator(cfg Config, dp *dataplane.Dataplane, log *slog.Logger) (*Inv
 	if err := dp.SetCacheState(st); err != nil {
 		return nil, fmt.Errorf("next-hop cache: %w", err)
 	}
-	return &Invalidator{cfg: cfg, dp: dp, log: log, state: st, neigh: map[neighKey]neighVal{}}, nil
+	return &Invalidator{cfg: cfg, dp: dp, log: log, state: st, neigh: map[neighKey]neighVal{},
+		fib: fibState{mtus: map[rtKey]uint32{}}}, nil
 }
 
 // State returns the control block as last written.
@@ -191,13 +196,13 @@ var groups = []int{
 }
 
 // Run subscribes, reads the kernel's state, enables the cache and then
-// follows events until ctx ends. With the cache disabled it only keeps
-// the generation at 0. The cache is off again when Run returns.
+// follows events until ctx ends. With the cache disabled the generation
+// stays 0, but the events still keep route MTUs, multipath prefixes and
+// the forwarding sysctls in the data plane. The cache is off again when
+// Run returns.
 func (v *Invalidator) Run(ctx context.Context) error {
 	if !v.cfg.Enabled {
 		v.log.Info("next-hop cache disabled (dataplane.cache.enabled)")
-		<-ctx.Done()
-		return nil
 	}
 	defer v.Stop()
 	for {
@@ -226,7 +231,9 @@ func (v *Invalidator) follow(ctx context.Context) error {
 	if err := v.resync("start"); err != nil {
 		return err
 	}
-	v.log.Info("next-hop cache enabled", "generation", v.State().Generation, "max_age", v.cfg.MaxAge)
+	if v.cfg.Enabled {
+		v.log.Info("next-hop cache enabled", "generation", v.State().Generation, "max_age", v.cfg.MaxAge)
+	}
 
 	events := make(chan error, 1)
 	go func() { events <- v.readLoop(ctx, fd) }()
@@ -242,6 +249,8 @@ func (v *Invalidator) follow(ctx context.Context) error {
 		case err := <-events:
 			return err
 		case <-tick.C:
+			// Sysctls send no event: re-read them as often.
+			v.refreshFIB()
 			v.Bump("max_age")
 		case <-renew.C:
 			v.renew()
@@ -355,15 +364,36 @@ func (v *Invalidator) apply(msgs []syscall.NetlinkMessage) string {
 	if rules {
 		v.readRules()
 	}
+	if v.fib.reread {
+		if err := v.rereadMTUs(); err != nil {
+			// The old entries stay: more packets go to the kernel.
+			v.log.Warn("route MTUs: re-reading routes", "err", err)
+		}
+	}
+	if err := v.writeFIB(false); err != nil {
+		v.log.Error("writing route MTUs to the data plane", "err", err)
+	}
 	return reason
+}
+
+// refreshFIB re-reads the forwarding sysctls and writes what changed.
+func (v *Invalidator) refreshFIB() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err := v.writeFIB(false); err != nil {
+		v.log.Error("writing forwarding settings to the data plane", "err", err)
+	}
 }
 
 // event returns why m invalidates the cache, or "" when it does not.
 func (v *Invalidator) event(m syscall.NetlinkMessage) string {
 	switch m.Header.Type {
 	case unix.RTM_NEWROUTE, unix.RTM_DELROUTE:
-		if r, ok := parseRoute(m.Data); ok && m.Header.Type == unix.RTM_NEWROUTE {
-			v.noteRoute(r)
+		if r, ok := parseRoute(m.Data); ok {
+			if m.Header.Type == unix.RTM_NEWROUTE {
+				v.noteRoute(r)
+			}
+			v.noteRouteMTU(r, m.Header.Type == unix.RTM_DELROUTE)
 		}
 		return "route"
 	case unix.RTM_NEWNEIGH, unix.RTM_DELNEIGH:
@@ -391,6 +421,10 @@ type route struct {
 	tos       uint8
 	srcLen    uint8
 	multipath bool // RTA_MULTIPATH or a nexthop object (which may be a group)
+	table     uint32
+	src       netip.Prefix
+	priority  uint32
+	mtu       uint32 // RTAX_MTU of RTA_METRICS, 0 for none
 }
 
 const rtaNHID = 30 // RTA_NH_ID
@@ -400,13 +434,13 @@ func parseRoute(b []byte) (route, bool) {
 		return route{}, false
 	}
 	// rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
-	r := route{family: b[0], tos: b[3], srcLen: b[2]}
+	r := route{family: b[0], tos: b[3], srcLen: b[2], table: uint32(b[4])}
 	dstLen := int(b[1])
 	attrs, err := parseAttrs(b[unix.SizeofRtMsg:])
 	if err != nil {
 		return route{}, false
 	}
-	var addr netip.Addr
+	var addr, src netip.Addr
 	switch r.family {
 	case unix.AF_INET:
 		addr = netip.IPv4Unspecified()
@@ -415,15 +449,33 @@ func parseRoute(b []byte) (route, bool) {
 	default:
 		return route{}, false
 	}
+	src = addr
 	for _, a := range attrs {
 		switch a.typ {
 		case unix.RTA_DST:
 			if ip, ok := netip.AddrFromSlice(a.val); ok {
 				addr = ip
 			}
+		case unix.RTA_SRC:
+			if ip, ok := netip.AddrFromSlice(a.val); ok {
+				src = ip
+			}
 		case unix.RTA_MULTIPATH, rtaNHID:
 			r.multipath = true
+		case unix.RTA_TABLE:
+			if len(a.val) == 4 {
+				r.table = binary.NativeEndian.Uint32(a.val)
+			}
+		case unix.RTA_PRIORITY:
+			if len(a.val) == 4 {
+				r.priority = binary.NativeEndian.Uint32(a.val)
+			}
+		case unix.RTA_METRICS:
+			r.mtu = metricMTU(a.val)
 		}
+	}
+	if sp, err := src.Prefix(int(r.srcLen)); err == nil {
+		r.src = sp
 	}
 	p, err := addr.Prefix(dstLen)
 	if err != nil {
@@ -569,6 +621,11 @@ func (v *Invalidator) resync(reason string) error {
 	defer v.mu.Unlock()
 	if err := v.dp.SetMultipath(mpath); err != nil {
 		return fmt.Errorf("next-hop cache: %w", err)
+	}
+	v.fib.mtus = mtusFrom(routes)
+	v.fib.reread = false
+	if err := v.writeFIB(true); err != nil {
+		return err
 	}
 	v.tosRoutes4, v.srcRoutes6 = tos4, src6
 	v.neigh = nt

@@ -152,3 +152,29 @@ func writeSysctl(dir, iface, key, val string) error {
 	}
 	return nil
 }
+
+// FIB is what of the namespace's routing sysctls the fast path must mirror:
+// bpf_fib_lookup applies none of them the way kernel forwarding does.
+type FIB struct {
+	// HashPolicy4 and HashPolicy6 are net.ipv4.fib_multipath_hash_policy
+	// and net.ipv6.fib_multipath_hash_policy (0 L3, 1 L4, 2 inner L3,
+	// 3 custom fields).
+	HashPolicy4, HashPolicy6 int
+	// ForwardUsePMTU is net.ipv4.ip_forward_use_pmtu: forwarding honours
+	// PMTU exceptions.
+	ForwardUsePMTU bool
+	// MinPMTU is net.ipv4.route.min_pmtu.
+	MinPMTU int
+}
+
+// ReadFIB reads the routing sysctls of the calling thread's namespace. One
+// that cannot be read takes the value that makes the fast path hand more
+// packets to the kernel.
+func ReadFIB() FIB {
+	return FIB{
+		HashPolicy4:    intOr(3, "net/ipv4", "", "fib_multipath_hash_policy"),
+		HashPolicy6:    intOr(3, "net/ipv6", "", "fib_multipath_hash_policy"),
+		ForwardUsePMTU: intOr(1, "net/ipv4", "", "ip_forward_use_pmtu") != 0,
+		MinPMTU:        intOr(552, "net/ipv4/route", "", "min_pmtu"),
+	}
+}
