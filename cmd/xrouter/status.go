@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -55,25 +57,14 @@ or not; run it in the router's namespace (--netns NAME).`,
 			if err != nil {
 				return err
 			}
-			st, err := devmap.Inspect(cfg.Dataplane.PinPath)
-			if err != nil {
-				return err
-			}
-			rep := statusReport{PinPath: cfg.Dataplane.PinPath, Warnings: []string{}}
-			for _, s := range st {
-				is := ifaceStatus{Status: s}
-				rep.Warnings = append(rep.Warnings, prefixed(s.Name, s.Warnings)...)
-				if s.Name != "?" {
-					if f, err := sysctl.CheckForwarding(s.Name); err == nil {
-						is.Forwarding = &f
-						rep.Warnings = append(rep.Warnings, f.Problems()...)
-					}
+			rep, err := collectStatus(cfg.Dataplane.PinPath)
+			if errors.Is(err, os.ErrPermission) && cfg.API.Socket != "" {
+				// Not root: a member of api.group asks the daemon.
+				if aerr := apiGet(cfg.API.Socket, "/status", &rep); aerr != nil {
+					return fmt.Errorf("%w; %w", err, aerr)
 				}
-				rep.Interfaces = append(rep.Interfaces, is)
-			}
-			rep.Cache = readCacheStatus(cfg.Dataplane.PinPath)
-			if len(st) == 0 {
-				rep.Warnings = append(rep.Warnings, "no interface is attached under "+cfg.Dataplane.PinPath)
+			} else if err != nil {
+				return err
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
@@ -160,4 +151,35 @@ maps. Do not run it while the daemon runs.`,
 	}
 	configFlags(cmd)
 	return cmd
+}
+
+// collectStatus reads the pins and the kernel: what `status` shows, and the
+// API's /status.
+func collectStatus(pin string) (statusReport, error) {
+	// Without the rights to open pins, Inspect would report every link as
+	// unreadable: say so instead, so that the caller can ask the daemon.
+	if _, err := dataplane.ReadPinnedStats(pin); errors.Is(err, os.ErrPermission) {
+		return statusReport{}, err
+	}
+	st, err := devmap.Inspect(pin)
+	if err != nil {
+		return statusReport{}, err
+	}
+	rep := statusReport{PinPath: pin, Warnings: []string{}}
+	for _, s := range st {
+		is := ifaceStatus{Status: s}
+		rep.Warnings = append(rep.Warnings, prefixed(s.Name, s.Warnings)...)
+		if s.Name != "?" {
+			if f, err := sysctl.CheckForwarding(s.Name); err == nil {
+				is.Forwarding = &f
+				rep.Warnings = append(rep.Warnings, f.Problems()...)
+			}
+		}
+		rep.Interfaces = append(rep.Interfaces, is)
+	}
+	rep.Cache = readCacheStatus(pin)
+	if len(st) == 0 {
+		rep.Warnings = append(rep.Warnings, "no interface is attached under "+pin)
+	}
+	return rep, nil
 }
