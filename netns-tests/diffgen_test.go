@@ -19,11 +19,9 @@ import (
 // diffAddrs are the addresses of the differential topology.
 var (
 	dfSrc4   = netip.MustParseAddr("10.210.1.2")
-	dfRin4   = netip.MustParseAddr("10.210.1.1")
 	dfRout4  = netip.MustParseAddr("10.210.2.1")
 	dfDst4   = netip.MustParseAddr("10.210.2.2")
 	dfSrc6   = netip.MustParseAddr("fd00:210:1::2")
-	dfRin6   = netip.MustParseAddr("fd00:210:1::1")
 	dfRout6  = netip.MustParseAddr("fd00:210:2::1")
 	dfDst6   = netip.MustParseAddr("fd00:210:2::2")
 	dfMACRin = net.HardwareAddr{0x02, 0xd1, 0, 0, 1, 1}
