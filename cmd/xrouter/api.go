@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -19,12 +18,15 @@ import (
 
 	"github.com/xrouter/xrouter/internal/bgp"
 	"github.com/xrouter/xrouter/internal/fib"
+	"github.com/xrouter/xrouter/internal/unixsock"
 )
 
 // control is what the daemon's local API exposes.
 type control struct {
-	speaker *bgp.Speaker // nil when BGP is off
-	routes  *fib.Routes  // nil when BGP is off
+	pinPath string            // the data plane's pins, for /stats and /status
+	matches func(string) bool // the interface selection, for /status
+	speaker *bgp.Speaker      // nil when BGP is off
+	routes  *fib.Routes       // nil when BGP is off
 }
 
 // peerRow is one line of `xrouter peers`.
@@ -58,26 +60,18 @@ func (c *control) installed() []fib.InstalledRoute {
 	return c.routes.Installed()
 }
 
-// listenAPI opens the unix socket, replacing a stale one but never one a
-// running daemon answers on.
-func listenAPI(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("api socket directory: %w", err)
+// listenAPI opens the unix socket, mode 0600 (0660 with group) from the
+// moment it can be reached, replacing a stale one but never one a running
+// daemon answers on.
+func listenAPI(path, group string) (net.Listener, error) {
+	gid := -1
+	if group != "" {
+		var err error
+		if gid, err = unixsock.LookupGroup(group); err != nil {
+			return nil, fmt.Errorf("api.group: %w", err)
+		}
 	}
-	if conn, err := net.Dial("unix", path); err == nil {
-		conn.Close()
-		return nil, fmt.Errorf("api socket %s: another xrouter is running there", path)
-	}
-	_ = os.Remove(path)
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("api socket %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("api socket %s: %w", path, err)
-	}
-	return ln, nil
+	return unixsock.Listen("api socket", path, gid)
 }
 
 // handler serves the local API.
@@ -98,6 +92,16 @@ func (c *control) handler() http.Handler {
 	mux.HandleFunc("GET /routes", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, c.installed(), nil)
 	})
+	// The data plane's counters and status, for users of api.group, who
+	// cannot open the pins themselves.
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		s, err := readStatsSnapshot(c.pinPath)
+		reply(w, s, err)
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		s, err := collectStatus(c.pinPath, c.matches)
+		reply(w, s, err)
+	})
 	return mux
 }
 
@@ -114,6 +118,9 @@ func apiGet(socket, path string, v any) error {
 		}},
 	}
 	resp, err := cl.Get("http://xrouter" + path)
+	if errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("api socket %s: permission denied (it is root's, and api.group's if set)", socket)
+	}
 	if err != nil {
 		return fmt.Errorf("asking the daemon at %s (is `xrouter run` running?): %w", socket, err)
 	}

@@ -29,13 +29,8 @@ reported with the key and the file. Nothing is attached or changed.`,
 			if err := checkInterfaces(cfg); err != nil {
 				return err
 			}
-			for _, w := range cfg.Dataplane.Netfilter.Warnings() {
+			for _, w := range cfg.Warnings() {
 				fmt.Fprintf(cmd.ErrOrStderr(), "warning: config %s: %s\n", cfg.File, w)
-			}
-			if cfg.BGP.AS != 0 {
-				for _, w := range cfg.BGP.Warnings() {
-					fmt.Fprintf(cmd.ErrOrStderr(), "warning: config %s: %s\n", cfg.File, w)
-				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "config %s: ok\n", cfg.File)
 			return nil

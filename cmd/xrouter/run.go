@@ -112,7 +112,10 @@ func run(cfg *config.Config, log *slog.Logger, reload func() (*config.Config, er
 		debug.SetGCPercent(g)
 		log.Info("Go GC target set (runtime.gc_percent)", "percent", g, "configured", cfg.Runtime.GCPercent != 0)
 	}
-	ctl := &control{}
+	for _, w := range cfg.Warnings() {
+		log.Warn("open control surface: " + w)
+	}
+	ctl := &control{pinPath: cfg.Dataplane.PinPath, matches: cfg.Dataplane.Matches}
 	bgpOn := cfg.BGP.AS != 0
 	if bgpOn {
 		kw, err := fib.NewKernelWriter(fib.KernelConfig{Metric: cfg.FIB.Metric, Table: cfg.FIB.Table})
@@ -152,7 +155,7 @@ func run(cfg *config.Config, log *slog.Logger, reload func() (*config.Config, er
 		pprofLn = ln
 	}
 	if cfg.API.Socket != "" {
-		ln, err := listenAPI(cfg.API.Socket)
+		ln, err := listenAPI(cfg.API.Socket, cfg.API.Group)
 		if err != nil {
 			return fmt.Errorf("config %s: key \"api.socket\": %w", cfg.File, err)
 		}

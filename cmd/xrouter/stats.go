@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"text/tabwriter"
 	"time"
 
@@ -19,38 +21,34 @@ func statsCmd() *cobra.Command {
 		Short: "Show the fast path's per-outcome counters and rates",
 		Long: `Show how many packets the XDP program forwarded and, for every packet it
 passed to the kernel, why. Reads the pinned counters, so it works whether
-the daemon runs or not. Rates are measured over --interval (0 skips them).`,
+the daemon runs or not; a user who may not open the pins (a member of
+api.group) gets them from the daemon's API instead. Rates are measured over --interval (0 skips them).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(cmd)
 			if err != nil {
 				return err
 			}
-			pin := cfg.Dataplane.PinPath
-			first, err := dataplane.ReadPinnedStats(pin)
+			read := statsReader(cfg.Dataplane.PinPath, cfg.API.Socket)
+			first, err := read()
 			if err != nil {
-				return fmt.Errorf("%w (is the data plane running with this pin path?)", err)
+				return err
 			}
 			var rates *dataplane.Stats
 			if interval > 0 {
 				time.Sleep(interval)
-				second, err := dataplane.ReadPinnedStats(pin)
+				second, err := read()
 				if err != nil {
 					return err
 				}
-				r := rateOf(first, second, interval)
+				r := rateOf(first.Outcomes, second.Outcomes, interval)
 				first, rates = second, &r
 			}
-			// Pins of an older version have no cache counters.
-			var cache *dataplane.CacheStats
-			if cs, err := dataplane.ReadPinnedCacheStats(pin); err == nil {
-				cache = &cs
-			}
 			if asJSON {
-				return writeStatsJSON(cmd.OutOrStdout(), first, rates, interval, cache)
+				return writeStatsJSON(cmd.OutOrStdout(), first.Outcomes, rates, interval, first.Cache)
 			}
-			writeStatsTable(cmd.OutOrStdout(), first, rates, all)
-			writeCacheStats(cmd.OutOrStdout(), cache)
+			writeStatsTable(cmd.OutOrStdout(), first.Outcomes, rates, all)
+			writeCacheStats(cmd.OutOrStdout(), first.Cache)
 			return nil
 		},
 	}
@@ -160,4 +158,42 @@ func humanBits(b uint64) string {
 		return fmt.Sprintf("%.2fk", float64(b)/1e3)
 	}
 	return fmt.Sprintf("%d", b)
+}
+
+// statsSnapshot is one reading of the counters.
+type statsSnapshot struct {
+	Outcomes dataplane.Stats       `json:"outcomes"`
+	Cache    *dataplane.CacheStats `json:"cache,omitempty"` // nil for pins of an older version
+}
+
+func readStatsSnapshot(pin string) (statsSnapshot, error) {
+	s, err := dataplane.ReadPinnedStats(pin)
+	if err != nil {
+		return statsSnapshot{}, fmt.Errorf("%w (is the data plane running with this pin path?)", err)
+	}
+	snap := statsSnapshot{Outcomes: s}
+	if cs, err := dataplane.ReadPinnedCacheStats(pin); err == nil {
+		snap.Cache = &cs
+	}
+	return snap, nil
+}
+
+// statsReader reads the pins, or, when this user may not open them, asks
+// the daemon over its API socket.
+func statsReader(pin, socket string) func() (statsSnapshot, error) {
+	viaAPI := false
+	return func() (statsSnapshot, error) {
+		if !viaAPI {
+			s, err := readStatsSnapshot(pin)
+			if err == nil || !errors.Is(err, os.ErrPermission) || socket == "" {
+				return s, err
+			}
+			viaAPI = true
+		}
+		var s statsSnapshot
+		if err := apiGet(socket, "/stats", &s); err != nil {
+			return s, fmt.Errorf("pins under %s: permission denied; %w", pin, err)
+		}
+		return s, nil
+	}
 }

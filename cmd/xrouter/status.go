@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -18,6 +20,8 @@ type statusReport struct {
 	Interfaces []ifaceStatus `json:"interfaces"`
 	Cache      *cacheStatus  `json:"cache,omitempty"`
 	Netfilter  *nfStatus     `json:"netfilter,omitempty"`
+	// NetfilterSummary is the netfilter state in words, for the text output.
+	NetfilterSummary []string `json:"netfilter_summary,omitempty"`
 	// Notes are what the fast path leaves to the kernel by design (tc).
 	Notes    []string `json:"notes"`
 	Warnings []string `json:"warnings"`
@@ -109,35 +113,14 @@ or not; run it in the router's namespace (--netns NAME).`,
 			if err != nil {
 				return err
 			}
-			st, err := devmap.Inspect(cfg.Dataplane.PinPath)
-			if err != nil {
-				return err
-			}
-			rep := statusReport{PinPath: cfg.Dataplane.PinPath, Notes: []string{}, Warnings: []string{}}
-			for _, s := range st {
-				is := ifaceStatus{Status: s}
-				rep.Notes = append(rep.Notes, prefixed(s.Name, s.Notes)...)
-				rep.Warnings = append(rep.Warnings, prefixed(s.Name, s.Warnings)...)
-				if s.Name != "?" {
-					if f, err := sysctl.CheckForwarding(s.Name); err == nil {
-						is.Forwarding = &f
-						rep.Warnings = append(rep.Warnings, f.Problems()...)
-					}
+			rep, err := collectStatus(cfg.Dataplane.PinPath, cfg.Dataplane.Matches)
+			if errors.Is(err, os.ErrPermission) && cfg.API.Socket != "" {
+				// Not root: a member of api.group asks the daemon.
+				if aerr := apiGet(cfg.API.Socket, "/status", &rep); aerr != nil {
+					return fmt.Errorf("%w; %w", err, aerr)
 				}
-				rep.Interfaces = append(rep.Interfaces, is)
-			}
-			rep.Cache = readCacheStatus(cfg.Dataplane.PinPath)
-			ports := map[string]bool{}
-			for _, s := range st {
-				ports[s.Name] = true
-			}
-			nf, nfLines, nfWarns := readNetfilterStatus(cfg.Dataplane.PinPath, func(dev string) bool {
-				return ports[dev] || cfg.Dataplane.Matches(dev)
-			})
-			rep.Netfilter = nf
-			rep.Warnings = append(rep.Warnings, nfWarns...)
-			if len(st) == 0 {
-				rep.Warnings = append(rep.Warnings, "no interface is attached under "+cfg.Dataplane.PinPath)
+			} else if err != nil {
+				return err
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
@@ -168,7 +151,7 @@ or not; run it in the router's namespace (--netns NAME).`,
 				}
 				fmt.Fprintln(out)
 			}
-			for _, l := range nfLines {
+			for _, l := range rep.NetfilterSummary {
 				fmt.Fprintln(out, l)
 			}
 			for _, n := range rep.Notes {
@@ -230,4 +213,43 @@ maps. Do not run it while the daemon runs.`,
 	}
 	configFlags(cmd)
 	return cmd
+}
+
+// collectStatus reads the pins and the kernel: what `status` shows, and the
+// API's /status.
+func collectStatus(pin string, matches func(string) bool) (statusReport, error) {
+	// Without the rights to open pins, Inspect would report every link as
+	// unreadable: say so instead, so that the caller can ask the daemon.
+	if _, err := dataplane.ReadPinnedStats(pin); errors.Is(err, os.ErrPermission) {
+		return statusReport{}, err
+	}
+	st, err := devmap.Inspect(pin)
+	if err != nil {
+		return statusReport{}, err
+	}
+	rep := statusReport{PinPath: pin, Notes: []string{}, Warnings: []string{}}
+	ports := map[string]bool{}
+	for _, s := range st {
+		is := ifaceStatus{Status: s}
+		ports[s.Name] = true
+		rep.Notes = append(rep.Notes, prefixed(s.Name, s.Notes)...)
+		rep.Warnings = append(rep.Warnings, prefixed(s.Name, s.Warnings)...)
+		if s.Name != "?" {
+			if f, err := sysctl.CheckForwarding(s.Name); err == nil {
+				is.Forwarding = &f
+				rep.Warnings = append(rep.Warnings, f.Problems()...)
+			}
+		}
+		rep.Interfaces = append(rep.Interfaces, is)
+	}
+	rep.Cache = readCacheStatus(pin)
+	nf, nfLines, nfWarns := readNetfilterStatus(pin, func(dev string) bool {
+		return ports[dev] || matches(dev)
+	})
+	rep.Netfilter, rep.NetfilterSummary = nf, nfLines
+	rep.Warnings = append(rep.Warnings, nfWarns...)
+	if len(st) == 0 {
+		rep.Warnings = append(rep.Warnings, "no interface is attached under "+pin)
+	}
+	return rep, nil
 }

@@ -6,19 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"net/netip"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/osrg/gobgp/v3/pkg/server"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+
+	"github.com/xrouter/xrouter/internal/unixsock"
 )
 
 // GoBGP's API can add paths and neighbours and has no authentication of
@@ -101,111 +99,54 @@ func (c Config) Warnings() []string {
 	return w
 }
 
-// grpcSocket is GoBGP's API socket while it is set up: GoBGP listens on
-// its own (we cannot hand it a listener), so it binds in a directory only
-// root can enter; the socket gets its mode and group there and is then
-// renamed to the configured path. At no point can anyone else reach it
-// with wider permissions.
+// grpcSocket is GoBGP's API socket while it is set up. GoBGP listens on
+// its own (it cannot be handed a listener), so it binds in unixsock's
+// private directory, and publish gives the socket its mode and group and
+// moves it into place once GoBGP has bound it.
 type grpcSocket struct {
-	path    string // the configured path
-	tmpDir  string // private (0700) directory next to path
-	tmpPath string // where GoBGP binds
-	gid     int    // -1: root's group, mode 0600
-	inode   uint64 // of the socket once in place, so Stop removes only ours
+	pending *unixsock.Pending
+	owned   *unixsock.Owned
 }
 
-// prepareGRPCSocket checks path and creates the private directory GoBGP
-// binds in. The socket's directory is created 0755 if missing.
 func prepareGRPCSocket(path, group string) (*grpcSocket, error) {
-	gs := &grpcSocket{path: path, gid: -1}
+	gid := -1
 	if group != "" {
-		gid, err := lookupGroup(group)
-		if err != nil {
+		var err error
+		if gid, err = unixsock.LookupGroup(group); err != nil {
 			return nil, fmt.Errorf("bgp.grpc_group: %w", err)
 		}
-		gs.gid = gid
 	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode().Type() != fs.ModeSocket {
-			return nil, fmt.Errorf("gobgp api socket %s: exists and is not a socket", path)
-		}
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("gobgp api socket %s: in use by another process", path)
-		}
-		// A stale socket of an earlier run: the rename replaces it.
-	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("gobgp api socket directory: %w", err)
-	}
-	tmp, err := os.MkdirTemp(dir, ".gobgp-api-") // mode 0700
+	p, err := unixsock.Prepare("gobgp api socket", path, gid)
 	if err != nil {
-		return nil, fmt.Errorf("gobgp api socket: private directory: %w", err)
+		return nil, err
 	}
-	gs.tmpDir, gs.tmpPath = tmp, filepath.Join(tmp, "s")
-	return gs, nil
+	return &grpcSocket{pending: p}, nil
 }
 
-// lookupGroup resolves a group name or numeric gid.
-func lookupGroup(group string) (int, error) {
-	if n, err := strconv.Atoi(group); err == nil && n >= 0 {
-		return n, nil
-	}
-	g, err := user.LookupGroup(group)
-	if err != nil {
-		return 0, fmt.Errorf("group %q: %w", group, err)
-	}
-	return strconv.Atoi(g.Gid)
-}
-
-// publish waits until GoBGP has bound its socket, gives it its mode and
-// group while it is still in the private directory, and renames it into
-// place.
+// publish waits until GoBGP has bound its socket, then publishes it.
 func (gs *grpcSocket) publish(timeout time.Duration) error {
-	defer os.RemoveAll(gs.tmpDir)
 	deadline := time.Now().Add(timeout)
 	for {
-		fi, err := os.Lstat(gs.tmpPath)
+		fi, err := os.Lstat(gs.pending.TmpPath)
 		if err == nil && fi.Mode().Type() == fs.ModeSocket {
 			break
 		}
 		if time.Now().After(deadline) {
+			gs.pending.Abort()
 			return fmt.Errorf("gobgp api did not bind its socket within %s (see the gobgp log above)", timeout)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	mode := os.FileMode(0o600)
-	if gs.gid >= 0 {
-		mode = 0o660
-		if err := os.Chown(gs.tmpPath, -1, gs.gid); err != nil {
-			return fmt.Errorf("gobgp api socket: group %d: %w", gs.gid, err)
-		}
-	}
-	if err := os.Chmod(gs.tmpPath, mode); err != nil {
-		return fmt.Errorf("gobgp api socket: mode %o: %w", mode, err)
-	}
-	if err := os.Rename(gs.tmpPath, gs.path); err != nil {
-		return fmt.Errorf("gobgp api socket: moving into place at %s: %w", gs.path, err)
-	}
-	if fi, err := os.Lstat(gs.path); err == nil {
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			gs.inode = st.Ino
-		}
-	}
-	return nil
+	o, err := gs.pending.Publish()
+	gs.owned = o
+	return err
 }
 
-// remove deletes the socket if it is still ours (another process may have
-// replaced it since).
+// remove deletes the socket if it is still ours.
 func (gs *grpcSocket) remove() {
-	os.RemoveAll(gs.tmpDir)
-	fi, err := os.Lstat(gs.path)
-	if err != nil || gs.inode == 0 {
-		return
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Ino == gs.inode {
-		os.Remove(gs.path)
+	gs.pending.Abort()
+	if gs.owned != nil {
+		gs.owned.Remove()
 	}
 }
 

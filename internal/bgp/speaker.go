@@ -165,7 +165,7 @@ func (s *Speaker) Start(ctx context.Context) (err error) {
 		if sock, err = prepareGRPCSocket(path, s.cfg.GRPCGroup); err != nil {
 			return err
 		}
-		opts = append(opts, server.GrpcListenAddress(unixScheme+sock.tmpPath))
+		opts = append(opts, server.GrpcListenAddress(unixScheme+sock.pending.TmpPath))
 	case s.cfg.GRPCAddress != "":
 		opts = append(opts, server.GrpcListenAddress(s.cfg.GRPCAddress))
 		if s.cfg.GRPCTLS.enabled() {

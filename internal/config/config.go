@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/xrouter/xrouter/internal/bgp"
+	"github.com/xrouter/xrouter/internal/unixsock"
 	"github.com/xrouter/xrouter/internal/dataplane"
 	"github.com/xrouter/xrouter/internal/devmap"
 	"github.com/xrouter/xrouter/internal/fib"
@@ -64,6 +65,9 @@ type Log struct {
 type Metrics struct {
 	// Listen is host:port for /metrics; empty turns it off.
 	Listen string `mapstructure:"listen"`
+	// AllowRemote permits a Listen address other than loopback: /metrics
+	// has no authentication.
+	AllowRemote bool `mapstructure:"allow_remote"`
 }
 
 // API configures the daemon's local control socket, which `xrouter peers`
@@ -71,6 +75,8 @@ type Metrics struct {
 type API struct {
 	// Socket is the path of the unix socket; empty turns it off.
 	Socket string `mapstructure:"socket"`
+	// Group may use the socket too (mode 0660); empty: root only (0600).
+	Group string `mapstructure:"group"`
 }
 
 // Debug configures diagnostics.
@@ -78,6 +84,8 @@ type Debug struct {
 	// PProf is host:port for Go's /debug/pprof/ handlers (CPU and heap
 	// profiles); empty turns it off. Bind it to a loopback address.
 	PProf string `mapstructure:"pprof"`
+	// AllowRemote permits a PProf address other than loopback.
+	AllowRemote bool `mapstructure:"allow_remote"`
 }
 
 // Runtime tunes the Go runtime of the daemon.
@@ -161,13 +169,16 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("log.level", "info")
 	v.SetDefault("log.format", "text")
 	v.SetDefault("metrics.listen", "")
+	v.SetDefault("metrics.allow_remote", false)
 	v.SetDefault("api.socket", "/run/xrouter/xrouter.sock")
+	v.SetDefault("api.group", "")
 	v.SetDefault("fib.metric", 20)
 	v.SetDefault("fib.table", 254)
 	v.SetDefault("fib.stale_timeout", "2m")
 	v.SetDefault("fib.resync_interval", "5m")
 	v.SetDefault("fib.remove_on_stop", false)
 	v.SetDefault("debug.pprof", "")
+	v.SetDefault("debug.allow_remote", false)
 	v.SetDefault("runtime.memory_limit", "")
 	v.SetDefault("runtime.gc_percent", 0)
 	v.SetDefault("bgp.grpc_address", bgp.DefaultGRPCAddress)
@@ -364,9 +375,15 @@ func (c *Config) Validate() error {
 			return bgpError(err)
 		}
 	}
-	if c.Metrics.Listen != "" {
-		if _, err := netip.ParseAddrPort(c.Metrics.Listen); err != nil {
-			return fmt.Errorf("key \"metrics.listen\": %q is not an IP:port: %v", c.Metrics.Listen, err)
+	if err := checkListen("metrics", c.Metrics.Listen, c.Metrics.AllowRemote); err != nil {
+		return err
+	}
+	if c.API.Group != "" {
+		if c.API.Socket == "" {
+			return fmt.Errorf("key \"api.group\": %q set but api.socket is off", c.API.Group)
+		}
+		if _, err := unixsock.LookupGroup(c.API.Group); err != nil {
+			return fmt.Errorf("key \"api.group\": %v", err)
 		}
 	}
 	if _, err := c.Runtime.MemoryLimitBytes(); err != nil {
@@ -378,12 +395,55 @@ func (c *Config) Validate() error {
 	if c.Runtime.GCPercent == -1 && c.Runtime.MemoryLimit == "" {
 		return fmt.Errorf("key \"runtime.gc_percent\": -1 (off) needs runtime.memory_limit, or the heap grows without bound")
 	}
-	if c.Debug.PProf != "" {
-		if _, err := netip.ParseAddrPort(c.Debug.PProf); err != nil {
-			return fmt.Errorf("key \"debug.pprof\": %q is not an IP:port: %v", c.Debug.PProf, err)
-		}
+	return checkListen("debug", c.Debug.PProf, c.Debug.AllowRemote)
+}
+
+// listenKeys names the address key of a section with an allow_remote key.
+var listenKeys = map[string]string{"metrics": "metrics.listen", "debug": "debug.pprof"}
+
+// checkListen checks an HTTP listener's IP:port: neither endpoint has
+// authentication, so an address other than loopback (the unspecified
+// address included) needs the section's allow_remote.
+func checkListen(section, addr string, allowRemote bool) error {
+	if addr == "" {
+		return nil
+	}
+	key := listenKeys[section]
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return fmt.Errorf("key %q: %q is not an IP:port: %v", key, addr, err)
+	}
+	if !ap.Addr().IsLoopback() && !allowRemote {
+		return fmt.Errorf("key %q: %s is not a loopback address and the endpoint has no authentication: bind it to 127.0.0.1 or ::1, or set %s.allow_remote: true", key, ap, section)
 	}
 	return nil
+}
+
+// Warnings lists every control surface the config opens wider than
+// root on this host: `config check` prints them and `run` logs them.
+func (c *Config) Warnings() []string {
+	var w []string
+	if c.API.Socket != "" && c.API.Group != "" {
+		w = append(w, fmt.Sprintf("api.group: members of group %s may read peers, routes, stats and status through %s", c.API.Group, c.API.Socket))
+	}
+	if ap, err := netip.ParseAddrPort(c.Metrics.Listen); err == nil {
+		if ap.Addr().IsLoopback() {
+			w = append(w, fmt.Sprintf("metrics.listen: %s: every local user may read the counters", ap))
+		} else {
+			w = append(w, fmt.Sprintf("metrics.listen: %s (metrics.allow_remote): whoever reaches the port may read the counters", ap))
+		}
+	}
+	if ap, err := netip.ParseAddrPort(c.Debug.PProf); err == nil {
+		who := "every local user"
+		if !ap.Addr().IsLoopback() {
+			who = "whoever reaches the port (debug.allow_remote)"
+		}
+		w = append(w, fmt.Sprintf("debug.pprof: %s: %s may take heap profiles, which hold the process's memory (BGP passwords included), and CPU profiles", ap, who))
+	}
+	if c.BGP.AS != 0 {
+		w = append(w, c.BGP.Warnings()...)
+	}
+	return w
 }
 
 // bgpError formats the BGP speaker's validation errors (each "KEY: problem")

@@ -166,7 +166,8 @@ func TestKeysListsEveryField(t *testing.T) {
 		"dataplane.detach_on_exit", "dataplane.manage_forwarding", "dataplane.resync_interval",
 		"log.level", "log.format", "metrics.listen", "api.socket", "fib.metric", "fib.table",
 		"fib.stale_timeout", "fib.resync_interval", "fib.remove_on_stop", "debug.pprof", "runtime.memory_limit", "runtime.gc_percent", "bgp.grpc_address",
-		"dataplane.cache.enabled", "dataplane.cache.size", "dataplane.cache.max_age", "dataplane.netfilter"}
+		"dataplane.cache.enabled", "dataplane.cache.size", "dataplane.cache.max_age", "dataplane.netfilter",
+		"api.group", "metrics.allow_remote", "debug.allow_remote"}
 	got := strings.Join(Keys(), ",")
 	for _, k := range want {
 		if !strings.Contains(got, k) {
@@ -277,4 +278,59 @@ func TestNetfilterMode(t *testing.T) {
 	if c.Dataplane.Netfilter != "bypass" || len(c.Dataplane.Netfilter.Warnings()) == 0 {
 		t.Errorf("dataplane.netfilter %q, warnings %v", c.Dataplane.Netfilter, c.Dataplane.Netfilter.Warnings())
 	}
+}
+// TestRemoteListenersNeedAllowRemote: /metrics and pprof have no
+// authentication, so an address other than loopback is refused unless the
+// section's allow_remote says so, with the key named.
+func TestRemoteListenersNeedAllowRemote(t *testing.T) {
+	for _, tc := range []struct {
+		yaml, wantErr string
+	}{
+		{"metrics:\n  listen: 127.0.0.1:9100\n", ""},
+		{"metrics:\n  listen: '[::1]:9100'\n", ""},
+		{"metrics:\n  listen: 0.0.0.0:9100\n", `key "metrics.listen": 0.0.0.0:9100 is not a loopback address and the endpoint has no authentication: bind it to 127.0.0.1 or ::1, or set metrics.allow_remote: true`},
+		{"metrics:\n  listen: 192.0.2.1:9100\n  allow_remote: true\n", ""},
+		{"debug:\n  pprof: 10.0.0.1:6060\n", `key "debug.pprof": 10.0.0.1:6060 is not a loopback address`},
+		{"debug:\n  pprof: '[::]:6060'\n  allow_remote: true\n", ""},
+		{"api:\n  group: no-such-group-xr\n", `key "api.group": group "no-such-group-xr"`},
+		{"api:\n  socket: ''\n  group: '0'\n", `key "api.group": "0" set but api.socket is off`},
+	} {
+		_, err := loadYAML(t, tc.yaml)
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("%q: %v", tc.yaml, err)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("%q: error %v, want it to contain %q", tc.yaml, err, tc.wantErr)
+		}
+	}
+}
+
+// TestWarningsNameEveryOpenSurface: each surface opened beyond root gets
+// one warning naming its key; the defaults get none.
+func TestWarningsNameEveryOpenSurface(t *testing.T) {
+	c, err := loadYAML(t, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("defaults: warnings %q, want none", w)
+	}
+	c, err = loadYAML(t, "api:\n  group: '0'\nmetrics:\n  listen: 0.0.0.0:9100\n  allow_remote: true\ndebug:\n  pprof: 127.0.0.1:6060\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := strings.Join(c.Warnings(), "\n")
+	for _, key := range []string{"api.group:", "metrics.listen: 0.0.0.0:9100 (metrics.allow_remote)", "debug.pprof: 127.0.0.1:6060: every local user"} {
+		if !strings.Contains(w, key) {
+			t.Errorf("warnings lack %q:\n%s", key, w)
+		}
+	}
+}
+
+func loadYAML(t *testing.T, body string) (*Config, error) {
+	t.Helper()
+	if body == "" {
+		body = "log:\n  level: info\n"
+	}
+	return Load(writeFile(t, body), nil)
 }
