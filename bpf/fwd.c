@@ -387,7 +387,9 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags)
 
 	k.ifindex = ingress;
 	k.dst = iph->daddr;
-	if (!cache_lookup(&c, &xr_nh_cache4, &k, tot_len, XR_CACHE_BYPASS4, &nh, &k)) {
+	struct xr_dst d = {.w = {k.dst}};
+
+	if (!cache_lookup(&c, &xr_nh_cache4, &k, ingress, AF_INET, &d, tot_len, XR_CACHE_BYPASS4, &nh, &k)) {
 		__builtin_memset(&p, 0, sizeof(p));
 		p.family = AF_INET;
 		p.tos = iph->tos;
@@ -414,11 +416,8 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags)
 	rc = redirect(nh.ifindex, ingress);
 	if (rc)
 		return PASS(-rc);
-	if (c.pc) {
-		struct xr_dst d = {.w = {k.dst}};
-
+	if (c.pc)
 		cache_store(&c, &xr_nh_cache4, &k, ingress, AF_INET, &d, tot_len, &nh);
-	}
 
 	ipv4_decrease_ttl(iph);
 	rewrite_macs(eth, &nh);
@@ -475,7 +474,8 @@ static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags)
 	k.pad[1] = 0;
 	k.pad[2] = 0;
 	__builtin_memcpy(k.dst, &ip6h->daddr, sizeof(k.dst));
-	if (!cache_lookup(&c, &xr_nh_cache, &k, tot_len, XR_CACHE_BYPASS6, &nh, NULL)) {
+	if (!cache_lookup(&c, &xr_nh_cache, &k, ingress, AF_INET6, (struct xr_dst *)k.dst, tot_len,
+			  XR_CACHE_BYPASS6, &nh, NULL)) {
 		__builtin_memset(&p, 0, sizeof(p));
 		p.family = AF_INET6;
 		p.flowinfo = *(__be32 *)ip6h & bpf_htonl(IPV6_FLOWINFO_MASK);

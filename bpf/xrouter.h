@@ -124,7 +124,11 @@ struct xr_nh_entry {
 	__u32 ifindex; /* egress */
 	__u32 ok_len;
 	__u8 macs[12];
-	__u32 pad;
+	/* The key this copy was written for, checked on every hit: another
+	 * CPU may evict the element and reuse it for another key while this
+	 * CPU refreshes its copy through a pointer it took before. */
+	__u32 key_ingress;
+	__u32 key_dst[4]; /* IPv4: the address, then zeroes */
 };
 
 /* A slot of the per-CPU front cache for IPv4 (xr_nh_l0): a copy of a

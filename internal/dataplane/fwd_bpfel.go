@@ -82,12 +82,13 @@ type fwdXrLpm6 struct {
 }
 
 type fwdXrNhEntry struct {
-	_       structs.HostLayout
-	Gen     uint64
-	Ifindex uint32
-	OkLen   uint32
-	Macs    [12]uint8
-	Pad     uint32
+	_          structs.HostLayout
+	Gen        uint64
+	Ifindex    uint32
+	OkLen      uint32
+	Macs       [12]uint8
+	KeyIngress uint32
+	KeyDst     [4]uint32
 }
 
 type fwdXrNhKey struct {
