@@ -191,4 +191,26 @@ struct xr_lpm6 {
 #define XR_PORT_SLOTS 4096
 #define XR_MAX_LOCAL4 4096
 
+/* Next hops in use, for the daemon's neighbour confirmation (kernel
+ * forwarding calls neigh_event_send on every use of a neighbour entry; XDP
+ * forwarding does not, so a dead next hop would never be probed). Per CPU,
+ * one direct-mapped table: a slot holds the egress and the Ethernet header's
+ * first 8 bytes (destination MAC, then the source MAC's first two) of a
+ * forwarded frame and the epoch in which it was last written. The program
+ * writes a slot only when it holds another next hop or an older epoch, so
+ * at most once per epoch per next hop; user space moves the epoch (about
+ * every second) and reads the table. Epoch 0: not in use. */
+#define XR_HOP_SEEN_BITS 9
+#define XR_HOP_SEEN_SLOTS (1 << XR_HOP_SEEN_BITS)
+
+struct xr_hop_seen {
+	__u32 ifindex; /* egress */
+	__u32 mac[2];
+	__u32 epoch;
+};
+
+struct xr_hop_table {
+	struct xr_hop_seen slot[XR_HOP_SEEN_SLOTS];
+};
+
 #endif

@@ -50,6 +50,16 @@ type fwdXrCounter struct {
 	Bytes   uint64
 }
 
+type fwdXrHopTable struct {
+	_    structs.HostLayout
+	Slot [512]struct {
+		_       structs.HostLayout
+		Ifindex uint32
+		Mac     [2]uint32
+		Epoch   uint32
+	}
+}
+
 type fwdXrL0 struct {
 	_    structs.HostLayout
 	Slot [16]struct {
@@ -156,6 +166,8 @@ const (
 	fwdMapXrCacheSeen        = "xr_cache_seen"
 	fwdMapXrCacheStats       = "xr_cache_stats"
 	fwdMapXrDevmap           = "xr_devmap"
+	fwdMapXrHopEpoch         = "xr_hop_epoch"
+	fwdMapXrHopsSeen         = "xr_hops_seen"
 	fwdMapXrLocal4           = "xr_local4"
 	fwdMapXrLocal4Filter     = "xr_local4_filter"
 	fwdMapXrMpath4           = "xr_mpath4"
@@ -225,6 +237,8 @@ type fwdMapSpecs struct {
 	XrCacheSeen    *ebpf.MapSpec `ebpf:"xr_cache_seen"`
 	XrCacheStats   *ebpf.MapSpec `ebpf:"xr_cache_stats"`
 	XrDevmap       *ebpf.MapSpec `ebpf:"xr_devmap"`
+	XrHopEpoch     *ebpf.MapSpec `ebpf:"xr_hop_epoch"`
+	XrHopsSeen     *ebpf.MapSpec `ebpf:"xr_hops_seen"`
 	XrLocal4       *ebpf.MapSpec `ebpf:"xr_local4"`
 	XrLocal4Filter *ebpf.MapSpec `ebpf:"xr_local4_filter"`
 	XrMpath4       *ebpf.MapSpec `ebpf:"xr_mpath4"`
@@ -270,6 +284,8 @@ type fwdMaps struct {
 	XrCacheSeen    *ebpf.Map `ebpf:"xr_cache_seen"`
 	XrCacheStats   *ebpf.Map `ebpf:"xr_cache_stats"`
 	XrDevmap       *ebpf.Map `ebpf:"xr_devmap"`
+	XrHopEpoch     *ebpf.Map `ebpf:"xr_hop_epoch"`
+	XrHopsSeen     *ebpf.Map `ebpf:"xr_hops_seen"`
 	XrLocal4       *ebpf.Map `ebpf:"xr_local4"`
 	XrLocal4Filter *ebpf.Map `ebpf:"xr_local4_filter"`
 	XrMpath4       *ebpf.Map `ebpf:"xr_mpath4"`
@@ -288,6 +304,8 @@ func (m *fwdMaps) Close() error {
 		m.XrCacheSeen,
 		m.XrCacheStats,
 		m.XrDevmap,
+		m.XrHopEpoch,
+		m.XrHopsSeen,
 		m.XrLocal4,
 		m.XrLocal4Filter,
 		m.XrMpath4,

@@ -2,6 +2,8 @@ package dataplane
 
 import (
 	"encoding/binary"
+	"fmt"
+	"maps"
 	"net/netip"
 	"testing"
 )
@@ -65,5 +67,40 @@ func TestFwdCacheRecycledEntryPrivileged(t *testing.T) {
 			}
 			e.check(t, a) // A's own entry is untouched
 		})
+	}
+}
+
+// TestFwdHopsSeenPrivileged: forwarded frames note their next hop (egress
+// and MAC) once per epoch, from the cache or from the lookup; frames the
+// fast path does not forward note nothing.
+func TestFwdHopsSeenPrivileged(t *testing.T) {
+	e := newFwdEnv(t)
+	e.enableCache(t, 1)
+	if hops, err := e.dp.NextHopsSeen(); err != nil || len(hops) != 0 {
+		t.Fatalf("first call: %v, %v; want nothing (it turns the table on)", hops, err)
+	}
+	for range 3 { // first sighting, insertion, cache hit
+		e.check(t, fwdCase{frame: udp4To(remote4), outcome: Forwarded, egress: devDst})
+		e.check(t, fwdCase{frame: udp6To(remote6), outcome: Forwarded, egress: devDst})
+		e.check(t, fwdCase{frame: udp4To(small4), outcome: Forwarded, egress: devMTU})
+	}
+	e.check(t, fwdCase{frame: udp4To(noNeigh4), outcome: PassNoNeigh})
+	hops, err := e.dp.NextHopsSeen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, h := range hops {
+		got[fmt.Sprintf("%d %s", h.Ifindex, h.MAC)] = true
+	}
+	want := map[string]bool{
+		fmt.Sprintf("%d %s", e.ifindex[devDst], peerMAC[devDst]): true,
+		fmt.Sprintf("%d %s", e.ifindex[devMTU], peerMAC[devMTU]): true,
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("next hops seen %v, want %v", got, want)
+	}
+	if hops, err := e.dp.NextHopsSeen(); err != nil || len(hops) != 0 {
+		t.Errorf("an epoch without traffic: %v, %v; want nothing", hops, err)
 	}
 }
