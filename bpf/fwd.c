@@ -344,9 +344,9 @@ static __always_inline int redirect(__u32 egress, __u32 ingress)
 /* Notes the next hop a forwarded frame leaves by, for the daemon's
  * neighbour confirmation: two inlined array lookups and a compare; a write
  * only when the slot holds another next hop or an older epoch. */
-static __always_inline void hop_seen(struct xr_nh *nh)
+static __always_inline void hop_seen(struct xr_nh *nh, __u8 family)
 {
-	__u32 zero = 0, *epoch, e, i;
+	__u32 zero = 0, *epoch, e, i, w1;
 	struct xr_hop_table *t;
 	struct xr_hop_seen *s;
 
@@ -359,14 +359,15 @@ static __always_inline void hop_seen(struct xr_nh *nh)
 	t = bpf_map_lookup_elem(&xr_hops_seen, &zero);
 	if (!t)
 		return;
-	i = (((nh->ifindex * XR_HASH_C1) ^ nh->macs[0]) * XR_HASH_C2 ^ nh->macs[1]) * XR_HASH_GOLDEN;
+	/* The destination MAC's last two bytes, then the family. */
+	w1 = (nh->macs[1] & 0xffff) | (__u32)family << 16;
+	i = (((nh->ifindex * XR_HASH_C1) ^ nh->macs[0]) * XR_HASH_C2 ^ w1) * XR_HASH_GOLDEN;
 	s = &t->slot[(i >> (32 - XR_HOP_SEEN_BITS)) & (XR_HOP_SEEN_SLOTS - 1)];
-	if (s->epoch == e && s->ifindex == nh->ifindex && s->mac[0] == nh->macs[0] &&
-	    s->mac[1] == nh->macs[1])
+	if (s->epoch == e && s->ifindex == nh->ifindex && s->mac[0] == nh->macs[0] && s->mac[1] == w1)
 		return;
 	s->ifindex = nh->ifindex;
 	s->mac[0] = nh->macs[0];
-	s->mac[1] = nh->macs[1];
+	s->mac[1] = w1;
 	s->epoch = e;
 }
 
@@ -447,7 +448,7 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags)
 		return PASS(-rc);
 	if (c.pc)
 		cache_store(&c, &xr_nh_cache4, &k, ingress, AF_INET, &d, tot_len, &nh);
-	hop_seen(&nh);
+	hop_seen(&nh, AF_INET);
 
 	ipv4_decrease_ttl(iph);
 	rewrite_macs(eth, &nh);
@@ -531,7 +532,7 @@ static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags)
 	if (rc)
 		return PASS(-rc);
 	cache_store(&c, &xr_nh_cache, &k, ingress, AF_INET6, (struct xr_dst *)k.dst, tot_len, &nh);
-	hop_seen(&nh);
+	hop_seen(&nh, AF_INET6);
 
 	ip6h->hop_limit--;
 	rewrite_macs(eth, &nh);

@@ -194,9 +194,10 @@ struct xr_lpm6 {
 /* Next hops in use, for the daemon's neighbour confirmation (kernel
  * forwarding calls neigh_event_send on every use of a neighbour entry; XDP
  * forwarding does not, so a dead next hop would never be probed). Per CPU,
- * one direct-mapped table: a slot holds the egress and the Ethernet header's
- * first 8 bytes (destination MAC, then the source MAC's first two) of a
- * forwarded frame and the epoch in which it was last written. The program
+ * one direct-mapped table: a slot holds the egress, the destination MAC
+ * (mac[0]: its first 4 bytes as read from the frame; mac[1]: the last 2 in
+ * its low half, the address family above) and the epoch in which it was
+ * last written. The program
  * writes a slot only when it holds another next hop or an older epoch, so
  * at most once per epoch per next hop; user space moves the epoch (about
  * every second) and reads the table. Epoch 0: not in use. */

@@ -222,3 +222,85 @@ func TestCacheEvictionRacePrivileged(t *testing.T) {
 		t.Fatalf("too little checked: %d frames, cache %+v", chk.checked.Load(), cs)
 	}
 }
+
+// TestNeighbourMACChangePrivileged: the host behind the router changes its
+// MAC while traffic flows, without telling anyone (no gratuitous ARP). With
+// kernel forwarding the router's neighbour entry is used, goes to DELAY and
+// PROBE, fails (the unicast probes go to the old MAC) and is resolved anew:
+// traffic resumes within seconds. It must resume through xrouter as well,
+// about as fast. The router's neighbour timers are shortened alike for both
+// runs (base_reachable_time 2 s, delay_first_probe_time 2 s).
+func TestNeighbourMACChangePrivileged(t *testing.T) {
+	tp := newTopo(t)
+	for key, val := range map[string]string{
+		"net.ipv4.neigh." + testbed.LineRouterDstDev + ".base_reachable_time_ms": "2000",
+		"net.ipv4.neigh." + testbed.LineRouterDstDev + ".delay_first_probe_time": "2",
+	} {
+		tp.Router.Sysctl(t, key, val)
+	}
+	recv := listenUDP(t, tp.Dst, dst4)
+	snd := newUDPSender(t, tp.Src, "udp4")
+
+	// resumeAfterMACChange sends a stream every 10 ms, changes the dst
+	// host's MAC once it flows, and returns how long until datagrams
+	// arrive again (or limit, with ok false).
+	resumeAfterMACChange := func(id uint32, mac string, limit time.Duration, flowing func() bool) (time.Duration, bool) {
+		stop := make(chan struct{})
+		sent := make(chan error, 1)
+		go func() {
+			to := netip.AddrPortFrom(netip.MustParseAddr(dst4), udpPort)
+			buf := make([]byte, 64)
+			copy(buf, "xrnt")
+			binary.BigEndian.PutUint32(buf[4:], id)
+			for i := uint32(0); ; i++ {
+				select {
+				case <-stop:
+					sent <- nil
+					return
+				case <-time.After(10 * time.Millisecond):
+				}
+				binary.BigEndian.PutUint32(buf[8:], i)
+				if _, err := snd.conn.WriteToUDPAddrPort(buf, to); err != nil {
+					sent <- err
+					return
+				}
+			}
+		}()
+		defer func() {
+			close(stop)
+			if err := <-sent; err != nil {
+				t.Errorf("sending: %v", err)
+			}
+		}()
+		if !waitFor(10*time.Second, func() bool { return recv.count(id) > 100 && flowing() }) {
+			t.Fatalf("stream %d does not flow: %d datagrams arrived", id, recv.count(id))
+		}
+		tp.Dst.IP(t, "link", "set", "dev", testbed.LineDstDev, "address", mac)
+		t0 := time.Now()
+		time.Sleep(100 * time.Millisecond) // datagrams already past the router
+		before := recv.count(id)
+		if waitFor(limit, func() bool { return recv.count(id) > before }) {
+			return time.Since(t0), true
+		}
+		t.Logf("router neighbours: %s", tp.Router.IP(t, "neigh", "show", "dev", testbed.LineRouterDstDev))
+		return time.Since(t0), false
+	}
+
+	pingOK(t, tp.Src, dst4, 2)
+	kernel, ok := resumeAfterMACChange(1, "02:00:00:00:bb:01", 60*time.Second, func() bool { return true })
+	if !ok {
+		t.Fatalf("kernel forwarding: traffic did not resume within %s", kernel.Round(time.Millisecond))
+	}
+
+	startDaemon(t, tp.Router, tp.defaultConfig(t))
+	fwdBefore := readStats(t, tp.Pin)["forwarded"]
+	limit := min(3*kernel+5*time.Second, 60*time.Second)
+	xdp, ok := resumeAfterMACChange(2, "02:00:00:00:bb:02", limit, func() bool {
+		return readStats(t, tp.Pin)["forwarded"] > fwdBefore+100
+	})
+	t.Logf("traffic resumed after the MAC change: kernel forwarding %s, xrouter %s (limit %s)",
+		kernel.Round(time.Millisecond), xdp.Round(time.Millisecond), limit.Round(time.Millisecond))
+	if !ok {
+		t.Fatalf("xrouter: traffic did not resume within %s; stats %s", limit.Round(time.Millisecond), readStats(t, tp.Pin))
+	}
+}

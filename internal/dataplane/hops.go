@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 // and the neighbour's MAC.
 type HopSeen struct {
 	Ifindex int
+	Family  uint8 // AF_INET or AF_INET6
 	MAC     net.HardwareAddr
 }
 
@@ -38,7 +40,7 @@ func (d *Dataplane) NextHopsSeen() ([]HopSeen, error) {
 	}
 	type key struct {
 		ifindex uint32
-		mac     [6]byte
+		mac     [7]byte // and the family
 	}
 	seen := map[key]bool{}
 	var out []HopSeen
@@ -47,17 +49,18 @@ func (d *Dataplane) NextHopsSeen() ([]HopSeen, error) {
 			if s.Epoch != old && s.Epoch != next {
 				continue
 			}
-			// mac[0..1] hold the Ethernet header's first 8 bytes as the
-			// program read them (native byte order).
+			// The MAC's bytes as the program read them from the frame
+			// (native byte order), then the family in bits 16-23.
 			var b [8]byte
 			binary.NativeEndian.PutUint32(b[0:], s.Mac[0])
-			binary.NativeEndian.PutUint32(b[4:], s.Mac[1])
-			k := key{ifindex: s.Ifindex, mac: [6]byte(b[:6])}
+			binary.NativeEndian.PutUint16(b[4:], uint16(s.Mac[1]))
+			b[6] = uint8(s.Mac[1] >> 16)
+			k := key{ifindex: s.Ifindex, mac: [7]byte(b[:7])}
 			if seen[k] {
 				continue
 			}
 			seen[k] = true
-			out = append(out, HopSeen{Ifindex: int(s.Ifindex), MAC: net.HardwareAddr(b[:6])})
+			out = append(out, HopSeen{Ifindex: int(s.Ifindex), Family: b[6], MAC: net.HardwareAddr(bytes.Clone(b[:6]))})
 		}
 	}
 	return out, nil

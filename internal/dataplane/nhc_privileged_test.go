@@ -6,6 +6,8 @@ import (
 	"maps"
 	"net/netip"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestFwdCacheRecycledEntryPrivileged reproduces, without the race, what an
@@ -91,11 +93,12 @@ func TestFwdHopsSeenPrivileged(t *testing.T) {
 	}
 	got := map[string]bool{}
 	for _, h := range hops {
-		got[fmt.Sprintf("%d %s", h.Ifindex, h.MAC)] = true
+		got[fmt.Sprintf("%d %d %s", h.Ifindex, h.Family, h.MAC)] = true
 	}
 	want := map[string]bool{
-		fmt.Sprintf("%d %s", e.ifindex[devDst], peerMAC[devDst]): true,
-		fmt.Sprintf("%d %s", e.ifindex[devMTU], peerMAC[devMTU]): true,
+		fmt.Sprintf("%d %d %s", e.ifindex[devDst], unix.AF_INET, peerMAC[devDst]):  true,
+		fmt.Sprintf("%d %d %s", e.ifindex[devDst], unix.AF_INET6, peerMAC[devDst]): true,
+		fmt.Sprintf("%d %d %s", e.ifindex[devMTU], unix.AF_INET, peerMAC[devMTU]):  true,
 	}
 	if !maps.Equal(got, want) {
 		t.Errorf("next hops seen %v, want %v", got, want)
