@@ -504,6 +504,36 @@ static __always_inline int redirect(__u32 egress, __u32 ingress)
 	return 0;
 }
 
+/* Notes the next hop a forwarded frame leaves by, for the daemon's
+ * neighbour confirmation: two inlined array lookups and a compare; a write
+ * only when the slot holds another next hop or an older epoch. */
+static __always_inline void hop_seen(struct xr_nh *nh, __u8 family)
+{
+	__u32 zero = 0, *epoch, e, i, w1;
+	struct xr_hop_table *t;
+	struct xr_hop_seen *s;
+
+	epoch = bpf_map_lookup_elem(&xr_hop_epoch, &zero);
+	if (!epoch)
+		return;
+	e = *(volatile __u32 *)epoch;
+	if (!e)
+		return;
+	t = bpf_map_lookup_elem(&xr_hops_seen, &zero);
+	if (!t)
+		return;
+	/* The destination MAC's last two bytes, then the family. */
+	w1 = (nh->macs[1] & 0xffff) | (__u32)family << 16;
+	i = (((nh->ifindex * XR_HASH_C1) ^ nh->macs[0]) * XR_HASH_C2 ^ w1) * XR_HASH_GOLDEN;
+	s = &t->slot[(i >> (32 - XR_HOP_SEEN_BITS)) & (XR_HOP_SEEN_SLOTS - 1)];
+	if (s->epoch == e && s->ifindex == nh->ifindex && s->mac[0] == nh->macs[0] && s->mac[1] == w1)
+		return;
+	s->ifindex = nh->ifindex;
+	s->mac[0] = nh->macs[0];
+	s->mac[1] = w1;
+	s->epoch = e;
+}
+
 /* ---- per packet ---- */
 
 static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags, __u32 nf)
@@ -565,7 +595,7 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags, 
 	d.w[1] = 0;
 	d.w[2] = 0;
 	d.w[3] = 0;
-	if (!cache_lookup(&c, &xr_nh_cache4, &k, tot_len, XR_CACHE_BYPASS4, &nh, &k)) {
+	if (!cache_lookup(&c, &xr_nh_cache4, &k, ingress, AF_INET, &d, tot_len, XR_CACHE_BYPASS4, &nh, &k)) {
 		fib_params4(&p, iph, tot_len, sport, dport, ingress);
 		rc = bpf_fib_lookup(ctx, &p, sizeof(p), 0);
 		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
@@ -591,6 +621,7 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags, 
 		return PASS(-rc);
 	if (c.pc)
 		cache_store(&c, &xr_nh_cache4, &k, ingress, AF_INET, &d, tot_len, &nh);
+	hop_seen(&nh, AF_INET);
 
 	ipv4_decrease_ttl(iph);
 	rewrite_macs(eth, &nh);
@@ -656,7 +687,8 @@ static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags, 
 	k.pad[1] = 0;
 	k.pad[2] = 0;
 	__builtin_memcpy(k.dst, &ip6h->daddr, sizeof(k.dst));
-	if (!cache_lookup(&c, &xr_nh_cache, &k, tot_len, XR_CACHE_BYPASS6, &nh, NULL)) {
+	if (!cache_lookup(&c, &xr_nh_cache, &k, ingress, AF_INET6, (struct xr_dst *)k.dst, tot_len,
+			  XR_CACHE_BYPASS6, &nh, NULL)) {
 		__builtin_memset(&p, 0, sizeof(p));
 		p.family = AF_INET6;
 		p.flowinfo = *(__be32 *)ip6h & bpf_htonl(IPV6_FLOWINFO_MASK);
@@ -693,6 +725,7 @@ static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags, 
 	if (rc)
 		return PASS(-rc);
 	cache_store(&c, &xr_nh_cache, &k, ingress, AF_INET6, (struct xr_dst *)k.dst, tot_len, &nh);
+	hop_seen(&nh, AF_INET6);
 
 	ip6h->hop_limit--;
 	rewrite_macs(eth, &nh);

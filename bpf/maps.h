@@ -181,4 +181,21 @@ struct {
 	__type(value, __u32);
 } xr_cache_seen SEC(".maps");
 
+/* Next hops the fast path used (see struct xr_hop_table), per CPU, and the
+ * epoch user space sets (one word, 0: off). Not pinned: a new program starts
+ * a new table and the daemon sets the epoch at start. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xr_hop_table);
+} xr_hops_seen SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} xr_hop_epoch SEC(".maps");
+
 #endif

@@ -27,6 +27,7 @@ struct cache_ctx {
 	struct xr_cache_pcpu *pc; /* NULL: the cache is not in use for this packet */
 	struct xr_nh_entry *e;    /* an existing entry to refresh in place */
 	__u64 gen;
+	int key_ok;               /* e was written for this key */
 };
 
 /* The destination as four words (IPv4: the address, then zeroes). */
@@ -136,16 +137,37 @@ static __always_inline void l0_fill(struct xr_l0_slot *s, struct xr_nh_key4 *k4,
 		s->gen = gen;
 }
 
+/* Whether this CPU's copy e was written for the key (ingress, d). IPv4
+ * compares one address word (the map holds IPv4 keys only). */
+static __always_inline int entry_key_ok(struct xr_nh_entry *e, __u32 ingress, __u8 family,
+					struct xr_dst *d)
+{
+	if (e->key_ingress != ingress || e->key_dst[0] != d->w[0])
+		return 0;
+	if (family == AF_INET)
+		return 1;
+	return e->key_dst[1] == d->w[1] && e->key_dst[2] == d->w[2] && e->key_dst[3] == d->w[3];
+}
+
 /* The LRU level. Returns 1 with nh filled when this CPU's copy of the entry
- * holds under this generation and allows this length. *entry is this CPU's
- * copy either way (NULL when the key is not cached). */
-static __always_inline int lru_lookup(void *map, void *k, __u64 gen, __u32 tot_len,
-				      struct xr_nh *nh, struct xr_nh_entry **entry)
+ * was written for this key, holds under this generation and allows this
+ * length. *entry is this CPU's copy either way (NULL when the key is not
+ * cached), *key_ok whether it was written for this key. */
+static __always_inline int lru_lookup(void *map, void *k, __u32 ingress, __u8 family,
+				      struct xr_dst *d, __u64 gen, __u32 tot_len,
+				      struct xr_nh *nh, struct xr_nh_entry **entry, int *key_ok)
 {
 	struct xr_nh_entry *e = bpf_map_lookup_elem(map, k);
 
 	*entry = e;
-	if (!e || e->gen != gen || tot_len > e->ok_len)
+	*key_ok = 0;
+	if (!e)
+		return 0;
+	/* An element another CPU evicted and reused while this CPU was
+	 * refreshing its copy through an old pointer holds a next hop for
+	 * another key: the key it was written for says so. */
+	*key_ok = entry_key_ok(e, ingress, family, d);
+	if (!*key_ok || e->gen != gen || tot_len > e->ok_len)
 		return 0;
 	nh->ifindex = e->ifindex;
 	__builtin_memcpy(nh->macs, e->macs, sizeof(nh->macs));
@@ -162,7 +184,8 @@ static __always_inline int lru_lookup(void *map, void *k, __u64 gen, __u32 tot_l
  * is given), then the LRU map. Returns 1 on a hit (nh filled), 0 otherwise;
  * after a miss, c tells cache_store what to do after the full lookup (c->pc
  * stays NULL when the cache was not consulted). */
-static __always_inline int cache_lookup(struct cache_ctx *c, void *map, void *k, __u32 tot_len,
+static __always_inline int cache_lookup(struct cache_ctx *c, void *map, void *k, __u32 ingress,
+					__u8 family, struct xr_dst *d, __u32 tot_len,
 					__u32 bypass_flag, struct xr_nh *nh, struct xr_nh_key4 *k4)
 {
 	struct xr_l0_slot *s = NULL;
@@ -172,13 +195,14 @@ static __always_inline int cache_lookup(struct cache_ctx *c, void *map, void *k,
 
 	c->pc = NULL;
 	c->e = NULL;
+	c->key_ok = 0;
 	pc = cache_begin(bypass_flag, &gen);
 	if (!pc)
 		return 0;
 	pc->win_lookups++;
 	if (k4 && l0_lookup(k4, gen, tot_len, nh, &s))
 		return cache_hit(pc);
-	if (lru_lookup(map, k, gen, tot_len, nh, &e)) {
+	if (lru_lookup(map, k, ingress, family, d, gen, tot_len, nh, &e, &c->key_ok)) {
 		if (s)
 			l0_fill(s, k4, e, nh, gen);
 		return cache_hit(pc);
@@ -250,7 +274,7 @@ static __always_inline void cache_store(struct cache_ctx *c, void *map, void *k,
 
 	if (!pc)
 		return;
-	if (e && e->gen == c->gen && e->ifindex == nh->ifindex &&
+	if (e && c->key_ok && e->gen == c->gen && e->ifindex == nh->ifindex &&
 	    ((__u32 *)e->macs)[0] == nh->macs[0] && ((__u32 *)e->macs)[1] == nh->macs[1] &&
 	    ((__u32 *)e->macs)[2] == nh->macs[2]) {
 		/* Same next hop, longer packet: the MTU allows this length. */
@@ -274,16 +298,28 @@ static __always_inline void cache_store(struct cache_ctx *c, void *map, void *k,
 		pc->win_hits++; /* a repeat: counts for the window */
 	pc->insert++;
 	if (e) {
-		/* Stale, or another next hop: refresh this CPU's copy in place,
-		 * the generation last. */
+		/* Stale, another next hop, or written for another key: refresh
+		 * this CPU's copy in place, the key first and the generation
+		 * last. If another CPU reuses the element for another key
+		 * meanwhile, its zeroing leaves either a generation of 0 or a
+		 * key that is not the new owner's, so no hit. */
 		e->gen = 0;
+		asm volatile("" ::: "memory");
+		e->key_ingress = ingress;
+		e->key_dst[0] = d->w[0];
+		e->key_dst[1] = d->w[1];
+		e->key_dst[2] = d->w[2];
+		e->key_dst[3] = d->w[3];
 		e->ifindex = nh->ifindex;
 		e->ok_len = tot_len;
 		__builtin_memcpy(e->macs, nh->macs, sizeof(e->macs));
+		asm volatile("" ::: "memory");
 		e->gen = c->gen;
 		return;
 	}
-	struct xr_nh_entry v = {.gen = c->gen, .ifindex = nh->ifindex, .ok_len = tot_len};
+	struct xr_nh_entry v = {.gen = c->gen, .ifindex = nh->ifindex, .ok_len = tot_len,
+				.key_ingress = ingress,
+				.key_dst = {d->w[0], d->w[1], d->w[2], d->w[3]}};
 
 	__builtin_memcpy(v.macs, nh->macs, sizeof(v.macs));
 	bpf_map_update_elem(map, k, &v, BPF_ANY);

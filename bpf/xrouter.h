@@ -161,7 +161,11 @@ struct xr_nh_entry {
 	__u32 ifindex; /* egress */
 	__u32 ok_len;
 	__u8 macs[12];
-	__u32 pad;
+	/* The key this copy was written for, checked on every hit: another
+	 * CPU may evict the element and reuse it for another key while this
+	 * CPU refreshes its copy through a pointer it took before. */
+	__u32 key_ingress;
+	__u32 key_dst[4]; /* IPv4: the address, then zeroes */
 };
 
 /* A slot of the per-CPU front cache for IPv4 (xr_nh_l0): a copy of a
@@ -247,5 +251,28 @@ struct xr_lpm6 {
  * (inlined by the verifier); larger ones in the xr_ports hash. */
 #define XR_PORT_SLOTS 4096
 #define XR_MAX_LOCAL4 4096
+
+/* Next hops in use, for the daemon's neighbour confirmation (kernel
+ * forwarding calls neigh_event_send on every use of a neighbour entry; XDP
+ * forwarding does not, so a dead next hop would never be probed). Per CPU,
+ * one direct-mapped table: a slot holds the egress, the destination MAC
+ * (mac[0]: its first 4 bytes as read from the frame; mac[1]: the last 2 in
+ * its low half, the address family above) and the epoch in which it was
+ * last written. The program
+ * writes a slot only when it holds another next hop or an older epoch, so
+ * at most once per epoch per next hop; user space moves the epoch (about
+ * every second) and reads the table. Epoch 0: not in use. */
+#define XR_HOP_SEEN_BITS 9
+#define XR_HOP_SEEN_SLOTS (1 << XR_HOP_SEEN_BITS)
+
+struct xr_hop_seen {
+	__u32 ifindex; /* egress */
+	__u32 mac[2];
+	__u32 epoch;
+};
+
+struct xr_hop_table {
+	struct xr_hop_seen slot[XR_HOP_SEEN_SLOTS];
+};
 
 #endif

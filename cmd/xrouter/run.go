@@ -243,10 +243,17 @@ func run(cfg *config.Config, log *slog.Logger, reload func() (*config.Config, er
 	}()
 	nfDone := make(chan error, 1)
 	go func() { nfDone <- nfw.Run(ctx) }()
+	// XDP forwarding does not confirm neighbours; the prober makes their
+	// state machine run for the next hops in use, as kernel forwarding does.
+	probeDone := make(chan error, 1)
+	go func() { probeDone <- nhcache.NewProber(dp, log).Run(ctx) }()
 	defer func() {
 		stop()
 		if err := <-nfDone; err != nil {
 			log.Warn("netfilter watcher", "err", err)
+		}
+		if err := <-probeDone; err != nil {
+			log.Warn("neighbour confirmation", "err", err)
 		}
 	}()
 	reportWarnings(d.PinPath, log)

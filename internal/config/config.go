@@ -21,10 +21,10 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/xrouter/xrouter/internal/bgp"
-	"github.com/xrouter/xrouter/internal/unixsock"
 	"github.com/xrouter/xrouter/internal/dataplane"
 	"github.com/xrouter/xrouter/internal/devmap"
 	"github.com/xrouter/xrouter/internal/fib"
+	"github.com/xrouter/xrouter/internal/unixsock"
 )
 
 // Config is the whole daemon configuration. Each section that a package

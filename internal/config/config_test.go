@@ -279,6 +279,7 @@ func TestNetfilterMode(t *testing.T) {
 		t.Errorf("dataplane.netfilter %q, warnings %v", c.Dataplane.Netfilter, c.Dataplane.Netfilter.Warnings())
 	}
 }
+
 // TestRemoteListenersNeedAllowRemote: /metrics and pprof have no
 // authentication, so an address other than loopback is refused unless the
 // section's allow_remote says so, with the key named.

@@ -103,6 +103,8 @@ func (f PortFlags) bits() uint16 {
 // Dataplane is the loaded forwarding program and its maps.
 type Dataplane struct {
 	objs fwdObjects
+	// hopEpoch is the epoch of the next-hop table (NextHopsSeen).
+	hopEpoch uint32
 }
 
 // Load loads bpf/fwd.c with default Options. Its maps are pinned in pinDir:

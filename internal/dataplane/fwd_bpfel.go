@@ -66,6 +66,16 @@ const (
 	fwdXrFibFlagsXR_FIB_IGNORE_PMTU4 fwdXrFibFlags = 4
 )
 
+type fwdXrHopTable struct {
+	_    structs.HostLayout
+	Slot [512]struct {
+		_       structs.HostLayout
+		Ifindex uint32
+		Mac     [2]uint32
+		Epoch   uint32
+	}
+}
+
 type fwdXrL0 struct {
 	_    structs.HostLayout
 	Slot [16]struct {
@@ -106,12 +116,13 @@ const (
 )
 
 type fwdXrNhEntry struct {
-	_       structs.HostLayout
-	Gen     uint64
-	Ifindex uint32
-	OkLen   uint32
-	Macs    [12]uint8
-	Pad     uint32
+	_          structs.HostLayout
+	Gen        uint64
+	Ifindex    uint32
+	OkLen      uint32
+	Macs       [12]uint8
+	KeyIngress uint32
+	KeyDst     [4]uint32
 }
 
 type fwdXrNhKey struct {
@@ -194,6 +205,8 @@ const (
 	fwdMapXrCacheStats       = "xr_cache_stats"
 	fwdMapXrDevmap           = "xr_devmap"
 	fwdMapXrFib              = "xr_fib"
+	fwdMapXrHopEpoch         = "xr_hop_epoch"
+	fwdMapXrHopsSeen         = "xr_hops_seen"
 	fwdMapXrLocal4           = "xr_local4"
 	fwdMapXrLocal4Filter     = "xr_local4_filter"
 	fwdMapXrMpath4           = "xr_mpath4"
@@ -268,6 +281,8 @@ type fwdMapSpecs struct {
 	XrCacheStats   *ebpf.MapSpec `ebpf:"xr_cache_stats"`
 	XrDevmap       *ebpf.MapSpec `ebpf:"xr_devmap"`
 	XrFib          *ebpf.MapSpec `ebpf:"xr_fib"`
+	XrHopEpoch     *ebpf.MapSpec `ebpf:"xr_hop_epoch"`
+	XrHopsSeen     *ebpf.MapSpec `ebpf:"xr_hops_seen"`
 	XrLocal4       *ebpf.MapSpec `ebpf:"xr_local4"`
 	XrLocal4Filter *ebpf.MapSpec `ebpf:"xr_local4_filter"`
 	XrMpath4       *ebpf.MapSpec `ebpf:"xr_mpath4"`
@@ -318,6 +333,8 @@ type fwdMaps struct {
 	XrCacheStats   *ebpf.Map `ebpf:"xr_cache_stats"`
 	XrDevmap       *ebpf.Map `ebpf:"xr_devmap"`
 	XrFib          *ebpf.Map `ebpf:"xr_fib"`
+	XrHopEpoch     *ebpf.Map `ebpf:"xr_hop_epoch"`
+	XrHopsSeen     *ebpf.Map `ebpf:"xr_hops_seen"`
 	XrLocal4       *ebpf.Map `ebpf:"xr_local4"`
 	XrLocal4Filter *ebpf.Map `ebpf:"xr_local4_filter"`
 	XrMpath4       *ebpf.Map `ebpf:"xr_mpath4"`
@@ -339,6 +356,8 @@ func (m *fwdMaps) Close() error {
 		m.XrCacheStats,
 		m.XrDevmap,
 		m.XrFib,
+		m.XrHopEpoch,
+		m.XrHopsSeen,
 		m.XrLocal4,
 		m.XrLocal4Filter,
 		m.XrMpath4,

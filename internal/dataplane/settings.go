@@ -7,7 +7,7 @@ import (
 
 // Limits of the next-hop cache's size (dataplane.cache.size).
 const (
-	MinCacheSize = 256
+	MinCacheSize = 16
 	MaxCacheSize = 1 << 24
 )
 
