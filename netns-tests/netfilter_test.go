@@ -27,6 +27,12 @@ var fwTable = &nftables.Table{Family: nftables.TableFamilyINet, Name: "xrnt_fw"}
 
 func addFirewall(t *testing.T, router *testbed.Netns) {
 	t.Helper()
+	addFirewallFor(t, router, netip.MustParseAddr(blocked4), netip.MustParseAddr(blocked6))
+}
+
+// addFirewallFor installs fwTable, dropping forwarded packets to a4 and a6.
+func addFirewallFor(t *testing.T, router *testbed.Netns, a4, a6 netip.Addr) {
+	t.Helper()
 	daddr := func(proto byte, off uint32, a netip.Addr) []expr.Any {
 		return []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
@@ -41,8 +47,8 @@ func addFirewall(t *testing.T, router *testbed.Netns) {
 		c.AddTable(fwTable)
 		fwd := c.AddChain(&nftables.Chain{Name: "forward", Table: fwTable, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter})
-		c.AddRule(&nftables.Rule{Table: fwTable, Chain: fwd, Exprs: daddr(unix.NFPROTO_IPV4, 16, netip.MustParseAddr(blocked4))})
-		c.AddRule(&nftables.Rule{Table: fwTable, Chain: fwd, Exprs: daddr(unix.NFPROTO_IPV6, 24, netip.MustParseAddr(blocked6))})
+		c.AddRule(&nftables.Rule{Table: fwTable, Chain: fwd, Exprs: daddr(unix.NFPROTO_IPV4, 16, a4)})
+		c.AddRule(&nftables.Rule{Table: fwTable, Chain: fwd, Exprs: daddr(unix.NFPROTO_IPV6, 24, a6)})
 	})
 }
 
