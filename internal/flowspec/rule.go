@@ -50,17 +50,17 @@ type Match struct {
 	// IPv6 prefix offsets (RFC 8956 §3.1) other than 0 cannot be matched
 	// per packet by the classifier; a rule with one is rejected.
 	DstOffset, SrcOffset uint8
-	Proto     []NumOp // type 3: IP protocol / IPv6 next header
-	Port      []NumOp // type 4: source or destination port
-	DstPort   []NumOp // type 5
-	SrcPort   []NumOp // type 6
-	ICMPType  []NumOp // type 7
-	ICMPCode  []NumOp // type 8
-	TCPFlags  []BitOp // type 9
-	PktLen    []NumOp // type 10: IP total length (IPv6: payload + 40? see RFC 8956 §3.5)
-	DSCP      []NumOp // type 11
-	Fragment  []BitOp // type 12: bits DF 1, IsF 2, FF 4, LF 8
-	FlowLabel []NumOp // type 13, IPv6 only
+	Proto                []NumOp // type 3: IP protocol / IPv6 next header
+	Port                 []NumOp // type 4: source or destination port
+	DstPort              []NumOp // type 5
+	SrcPort              []NumOp // type 6
+	ICMPType             []NumOp // type 7
+	ICMPCode             []NumOp // type 8
+	TCPFlags             []BitOp // type 9
+	PktLen               []NumOp // type 10: IP total length (IPv6: payload + 40? see RFC 8956 §3.5)
+	DSCP                 []NumOp // type 11
+	Fragment             []BitOp // type 12: bits DF 1, IsF 2, FF 4, LF 8
+	FlowLabel            []NumOp // type 13, IPv6 only
 }
 
 // Action is what a matching packet gets. A rule without rate or marking
