@@ -61,28 +61,7 @@ type capture struct {
 
 func startCapture(t *testing.T, ns *testbed.Netns, dev string) *capture {
 	t.Helper()
-	var fd int
-	err := ns.Do(func() error {
-		ifi, err := net.InterfaceByName(dev)
-		if err != nil {
-			return err
-		}
-		proto := int(htons(unix.ETH_P_ALL))
-		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
-		if err != nil {
-			return err
-		}
-		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifi.Index}); err != nil {
-			unix.Close(fd)
-			return err
-		}
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20)
-		tv := unix.NsecToTimeval(int64(100 * time.Millisecond))
-		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	})
-	if err != nil {
-		t.Fatalf("netns %s: packet socket on %s: %v", ns.Name(), dev, err)
-	}
+	fd := openPacketSocket(t, ns, dev, unix.ETH_P_ALL)
 	c := &capture{}
 	stop := make(chan struct{})
 	done := make(chan struct{})
@@ -118,6 +97,35 @@ func startCapture(t *testing.T, ns *testbed.Netns, dev string) *capture {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+// openPacketSocket opens an AF_PACKET socket in ns bound to dev for
+// protocol proto (ETH_P_ALL, ETH_P_IP), with an 8 MiB receive buffer and a
+// 100 ms receive timeout so that a reader loop can notice it should stop.
+func openPacketSocket(t *testing.T, ns *testbed.Netns, dev string, proto uint16) int {
+	t.Helper()
+	var fd int
+	err := ns.Do(func() error {
+		ifi, err := net.InterfaceByName(dev)
+		if err != nil {
+			return err
+		}
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(proto)))
+		if err != nil {
+			return err
+		}
+		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(proto), Ifindex: ifi.Index}); err != nil {
+			unix.Close(fd)
+			return err
+		}
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20)
+		tv := unix.NsecToTimeval(int64(100 * time.Millisecond))
+		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	})
+	if err != nil {
+		t.Fatalf("netns %s: packet socket on %s: %v", ns.Name(), dev, err)
+	}
+	return fd
+}
 
 // parseOurs recognises an IPv4 or IPv6 UDP frame to udpPort carrying "xrnt".
 func parseOurs(b []byte) (frameSeen, bool) {

@@ -39,27 +39,7 @@ type macCheck struct {
 
 func startMACCheck(t *testing.T, ns *testbed.Netns, dev string, port uint16, want map[netip.Addr]string) *macCheck {
 	t.Helper()
-	var fd int
-	err := ns.Do(func() error {
-		ifi, err := net.InterfaceByName(dev)
-		if err != nil {
-			return err
-		}
-		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_IP)))
-		if err != nil {
-			return err
-		}
-		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IP), Ifindex: ifi.Index}); err != nil {
-			unix.Close(fd)
-			return err
-		}
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20)
-		tv := unix.NsecToTimeval(int64(100 * time.Millisecond))
-		return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	})
-	if err != nil {
-		t.Fatalf("netns %s: packet socket on %s: %v", ns.Name(), dev, err)
-	}
+	fd := openPacketSocket(t, ns, dev, unix.ETH_P_IP)
 	c := &macCheck{want: want}
 	stop := make(chan struct{})
 	done := make(chan struct{})

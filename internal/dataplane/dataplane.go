@@ -70,32 +70,23 @@ func (f PortFlags) bits() uint16 {
 	case 2:
 		b |= uint16(fwdXrPortFlagsXR_PORT_RPF_LOOSE)
 	}
-	if f.AcceptLocal {
-		b |= uint16(fwdXrPortFlagsXR_PORT_ACCEPT_LOCAL)
-	}
-	if f.NoForward6 {
-		b |= uint16(fwdXrPortFlagsXR_PORT_NO_FWD6)
-	}
-	if f.FullSourceCheck {
-		b |= uint16(fwdXrPortFlagsXR_PORT_SRC_FULL)
-	}
-	if f.NoAddr4 {
-		b |= uint16(fwdXrPortFlagsXR_PORT_NO_ADDR4)
-	}
-	if f.NoIPv6 {
-		b |= uint16(fwdXrPortFlagsXR_PORT_NO_IPV6)
-	}
-	if f.CheckEgress6 {
-		b |= uint16(fwdXrPortFlagsXR_PORT_EGRESS6CHECK)
-	}
-	if f.TCIngress {
-		b |= uint16(fwdXrPortFlagsXR_PORT_TC_INGRESS)
-	}
-	if f.TCEgress {
-		b |= uint16(fwdXrPortFlagsXR_PORT_TC_EGRESS)
-	}
-	if f.NoXDPXmit {
-		b |= uint16(fwdXrPortFlagsXR_PORT_NO_XDP_XMIT)
+	for _, fb := range []struct {
+		on  bool
+		bit fwdXrPortFlags
+	}{
+		{f.AcceptLocal, fwdXrPortFlagsXR_PORT_ACCEPT_LOCAL},
+		{f.NoForward6, fwdXrPortFlagsXR_PORT_NO_FWD6},
+		{f.FullSourceCheck, fwdXrPortFlagsXR_PORT_SRC_FULL},
+		{f.NoAddr4, fwdXrPortFlagsXR_PORT_NO_ADDR4},
+		{f.NoIPv6, fwdXrPortFlagsXR_PORT_NO_IPV6},
+		{f.CheckEgress6, fwdXrPortFlagsXR_PORT_EGRESS6CHECK},
+		{f.TCIngress, fwdXrPortFlagsXR_PORT_TC_INGRESS},
+		{f.TCEgress, fwdXrPortFlagsXR_PORT_TC_EGRESS},
+		{f.NoXDPXmit, fwdXrPortFlagsXR_PORT_NO_XDP_XMIT},
+	} {
+		if fb.on {
+			b |= uint16(fb.bit)
+		}
 	}
 	return b
 }
