@@ -165,15 +165,15 @@ type runner struct {
 	t     testing.TB
 	o     Options
 	tp    *topo
-	// basePin is the baseline daemon's pin directory: its own, since an
-	// older build's pinned maps may not fit today's object.
-	basePin string
 	gen   *loadgen.Generator
 	th    *genThread
 	res   *Results
 	table []netip.Prefix
 	// installed is how many table prefixes are in the router's FIB.
 	installed int
+	// basePin is the baseline daemon's pin directory: its own, since an
+	// older build's pinned maps may not fit today's object.
+	basePin string
 }
 
 // Run runs the benchmark. Everything it creates is removed when t ends;
