@@ -9,7 +9,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 DEB_PKGS  := iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev procps bird2 frr gobgpd
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build install difftest-long deps generate check-generate vet test test-unit demo bench bench-fib clean
+.PHONY: all build install difftest-long deps generate check-generate vet test test-unit demo bench bench-compare bench-fib clean
 
 all: build
 
@@ -67,6 +67,39 @@ bench: deps build
 	$(GO) test -c -o bin/bench.test ./netns-tests/bench/
 	bin/bench.test -test.run '^TestBenchPrivileged$$' -test.v -test.timeout 15m \
 		-full -xrouter $(BIN) -docs docs/benchmarks.md -command 'make bench$(if $(BENCH_FLAGS), BENCH_FLAGS="$(BENCH_FLAGS)")' $(BENCH_FLAGS)
+
+# Before and after: the same benchmark with one more mode, xrouter built
+# from BASE (any git revision) in a temporary git worktree (removed
+# afterwards), run with the xrouter mode's config and interleaved with the
+# other modes round by round. Writes only the comparison section of
+# docs/benchmarks.md (ns per packet and ratios, xrouter against BASE); the
+# forwarding section stays that of the last `make bench`. About 6 minutes on
+# 2 cores; BENCH_FLAGS as for bench.
+BASE ?= 86f9f41
+ifeq ($(BASE),86f9f41)
+COMPARE_TITLE ?= Before and after the fidelity fixes (issue 9)
+else
+COMPARE_TITLE ?= Against an earlier build ($(BASE))
+endif
+bench-compare: deps build
+	@set -e; \
+	base=$$(git rev-parse --verify --short=7 '$(BASE)^{commit}'); \
+	wt=$$(mktemp -d /tmp/xrouter-base.XXXXXX); \
+	trap 'git worktree remove --force "$$wt" 2>/dev/null || rm -rf "$$wt"; git worktree prune' EXIT; \
+	trap 'exit 130' INT TERM; \
+	echo "building xrouter at $$base in $$wt"; \
+	git worktree add --quiet --detach "$$wt" "$$base"; \
+	(cd "$$wt" && $(GO) build -ldflags "-X main.version=$$base" -o "$$wt/xrouter-base" ./cmd/xrouter); \
+	$(GO) test -c -o bin/bench.test ./netns-tests/bench/; \
+	dirty=$$(git diff --quiet HEAD -- . ':!docs' || echo ' with uncommitted changes'); \
+	set -x; \
+	bin/bench.test -test.run '^TestBenchPrivileged$$' -test.v -test.timeout 20m \
+		-full -xrouter $(BIN) -docs docs/benchmarks.md \
+		-baseline "$$wt/xrouter-base" -baseline-name "xrouter at $$base" \
+		-baseline-rev "$$(git log -1 --format='%h (%s)' $$base)" \
+		-head-rev "$$(git log -1 --format='%h (%s)' HEAD)$$dirty" \
+		-compare-title '$(COMPARE_TITLE)' \
+		-command 'make bench-compare BASE=$(BASE)$(if $(BENCH_FLAGS), BENCH_FLAGS="$(BENCH_FLAGS)")' $(BENCH_FLAGS)
 
 # Control-plane benchmark: a BIRD feeder sends BENCH_PREFIXES IPv4 prefixes
 # to xrouter, BIRD and FRR in turn; time to all-in-kernel, peak RSS, CPU and

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,13 +18,16 @@ import (
 // only what works, never a speed: in every scenario every mode delivered
 // packets (to the sink, or at the router's ingress for the bare drop), the
 // forwarding modes' packets arrived with their TTL decremented, and
-// xrouter's own counters moved with what the sink counted.
+// xrouter's own counters moved with what the sink counted. The baseline
+// mode (make bench-compare) runs too, with the same binary standing in for
+// an older build.
 func TestBenchSmokePrivileged(t *testing.T) {
 	testbed.RequireRoot(t)
 	o := bench.DefaultOptions(xrBin)
 	o.Rounds, o.Duration, o.Warmup = 1, 300*time.Millisecond, 50*time.Millisecond
 	o.Table, o.Sweep, o.Active, o.Quick = 2000, []int{200}, 500, true
 	o.Progress = testWriter{t}
+	o.Baseline, o.BaselineName = xrBin, "xrouter (same build)"
 	res, err := bench.Run(context.Background(), t, o)
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +36,10 @@ func TestBenchSmokePrivileged(t *testing.T) {
 		t.Logf("mode %s skipped: %s", m, why)
 	}
 	for _, sc := range res.Scenarios {
-		for _, m := range bench.AllModes {
+		if res.Samples[sc.Name][bench.ModeXrouter] != nil && res.Samples[sc.Name][bench.ModeBaseline] == nil {
+			t.Errorf("%s: the baseline did not run where xrouter did", sc.Name)
+		}
+		for _, m := range append(bench.AllModes, bench.ModeBaseline) {
 			if res.Skipped[m] != "" {
 				continue
 			}
@@ -45,7 +52,7 @@ func TestBenchSmokePrivileged(t *testing.T) {
 				t.Errorf("%s, mode %s: nothing counted (%+v)", sc.Name, m, s)
 				continue
 			}
-			if m == bench.ModeKernel || m == bench.ModeXrouter || m == bench.ModeNoCache {
+			if m == bench.ModeKernel || m == bench.ModeXrouter || m == bench.ModeNoCache || m == bench.ModeBaseline {
 				// The router's own IPv6 chatter (router solicitations,
 				// MLD) may reach the sink too, never with hop limit 63.
 				if s.TTLOK+10 < s.Counted {
@@ -69,6 +76,13 @@ func TestBenchSmokePrivileged(t *testing.T) {
 	}
 	if fi, err := os.Stat(filepath.Join(filepath.Dir(docs), "img", "bench-modes.png")); err != nil || fi.Size() == 0 {
 		t.Errorf("plot not written: %v", err)
+	}
+	c := bench.Compare{Title: "Smoke", Command: "go test ./netns-tests/ -run TestBenchSmokePrivileged"}
+	if err := res.WriteCompareDocs(docs, c, true); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(docs); err != nil || !strings.Contains(string(b), "| v4-64 | xrouter (same build) |") {
+		t.Errorf("comparison section not written (%v):\n%s", err, b)
 	}
 }
 

@@ -44,6 +44,11 @@ type Options struct {
 	CPU int
 	// Progress receives one line per measurement.
 	Progress io.Writer
+	// Baseline, if set, is a second xrouter binary (built from another
+	// commit) measured as one more mode, ModeBaseline, with the xrouter
+	// mode's config (its own pin directory) in every scenario xrouter runs
+	// in; BaselineName labels it in the report.
+	Baseline, BaselineName string
 }
 
 // DefaultOptions is `make bench`: 5 rounds, 0.7 s per measurement, 1M
@@ -63,7 +68,30 @@ const (
 	ModeNoCache  = "xrouter-nocache"
 	ModeRedirect = "redirect"
 	ModeDrop     = "drop"
+	// ModeBaseline is Options.Baseline, the xrouter mode's config run by
+	// another build.
+	ModeBaseline = "baseline"
 )
+
+// DefaultBaselineName labels the baseline mode when Options.BaselineName is
+// empty.
+const DefaultBaselineName = "xrouter (baseline)"
+
+// runModes is every mode a run measures, in report order: AllModes, with
+// the baseline right after xrouter when there is one.
+func runModes(o Options) []string {
+	if o.Baseline == "" {
+		return AllModes
+	}
+	var out []string
+	for _, m := range AllModes {
+		out = append(out, m)
+		if m == ModeXrouter {
+			out = append(out, ModeBaseline)
+		}
+	}
+	return out
+}
 
 // AllModes in report order.
 var AllModes = []string{ModeKernel, ModeXrouter, ModeNoCache, ModeRedirect, ModeDrop}
@@ -122,8 +150,9 @@ type Results struct {
 	Skipped   map[string]string // mode -> why it was skipped
 	RouteRate []string          // route installation notes
 	Machine   string
-	// DaemonConfig is the xrouter mode's config file (pin path shortened).
-	DaemonConfig string
+	// DaemonConfig is the xrouter mode's config file (pin path shortened);
+	// BaselineConfig the baseline mode's, if there is one.
+	DaemonConfig, BaselineConfig string
 	// LoadAvg is /proc/loadavg's first three fields at the start and the
 	// end: how busy the machine was besides the benchmark.
 	LoadAvg [2]string
@@ -142,6 +171,9 @@ type runner struct {
 	table []netip.Prefix
 	// installed is how many table prefixes are in the router's FIB.
 	installed int
+	// basePin is the baseline daemon's pin directory: its own, since an
+	// older build's pinned maps may not fit today's object.
+	basePin string
 }
 
 // Run runs the benchmark. Everything it creates is removed when t ends;
@@ -162,6 +194,13 @@ func Run(ctx context.Context, t testing.TB, o Options) (*Results, error) {
 	r.res.LoadAvg[0] = loadAvg()
 	r.progress("building topology (source ⇄ router ⇄ sink, %d ECMP links) and a %d-prefix table", ecmpLinks+1, o.Table)
 	r.tp = buildTopo(t)
+	if o.Baseline != "" {
+		if r.o.BaselineName == "" {
+			r.o.BaselineName = DefaultBaselineName
+			r.res.Opts.BaselineName = DefaultBaselineName
+		}
+		r.basePin = testbed.PinDir(t, nsPrefix)
+	}
 	r.table = makeTable(o.Table)
 
 	var err error
@@ -185,9 +224,13 @@ func Run(ctx context.Context, t testing.TB, o Options) (*Results, error) {
 	if err != nil {
 		return nil, err
 	}
-	if path, err := r.daemonConfig(false); err == nil {
+	if path, err := r.daemonConfig(ModeXrouter); err == nil {
 		b, _ := os.ReadFile(path)
 		r.res.DaemonConfig = strings.ReplaceAll(string(b), r.tp.pin, filepath.Join(testbed.BPFFS, nsPrefix+"RANDOM"))
+	}
+	if path, err := r.daemonConfig(ModeBaseline); err == nil && r.o.Baseline != "" {
+		b, _ := os.ReadFile(path)
+		r.res.BaselineConfig = strings.ReplaceAll(string(b), r.basePin, filepath.Join(testbed.BPFFS, nsPrefix+"RANDOM2"))
 	}
 	if why != "" {
 		r.res.Skipped[ModeNoCache] = why
@@ -253,6 +296,10 @@ func (r *runner) scenarios() []*Scenario {
 	add := func(sc *Scenario) {
 		if sc.modes == nil {
 			sc.modes = AllModes
+		}
+		// The baseline runs wherever today's xrouter does.
+		if r.o.Baseline != "" && slices.Contains(sc.modes, ModeXrouter) {
+			sc.modes = slices.Concat(sc.modes, []string{ModeBaseline})
 		}
 		out = append(out, sc)
 	}
@@ -331,7 +378,7 @@ func (r *runner) phase(ctx context.Context, scs []*Scenario) error {
 		}
 	}
 	var order []string
-	for _, m := range AllModes {
+	for _, m := range runModes(r.o) {
 		if modes[m] && r.res.Skipped[m] == "" {
 			order = append(order, m)
 		}
@@ -437,12 +484,15 @@ func (r *runner) startMode(mode string) (*active, error) {
 			return nil, err
 		}
 		a.stop = func() error { return tp.setGRO(testbed.LineRouterSrcDev, false) }
-	case ModeXrouter, ModeNoCache:
-		d, err := r.startDaemon(mode == ModeNoCache)
+	case ModeXrouter, ModeNoCache, ModeBaseline:
+		d, err := r.startDaemon(mode)
 		if err != nil {
 			return nil, err
 		}
 		a.stop, a.pin = d.stop, tp.pin
+		if mode == ModeBaseline {
+			a.pin = r.basePin
+		}
 	case ModeRedirect, ModeDrop:
 		var b *loadgen.Bare
 		err := tp.Router.Do(func() error {
@@ -474,8 +524,9 @@ func (r *runner) startMode(mode string) (*active, error) {
 	return a, nil
 }
 
-// daemonConfig writes the router's config file.
-func (r *runner) daemonConfig(cacheOff bool) (string, error) {
+// daemonConfig writes the router's config file for a daemon mode: the
+// baseline's is the xrouter mode's with its own pin directory.
+func (r *runner) daemonConfig(mode string) (string, error) {
 	tp := r.tp
 	ifs := []string{testbed.LineRouterSrcDev, testbed.LineRouterDstDev}
 	for _, l := range tp.ecmpR {
@@ -485,11 +536,14 @@ func (r *runner) daemonConfig(cacheOff bool) (string, error) {
 	b.WriteString("dataplane:\n")
 	fmt.Fprintf(&b, "  interfaces: [%s]\n", strings.Join(ifs, ", "))
 	b.WriteString("  mode: native\n")
-	fmt.Fprintf(&b, "  pin_path: %s\n", tp.pin)
+	pin, name := tp.pin, "xrouter.yaml"
+	if mode == ModeBaseline {
+		pin, name = r.basePin, "xrouter-baseline.yaml"
+	}
+	fmt.Fprintf(&b, "  pin_path: %s\n", pin)
 	b.WriteString("  detach_on_exit: true\n")
 	b.WriteString("  manage_forwarding: true\n")
-	name := "xrouter.yaml"
-	if cacheOff {
+	if mode == ModeNoCache {
 		b.WriteString("  cache:\n    enabled: false\n")
 		name = "xrouter-nocache.yaml"
 	}
@@ -499,26 +553,39 @@ func (r *runner) daemonConfig(cacheOff bool) (string, error) {
 	return path, os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
+// binary is the xrouter binary a daemon mode runs.
+func (r *runner) binary(mode string) string {
+	if mode == ModeBaseline {
+		return r.o.Baseline
+	}
+	return r.o.XR
+}
+
 // checkConfig runs `xrouter config check -c FILE` in the router's
 // namespace (it checks that the interfaces exist) and returns its output.
-func (r *runner) checkConfig(cacheOff bool) (string, error) {
-	path, err := r.daemonConfig(cacheOff)
+func (r *runner) checkConfig(mode string) (string, error) {
+	path, err := r.daemonConfig(mode)
 	if err != nil {
 		return "", err
 	}
-	out, err := exec.Command("nsenter", "--net="+r.tp.Router.Path(), r.o.XR, "config", "check", "-c", path).CombinedOutput()
+	out, err := exec.Command("nsenter", "--net="+r.tp.Router.Path(), r.binary(mode), "config", "check", "-c", path).CombinedOutput()
 	return strings.ReplaceAll(strings.TrimSpace(string(out)), path, "FILE"), err
 }
 
 // checkModes checks the daemon's configs before anything runs. The
 // default one must pass; the cache-off one needs dataplane.cache.enabled,
 // which older builds reject: then that mode is skipped, and why is
-// returned.
+// returned. The baseline's must pass too.
 func (r *runner) checkModes() (string, error) {
-	if out, err := r.checkConfig(false); err != nil {
+	if out, err := r.checkConfig(ModeXrouter); err != nil {
 		return "", fmt.Errorf("xrouter config check -c FILE: %v: %s", err, out)
 	}
-	if out, err := r.checkConfig(true); err != nil {
+	if r.o.Baseline != "" {
+		if out, err := r.checkConfig(ModeBaseline); err != nil {
+			return "", fmt.Errorf("baseline %s config check -c FILE (the xrouter mode's config): %v: %s", r.o.Baseline, err, out)
+		}
+	}
+	if out, err := r.checkConfig(ModeNoCache); err != nil {
 		if !strings.Contains(out, "dataplane.cache") {
 			return "", fmt.Errorf("xrouter config check -c FILE (cache off): %v: %s", err, out)
 		}
@@ -539,13 +606,13 @@ type daemon struct {
 	err  error
 }
 
-func (r *runner) startDaemon(cacheOff bool) (*daemon, error) {
-	cfg, err := r.daemonConfig(cacheOff)
+func (r *runner) startDaemon(mode string) (*daemon, error) {
+	cfg, err := r.daemonConfig(mode)
 	if err != nil {
 		return nil, err
 	}
 	d := &daemon{log: &lockedBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command("nsenter", "--net="+r.tp.Router.Path(), r.o.XR, "run", "-c", cfg)
+	d.cmd = exec.Command("nsenter", "--net="+r.tp.Router.Path(), r.binary(mode), "run", "-c", cfg)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	// nsenter execs xrouter in place, so this is the daemon's PID; it must
 	// not outlive the benchmark if that dies without cleaning up.
@@ -571,7 +638,7 @@ func (r *runner) startDaemon(cacheOff bool) (*daemon, error) {
 	// routes, about a second after "running"); until then every packet
 	// takes the plain lookup.
 	ready := "xrouter running"
-	if !cacheOff {
+	if mode != ModeNoCache {
 		ready = "next-hop cache enabled"
 	}
 	deadline := time.Now().Add(20 * time.Second)
@@ -633,13 +700,21 @@ func (r *runner) read(a *active) (reading, error) {
 		return rd, err
 	}
 	if a.pin != "" {
-		st, err := dataplane.ReadPinnedStats(a.pin)
+		// Two counters by index, not the whole map: an older build's
+		// stats map has fewer outcomes (they are only ever appended).
+		stats := filepath.Join(a.pin, dataplane.StatsMapName)
+		if rd.xrFwdCPU, err = loadgen.PinnedPerCPU(stats, uint32(dataplane.Forwarded)); err != nil {
+			return rd, err
+		}
+		ttl, err := loadgen.PinnedPerCPU(stats, uint32(dataplane.PassTTLExceeded))
 		if err != nil {
 			return rd, err
 		}
-		rd.xrFwd, rd.xrTTL = st[dataplane.Forwarded].Packets, st[dataplane.PassTTLExceeded].Packets
-		if rd.xrFwdCPU, err = loadgen.PinnedPerCPU(filepath.Join(a.pin, dataplane.StatsMapName), uint32(dataplane.Forwarded)); err != nil {
-			return rd, err
+		for _, v := range rd.xrFwdCPU {
+			rd.xrFwd += v
+		}
+		for _, v := range ttl {
+			rd.xrTTL += v
 		}
 	}
 	return rd, nil

@@ -21,6 +21,13 @@ var (
 	table    = flag.Int("table", 1_000_000, "full table size")
 	command  = flag.String("command", "make bench", "the command line to record in the docs")
 	dev      = flag.Bool("dev", false, "mark the docs as a development run on a shared machine")
+
+	// make bench-compare: a second xrouter build as one more mode.
+	baseline     = flag.String("baseline", "", "a second xrouter binary (another commit's build) to measure as one more mode, with the xrouter mode's config; the docs get only the comparison section")
+	baselineName = flag.String("baseline-name", DefaultBaselineName, "the baseline mode's label")
+	baselineRev  = flag.String("baseline-rev", "", "the baseline's commit, to record in the docs")
+	headRev      = flag.String("head-rev", "", "the commit of -xrouter's build, to record in the docs")
+	compareTitle = flag.String("compare-title", "Against an earlier build", "the comparison section's heading")
 )
 
 // TestBenchPrivileged is `make bench`: the whole benchmark, results into
@@ -41,6 +48,15 @@ func TestBenchPrivileged(t *testing.T) {
 	}
 	o := DefaultOptions(xr)
 	o.Rounds, o.Duration, o.Table = *rounds, *duration, *table
+	if *baseline != "" {
+		if o.Baseline, err = filepath.Abs(*baseline); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(o.Baseline); err != nil {
+			t.Fatalf("baseline binary: %v", err)
+		}
+		o.BaselineName = *baselineName
+	}
 	if o.Table < 100_000 {
 		o.Sweep = []int{o.Table / 100, o.Table / 10}
 	}
@@ -51,8 +67,27 @@ func TestBenchPrivileged(t *testing.T) {
 		}
 		t.Fatal(err)
 	}
-	md := res.Markdown(*command, *dev)
 	t.Logf("benchmark finished in %s", res.Elapsed.Round(time.Second))
+	if o.Baseline != "" {
+		// A comparison run writes only its own section: the forwarding
+		// section and its plots stay those of the last make bench.
+		c := Compare{Title: *compareTitle, Command: *command, Base: *baselineRev, Head: *headRev}
+		if c.Base == "" {
+			c.Base = "`" + *baseline + "`"
+		}
+		if c.Head == "" {
+			c.Head = "`" + *xrPath + "`"
+		}
+		os.Stdout.WriteString("\n" + res.CompareMarkdown(c, *dev) + "\n")
+		if *docs != "" {
+			if err := res.WriteCompareDocs(*docs, c, *dev); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("wrote the comparison section of %s", *docs)
+		}
+		return
+	}
+	md := res.Markdown(*command, *dev)
 	os.Stdout.WriteString("\n" + md + "\n")
 	if *docs != "" {
 		img := filepath.Join(filepath.Dir(*docs), "img")
