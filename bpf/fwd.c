@@ -26,6 +26,7 @@
 #include "xrouter.h"
 #include "maps.h"
 #include "nh_cache.h"
+#include "flowspec.h"
 
 /* IPv4 frag_off: more fragments, and the fragment offset (net/ip.h). */
 #define IP_MF 0x2000
@@ -84,6 +85,9 @@ const enum xr_port_flags xr_port_flags_unused __attribute__((unused));
 const enum xr_cache_flags xr_cache_flags_unused __attribute__((unused));
 const enum xr_nf_flags xr_nf_flags_unused __attribute__((unused));
 const enum xr_fib_flags xr_fib_flags_unused __attribute__((unused));
+const enum xr_fs_comp xr_fs_comp_unused __attribute__((unused));
+const enum xr_fs_action xr_fs_action_unused __attribute__((unused));
+const enum xr_fs_bitop_flags xr_fs_bitop_flags_unused __attribute__((unused));
 
 static __always_inline int count(enum xr_outcome o, __u64 len, int verdict)
 {
@@ -557,6 +561,17 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags, 
 		return PASS(XR_PASS_MALFORMED);
 	if (iph->version != 4 || iph->ihl < 5)
 		return PASS(XR_PASS_MALFORMED);
+	/* FlowSpec rules apply to every IPv4 packet whose header is whole,
+	 * options or not, before anything may hand it to the kernel. */
+	if (nf & XR_NF_FS4) {
+		__u16 tl = bpf_ntohs(iph->tot_len);
+
+		if (tl >= iph->ihl * 4 && sizeof(*eth) + tl <= len) {
+			rc = flowspec4(iph, data_end, tl, len, nf);
+			if (rc >= 0)
+				return count(rc, len, XDP_DROP);
+		}
+	}
 	if (iph->ihl != 5)
 		return PASS(XR_PASS_IP_OPTIONS);
 	tot_len = bpf_ntohs(iph->tot_len);
@@ -656,6 +671,11 @@ static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags, 
 	tot_len = bpf_ntohs(ip6h->payload_len) + sizeof(*ip6h);
 	if (sizeof(*eth) + tot_len > len)
 		return PASS(XR_PASS_MALFORMED);
+	if (nf & XR_NF_FS6) {
+		rc = flowspec6(ip6h, data_end, tot_len, len, nf);
+		if (rc >= 0)
+			return count(rc, len, XDP_DROP);
+	}
 	/* As for IPv4: what ipv6_rcv would accept meets netfilter next. */
 	if (nf & XR_NF_PASS6)
 		return PASS(XR_PASS_NETFILTER);

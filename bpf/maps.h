@@ -198,4 +198,45 @@ struct {
 	__type(value, __u32);
 } xr_hop_epoch SEC(".maps");
 
+/* FlowSpec classifier (flowspec.h). Not pinned: the daemon installs its
+ * rules into a new program's maps. Two banks each; the live one is
+ * XR_NF_FS_BANK in xr_cache_gen's nf word. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 2 * XR_FS_PREFIXES);
+	__type(key, struct xr_fs_key);
+	__type(value, struct xr_fs_list);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} xr_fs_trie SEC(".maps");
+
+/* Rule slot numbers (bank * XR_FS_RULES + i), list after list. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * XR_FS_CANDS);
+	__type(key, __u32);
+	__type(value, __u32);
+} xr_fs_cands SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * XR_FS_RULES);
+	__type(key, __u32);
+	__type(value, struct xr_fs_rule);
+} xr_fs_rules SEC(".maps");
+
+/* Per rule id (not slot): packets and bytes matched, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XR_FS_RULES);
+	__type(key, __u32);
+	__type(value, struct xr_counter);
+} xr_fs_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XR_FS_RULES);
+	__type(key, __u32);
+	__type(value, struct xr_fs_bucket);
+} xr_fs_buckets SEC(".maps");
+
 #endif

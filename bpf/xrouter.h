@@ -58,6 +58,11 @@ enum xr_outcome {
 	XR_PASS_NO_XDP_XMIT,
 	XR_PASS_ROUTE_MTU,
 	XR_PASS_ECMP_HASH,
+	/* Dropped by the FlowSpec classifier (flowspec.h): a traffic-rate 0
+	 * rule, and a packet over its rule's traffic-rate. These two are
+	 * XDP_DROP, not passes. */
+	XR_FLOWSPEC_DROP,
+	XR_FLOWSPEC_RATE,
 	XR_OUTCOME_MAX,
 };
 
@@ -136,6 +141,13 @@ enum xr_nf_flags {
 	XR_NF_PASS4 = 1,
 	XR_NF_PASS6 = 2,
 	XR_NF_BYPASS = 4, /* for status only: the daemon runs with dataplane.netfilter: bypass */
+	/* Not netfilter's: the FlowSpec classifier (flowspec.h) shares the
+	 * word so that a packet reads one value for both. FS4/FS6: rules of
+	 * the family are installed; BANK: which half of the rule maps is
+	 * live. internal/dataplane writes the word in one store. */
+	XR_NF_FS4 = 0x10,
+	XR_NF_FS6 = 0x20,
+	XR_NF_FS_BANK = 0x40,
 };
 
 /* IPv4 entries have their own map with this shorter key (a cheaper hash
@@ -273,6 +285,96 @@ struct xr_hop_seen {
 
 struct xr_hop_table {
 	struct xr_hop_seen slot[XR_HOP_SEEN_SLOTS];
+};
+
+/* FlowSpec classifier (flowspec.h; docs/architecture.md, "FlowSpec
+ * classifier"). The rule maps have two banks, each of XR_FS_RULES rule
+ * slots and XR_FS_CANDS candidate slots; user space fills the idle bank
+ * and flips XR_NF_FS_BANK. */
+#define XR_FS_RULES 16384 /* rules per bank */
+#define XR_FS_CANDS 262144 /* candidate list entries per bank */
+#define XR_FS_PREFIXES 16384 /* destination prefixes per bank */
+#define XR_FS_RANGES 4 /* value ranges per numeric component */
+#define XR_FS_BITOPS 4 /* terms per bitmask component */
+#define XR_FS_MAX_CANDS 16384 /* longest candidate list (the loop's bound) */
+
+/* LPM key: bank, family, then the destination address; prefixlen counts
+ * the 16 bits of bank and family too. */
+struct xr_fs_key {
+	__u32 prefixlen;
+	__u8 bank;
+	__u8 family;
+	__u8 addr[16];
+};
+
+/* The candidate list of the longest rule destination prefix covering a
+ * packet's destination: xr_fs_cands[start, start + n), in rule order. */
+struct xr_fs_list {
+	__u32 start;
+	__u32 n;
+};
+
+/* Components a rule has (need) and packet properties (have). */
+enum xr_fs_comp {
+	XR_FS_SRC = 1,
+	XR_FS_PROTO = 2,
+	XR_FS_PORT = 4,
+	XR_FS_DPORT = 8,
+	XR_FS_SPORT = 0x10,
+	XR_FS_ICMP_TYPE = 0x20,
+	XR_FS_ICMP_CODE = 0x40,
+	XR_FS_TCP_FLAGS = 0x80,
+	XR_FS_PKTLEN = 0x100,
+	XR_FS_DSCP = 0x200,
+	XR_FS_FRAG = 0x400,
+};
+
+enum xr_fs_action {
+	XR_FS_ACT_DROP = 1, /* traffic-rate 0 */
+	XR_FS_ACT_RATE = 2, /* traffic-rate > 0 */
+	XR_FS_ACT_MARK = 4, /* traffic-marking */
+};
+
+/* A value in [lo, hi] of any range matches; unused ranges have lo > hi. */
+struct xr_fs_num {
+	__u16 lo[XR_FS_RANGES];
+	__u16 hi[XR_FS_RANGES];
+};
+
+enum xr_fs_bitop_flags {
+	XR_FS_BIT_USED = 1,
+	XR_FS_BIT_AND = 2,
+	XR_FS_BIT_NOT = 4,
+	XR_FS_BIT_MATCH = 8,
+};
+
+struct xr_fs_bitop {
+	__u16 value;
+	__u16 flags; /* enum xr_fs_bitop_flags */
+};
+
+struct xr_fs_rule {
+	__u32 id;   /* counter and bucket slot, stable while the rule stays */
+	__u32 need; /* enum xr_fs_comp */
+	__u32 src[4];
+	__u32 src_mask[4];
+	__u8 action; /* enum xr_fs_action */
+	__u8 dscp;   /* the new DSCP for XR_FS_ACT_MARK */
+	__u8 pad[6];
+	__u64 ns_per_byte; /* XR_FS_ACT_RATE: 2^16 * 1e9 / bytes per second */
+	__u64 burst_ns;    /* the bucket's depth in time */
+	struct xr_fs_num proto, port, dport, sport, icmp_type, icmp_code, pktlen, dscp_m;
+	struct xr_fs_bitop tcp_flags[XR_FS_BITOPS];
+	struct xr_fs_bitop frag[XR_FS_BITOPS];
+};
+
+/* A rate-limited rule's bucket (GCRA: the time the bucket is next empty),
+ * shared by the CPUs under the lock. */
+struct xr_fs_bucket {
+	struct bpf_spin_lock lock;
+	__u32 pad;
+	__u64 tat;
+	__u64 over; /* packets over the rate (for user space) */
 };
 
 #endif

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/xrouter/xrouter/internal/bgp"
+	"github.com/xrouter/xrouter/internal/dataplane"
 	"github.com/xrouter/xrouter/internal/fib"
 	"github.com/xrouter/xrouter/internal/unixsock"
 )
@@ -27,6 +28,9 @@ type control struct {
 	matches func(string) bool // the interface selection, for /status
 	speaker *bgp.Speaker      // nil when BGP is off
 	routes  *fib.Routes       // nil when BGP is off
+	// flowspec lists the installed FlowSpec rules with their counters
+	// (nil until the data plane is loaded).
+	flowspec func() ([]dataplane.FlowspecRuleStats, error)
 }
 
 // peerRow is one line of `xrouter peers`.
@@ -97,6 +101,14 @@ func (c *control) handler() http.Handler {
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
 		s, err := readStatsSnapshot(c.pinPath)
 		reply(w, s, err)
+	})
+	mux.HandleFunc("GET /flowspec", func(w http.ResponseWriter, r *http.Request) {
+		if c.flowspec == nil {
+			reply(w, []flowspecRow{}, nil)
+			return
+		}
+		st, err := c.flowspec()
+		reply(w, flowspecRows(st), err)
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		s, err := collectStatus(c.pinPath, c.matches)

@@ -29,7 +29,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("netns", "", "run in the named network namespace (/run/netns/NAME), keeping the host's mounts")
-	root.AddCommand(runCmd(), statsCmd(), statusCmd(), peersCmd(), routesCmd(), configCmd(), detachCmd(), versionCmd())
+	root.AddCommand(runCmd(), statsCmd(), statusCmd(), peersCmd(), routesCmd(), flowspecCmd(), configCmd(), detachCmd(), versionCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "xrouter:", err)
 		os.Exit(1)

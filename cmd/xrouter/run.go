@@ -25,6 +25,7 @@ import (
 	"github.com/xrouter/xrouter/internal/dataplane"
 	"github.com/xrouter/xrouter/internal/devmap"
 	"github.com/xrouter/xrouter/internal/fib"
+	"github.com/xrouter/xrouter/internal/flowspec"
 	"github.com/xrouter/xrouter/internal/metrics"
 	"github.com/xrouter/xrouter/internal/netfilter"
 	"github.com/xrouter/xrouter/internal/nhcache"
@@ -178,6 +179,13 @@ func run(cfg *config.Config, log *slog.Logger, reload func() (*config.Config, er
 		return err
 	}
 	defer dp.Close()
+	// FlowSpec: the static rules are in the classifier before the program
+	// is attached (the BGP speaker adds its peers' through the same table).
+	fsTable := flowspec.NewTable(dp.SetFlowspec)
+	if err := applyStaticFlowspec(fsTable, cfg, log); err != nil {
+		return err
+	}
+	ctl.flowspec = dp.FlowspecStats
 	// The next-hop cache is off from here until the invalidator has read
 	// the kernel's state and follows its events.
 	inv, err := nhcache.NewInvalidator(nhcache.Config{Enabled: d.Cache.Enabled, MaxAge: d.Cache.MaxAge}, dp, log)
@@ -263,7 +271,7 @@ func run(cfg *config.Config, log *slog.Logger, reload func() (*config.Config, er
 			s, err := dp.CacheStats()
 			return s, inv.State(), err
 		}
-		serveHTTP(ctx, metricsLn, metrics.Handler(metrics.NewCollector(dp.Stats, mgr.Ports), metrics.NewCacheCollector(cache)), log)
+		serveHTTP(ctx, metricsLn, metrics.Handler(metrics.NewCollector(dp.Stats, mgr.Ports), metrics.NewCacheCollector(cache), metrics.NewFlowspecCollector(dp.FlowspecStats)), log)
 		log.Info("serving metrics", "addr", metricsLn.Addr().String())
 	}
 	if apiLn != nil {
@@ -308,7 +316,7 @@ func run(cfg *config.Config, log *slog.Logger, reload func() (*config.Config, er
 		select {
 		case <-hup:
 			log.Info("SIGHUP: reloading the config and re-checking interfaces", "config", cfg.File)
-			if next, err := reloadConfig(ctx, cfg, reload, ctl.speaker, log); err != nil {
+			if next, err := reloadConfig(ctx, cfg, reload, ctl.speaker, fsTable, log); err != nil {
 				log.Error("config reload rejected; the running config stays in force", "err", err)
 			} else {
 				cfg = next
@@ -335,7 +343,7 @@ func run(cfg *config.Config, log *slog.Logger, reload func() (*config.Config, er
 // redistribution, graceful restart, max-prefix). The new config is checked
 // completely first; a file that does not load, or that changes a key which
 // needs a restart, is rejected and nothing is applied.
-func reloadConfig(ctx context.Context, cur *config.Config, load func() (*config.Config, error), sp *bgp.Speaker, log *slog.Logger) (*config.Config, error) {
+func reloadConfig(ctx context.Context, cur *config.Config, load func() (*config.Config, error), sp *bgp.Speaker, fs *flowspec.Table, log *slog.Logger) (*config.Config, error) {
 	next, err := load()
 	if err != nil {
 		return nil, err
@@ -343,16 +351,37 @@ func reloadConfig(ctx context.Context, cur *config.Config, load func() (*config.
 	if err := restartOnly(cur, next); err != nil {
 		return nil, fmt.Errorf("config %s: %w", next.File, err)
 	}
+	if err := applyStaticFlowspec(fs, next, log); err != nil {
+		return nil, err
+	}
 	if sp == nil {
-		log.Info("config reloaded; nothing changed that applies while running", "config", next.File)
+		log.Info("config reloaded", "config", next.File, "flowspec_rules", len(next.Flowspec.Rules))
 		return next, nil
 	}
 	sum, err := sp.Reload(ctx, next.BGP)
 	if err != nil {
+		// Back to the running config's rules: nothing of next applies.
+		_ = applyStaticFlowspec(fs, cur, log)
 		return nil, fmt.Errorf("config %s: %w", next.File, err)
 	}
 	log.Info("config reloaded", "config", next.File, "bgp", sum.String())
 	return next, nil
+}
+
+// applyStaticFlowspec installs the config's flowspec rules (source
+// "config") in place of the ones installed before.
+func applyStaticFlowspec(fs *flowspec.Table, cfg *config.Config, log *slog.Logger) error {
+	rules, err := cfg.Flowspec.StaticRules()
+	if err != nil {
+		return fmt.Errorf("config %s: %w", cfg.File, err)
+	}
+	if err := fs.Set("config", rules); err != nil {
+		return fmt.Errorf("config %s: key \"flowspec.rules\": %w", cfg.File, err)
+	}
+	if len(rules) > 0 {
+		log.Info("flowspec rules installed", "source", "config", "rules", len(rules), "total", len(fs.Rules()))
+	}
+	return nil
 }
 
 // restartOnly names the first section outside bgp that changed: those are
@@ -371,7 +400,7 @@ func restartOnly(cur, next *config.Config) error {
 		{"runtime", cur.Runtime, next.Runtime},
 	} {
 		if !reflect.DeepEqual(s.cur, s.next) {
-			return fmt.Errorf("key %q: changes to this section need a restart (`xrouter run` again); reload applies bgp.* only", s.key)
+			return fmt.Errorf("key %q: changes to this section need a restart (`xrouter run` again); reload applies bgp.* and flowspec only", s.key)
 		}
 	}
 	if (cur.BGP.AS == 0) != (next.BGP.AS == 0) {

@@ -24,6 +24,7 @@ import (
 	"github.com/xrouter/xrouter/internal/dataplane"
 	"github.com/xrouter/xrouter/internal/devmap"
 	"github.com/xrouter/xrouter/internal/fib"
+	"github.com/xrouter/xrouter/internal/flowspec"
 	"github.com/xrouter/xrouter/internal/unixsock"
 )
 
@@ -44,6 +45,8 @@ type Config struct {
 	Runtime Runtime      `mapstructure:"runtime"`
 	// BGP configures the embedded speaker; it is off while bgp.as is 0.
 	BGP bgp.Config `mapstructure:"bgp"`
+	// Flowspec holds static FlowSpec rules for the XDP classifier.
+	Flowspec flowspec.Settings `mapstructure:"flowspec"`
 
 	// File is the config file the values came from ("" when none).
 	File string `mapstructure:"-"`
@@ -188,6 +191,12 @@ func setDefaults(v *viper.Viper) {
 // defaults: neighbours and prefix lists are lists of maps.
 func isBGPKey(k string) bool { return k == "bgp" || strings.HasPrefix(k, "bgp.") }
 
+// decoderChecked: the sections of lists of maps (bgp, flowspec) are
+// checked by the decoder (ErrorUnused) rather than against defaults.
+func decoderChecked(k string) bool {
+	return isBGPKey(k) || k == "flowspec" || strings.HasPrefix(k, "flowspec.")
+}
+
 // Keys lists the keys that have a default: every key outside bgp (the bgp
 // section is decoded by its own structs; AllKeys lists those too).
 func Keys() []string {
@@ -226,7 +235,7 @@ func Load(file string, flags map[string]*pflag.Flag) (*Config, error) {
 		where = file
 		known := Keys()
 		for _, k := range v.AllKeys() {
-			if !slices.Contains(known, k) && !isPrefixOfKnown(k, known) && !isBGPKey(k) {
+			if !slices.Contains(known, k) && !isPrefixOfKnown(k, known) && !decoderChecked(k) {
 				return nil, fmt.Errorf("config %s: unknown key %q", file, k)
 			}
 		}
@@ -374,6 +383,9 @@ func (c *Config) Validate() error {
 		if err := c.BGP.Validate(); err != nil {
 			return bgpError(err)
 		}
+	}
+	if err := c.Flowspec.Validate(); err != nil {
+		return err
 	}
 	if err := checkListen("metrics", c.Metrics.Listen, c.Metrics.AllowRemote); err != nil {
 		return err

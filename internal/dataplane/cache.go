@@ -310,18 +310,10 @@ func (n NetfilterPass) bits() uint32 {
 // SetNetfilter tells the program which families to hand to the kernel for
 // netfilter: one word-sized store through the control block's mapping,
 // apart from the cache's fields (their writer need not be serialised with
-// this one).
+// this one), keeping the FlowSpec bits that share the word.
 func (d *Dataplane) SetNetfilter(n NetfilterPass) error {
-	mem, err := d.objs.XrCacheGen.Memory()
-	if err != nil {
-		return fmt.Errorf("mapping %s: %w", CacheGenMapName, err)
-	}
-	var b [4]byte
-	binary.NativeEndian.PutUint32(b[:], n.bits())
-	if _, err := mem.WriteAt(b[:], cfgOffNF); err != nil {
-		return fmt.Errorf("writing %s: %w", CacheGenMapName, err)
-	}
-	return nil
+	mask := uint32(fwdXrNfFlagsXR_NF_PASS4 | fwdXrNfFlagsXR_NF_PASS6 | fwdXrNfFlagsXR_NF_BYPASS)
+	return d.writeNF(mask, n.bits())
 }
 
 // Netfilter reads what SetNetfilter wrote.

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/cilium/ebpf"
 )
@@ -96,6 +97,9 @@ type Dataplane struct {
 	objs fwdObjects
 	// hopEpoch is the epoch of the next-hop table (NextHopsSeen).
 	hopEpoch uint32
+	// nfMu serialises writers of the nf word (netfilter and flowspec bits).
+	nfMu sync.Mutex
+	fs   fsState
 }
 
 // Load loads bpf/fwd.c with default Options. Its maps are pinned in pinDir:

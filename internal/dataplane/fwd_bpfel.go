@@ -66,6 +66,128 @@ const (
 	fwdXrFibFlagsXR_FIB_IGNORE_PMTU4 fwdXrFibFlags = 4
 )
 
+type fwdXrFsAction uint32
+
+const (
+	fwdXrFsActionXR_FS_ACT_DROP fwdXrFsAction = 1
+	fwdXrFsActionXR_FS_ACT_RATE fwdXrFsAction = 2
+	fwdXrFsActionXR_FS_ACT_MARK fwdXrFsAction = 4
+)
+
+type fwdXrFsBitopFlags uint32
+
+const (
+	fwdXrFsBitopFlagsXR_FS_BIT_USED  fwdXrFsBitopFlags = 1
+	fwdXrFsBitopFlagsXR_FS_BIT_AND   fwdXrFsBitopFlags = 2
+	fwdXrFsBitopFlagsXR_FS_BIT_NOT   fwdXrFsBitopFlags = 4
+	fwdXrFsBitopFlagsXR_FS_BIT_MATCH fwdXrFsBitopFlags = 8
+)
+
+type fwdXrFsBucket struct {
+	_    structs.HostLayout
+	Lock struct {
+		_   structs.HostLayout
+		Val uint32
+	}
+	Pad  uint32
+	Tat  uint64
+	Over uint64
+}
+
+type fwdXrFsComp uint32
+
+const (
+	fwdXrFsCompXR_FS_SRC       fwdXrFsComp = 1
+	fwdXrFsCompXR_FS_PROTO     fwdXrFsComp = 2
+	fwdXrFsCompXR_FS_PORT      fwdXrFsComp = 4
+	fwdXrFsCompXR_FS_DPORT     fwdXrFsComp = 8
+	fwdXrFsCompXR_FS_SPORT     fwdXrFsComp = 16
+	fwdXrFsCompXR_FS_ICMP_TYPE fwdXrFsComp = 32
+	fwdXrFsCompXR_FS_ICMP_CODE fwdXrFsComp = 64
+	fwdXrFsCompXR_FS_TCP_FLAGS fwdXrFsComp = 128
+	fwdXrFsCompXR_FS_PKTLEN    fwdXrFsComp = 256
+	fwdXrFsCompXR_FS_DSCP      fwdXrFsComp = 512
+	fwdXrFsCompXR_FS_FRAG      fwdXrFsComp = 1024
+)
+
+type fwdXrFsKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Bank      uint8
+	Family    uint8
+	Addr      [16]uint8
+	_         [2]byte
+}
+
+type fwdXrFsList struct {
+	_     structs.HostLayout
+	Start uint32
+	N     uint32
+}
+
+type fwdXrFsRule struct {
+	_         structs.HostLayout
+	Id        uint32
+	Need      uint32
+	Src       [4]uint32
+	SrcMask   [4]uint32
+	Action    uint8
+	Dscp      uint8
+	Pad       [6]uint8
+	NsPerByte uint64
+	BurstNs   uint64
+	Proto     struct {
+		_  structs.HostLayout
+		Lo [4]uint16
+		Hi [4]uint16
+	}
+	Port struct {
+		_  structs.HostLayout
+		Lo [4]uint16
+		Hi [4]uint16
+	}
+	Dport struct {
+		_  structs.HostLayout
+		Lo [4]uint16
+		Hi [4]uint16
+	}
+	Sport struct {
+		_  structs.HostLayout
+		Lo [4]uint16
+		Hi [4]uint16
+	}
+	IcmpType struct {
+		_  structs.HostLayout
+		Lo [4]uint16
+		Hi [4]uint16
+	}
+	IcmpCode struct {
+		_  structs.HostLayout
+		Lo [4]uint16
+		Hi [4]uint16
+	}
+	Pktlen struct {
+		_  structs.HostLayout
+		Lo [4]uint16
+		Hi [4]uint16
+	}
+	DscpM struct {
+		_  structs.HostLayout
+		Lo [4]uint16
+		Hi [4]uint16
+	}
+	TcpFlags [4]struct {
+		_     structs.HostLayout
+		Value uint16
+		Flags uint16
+	}
+	Frag [4]struct {
+		_     structs.HostLayout
+		Value uint16
+		Flags uint16
+	}
+}
+
 type fwdXrHopTable struct {
 	_    structs.HostLayout
 	Slot [512]struct {
@@ -110,9 +232,12 @@ type fwdXrLpm6 struct {
 type fwdXrNfFlags uint32
 
 const (
-	fwdXrNfFlagsXR_NF_PASS4  fwdXrNfFlags = 1
-	fwdXrNfFlagsXR_NF_PASS6  fwdXrNfFlags = 2
-	fwdXrNfFlagsXR_NF_BYPASS fwdXrNfFlags = 4
+	fwdXrNfFlagsXR_NF_PASS4   fwdXrNfFlags = 1
+	fwdXrNfFlagsXR_NF_PASS6   fwdXrNfFlags = 2
+	fwdXrNfFlagsXR_NF_BYPASS  fwdXrNfFlags = 4
+	fwdXrNfFlagsXR_NF_FS4     fwdXrNfFlags = 16
+	fwdXrNfFlagsXR_NF_FS6     fwdXrNfFlags = 32
+	fwdXrNfFlagsXR_NF_FS_BANK fwdXrNfFlags = 64
 )
 
 type fwdXrNhEntry struct {
@@ -170,7 +295,9 @@ const (
 	fwdXrOutcomeXR_PASS_NO_XDP_XMIT     fwdXrOutcome = 25
 	fwdXrOutcomeXR_PASS_ROUTE_MTU       fwdXrOutcome = 26
 	fwdXrOutcomeXR_PASS_ECMP_HASH       fwdXrOutcome = 27
-	fwdXrOutcomeXR_OUTCOME_MAX          fwdXrOutcome = 28
+	fwdXrOutcomeXR_FLOWSPEC_DROP        fwdXrOutcome = 28
+	fwdXrOutcomeXR_FLOWSPEC_RATE        fwdXrOutcome = 29
+	fwdXrOutcomeXR_OUTCOME_MAX          fwdXrOutcome = 30
 )
 
 type fwdXrPort struct {
@@ -200,31 +327,39 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	fwdMapXrCacheGen         = "xr_cache_gen"
-	fwdMapXrCacheSeen        = "xr_cache_seen"
-	fwdMapXrCacheStats       = "xr_cache_stats"
-	fwdMapXrDevmap           = "xr_devmap"
-	fwdMapXrFib              = "xr_fib"
-	fwdMapXrHopEpoch         = "xr_hop_epoch"
-	fwdMapXrHopsSeen         = "xr_hops_seen"
-	fwdMapXrLocal4           = "xr_local4"
-	fwdMapXrLocal4Filter     = "xr_local4_filter"
-	fwdMapXrMpath4           = "xr_mpath4"
-	fwdMapXrMpath6           = "xr_mpath6"
-	fwdMapXrNhCache          = "xr_nh_cache"
-	fwdMapXrNhCache4         = "xr_nh_cache4"
-	fwdMapXrNhL0             = "xr_nh_l0"
-	fwdMapXrPortTab          = "xr_port_tab"
-	fwdMapXrPorts            = "xr_ports"
-	fwdMapXrRmtu4            = "xr_rmtu4"
-	fwdMapXrRmtu6            = "xr_rmtu6"
-	fwdMapXrStats            = "xr_stats"
-	fwdProgXrouterFwd        = "xrouter_fwd"
-	fwdVarXrCacheFlagsUnused = "xr_cache_flags_unused"
-	fwdVarXrFibFlagsUnused   = "xr_fib_flags_unused"
-	fwdVarXrNfFlagsUnused    = "xr_nf_flags_unused"
-	fwdVarXrOutcomeUnused    = "xr_outcome_unused"
-	fwdVarXrPortFlagsUnused  = "xr_port_flags_unused"
+	fwdMapXrCacheGen           = "xr_cache_gen"
+	fwdMapXrCacheSeen          = "xr_cache_seen"
+	fwdMapXrCacheStats         = "xr_cache_stats"
+	fwdMapXrDevmap             = "xr_devmap"
+	fwdMapXrFib                = "xr_fib"
+	fwdMapXrFsBuckets          = "xr_fs_buckets"
+	fwdMapXrFsCands            = "xr_fs_cands"
+	fwdMapXrFsRules            = "xr_fs_rules"
+	fwdMapXrFsStats            = "xr_fs_stats"
+	fwdMapXrFsTrie             = "xr_fs_trie"
+	fwdMapXrHopEpoch           = "xr_hop_epoch"
+	fwdMapXrHopsSeen           = "xr_hops_seen"
+	fwdMapXrLocal4             = "xr_local4"
+	fwdMapXrLocal4Filter       = "xr_local4_filter"
+	fwdMapXrMpath4             = "xr_mpath4"
+	fwdMapXrMpath6             = "xr_mpath6"
+	fwdMapXrNhCache            = "xr_nh_cache"
+	fwdMapXrNhCache4           = "xr_nh_cache4"
+	fwdMapXrNhL0               = "xr_nh_l0"
+	fwdMapXrPortTab            = "xr_port_tab"
+	fwdMapXrPorts              = "xr_ports"
+	fwdMapXrRmtu4              = "xr_rmtu4"
+	fwdMapXrRmtu6              = "xr_rmtu6"
+	fwdMapXrStats              = "xr_stats"
+	fwdProgXrouterFwd          = "xrouter_fwd"
+	fwdVarXrCacheFlagsUnused   = "xr_cache_flags_unused"
+	fwdVarXrFibFlagsUnused     = "xr_fib_flags_unused"
+	fwdVarXrFsActionUnused     = "xr_fs_action_unused"
+	fwdVarXrFsBitopFlagsUnused = "xr_fs_bitop_flags_unused"
+	fwdVarXrFsCompUnused       = "xr_fs_comp_unused"
+	fwdVarXrNfFlagsUnused      = "xr_nf_flags_unused"
+	fwdVarXrOutcomeUnused      = "xr_outcome_unused"
+	fwdVarXrPortFlagsUnused    = "xr_port_flags_unused"
 )
 
 // loadFwd returns the embedded CollectionSpec for fwd.
@@ -281,6 +416,11 @@ type fwdMapSpecs struct {
 	XrCacheStats   *ebpf.MapSpec `ebpf:"xr_cache_stats"`
 	XrDevmap       *ebpf.MapSpec `ebpf:"xr_devmap"`
 	XrFib          *ebpf.MapSpec `ebpf:"xr_fib"`
+	XrFsBuckets    *ebpf.MapSpec `ebpf:"xr_fs_buckets"`
+	XrFsCands      *ebpf.MapSpec `ebpf:"xr_fs_cands"`
+	XrFsRules      *ebpf.MapSpec `ebpf:"xr_fs_rules"`
+	XrFsStats      *ebpf.MapSpec `ebpf:"xr_fs_stats"`
+	XrFsTrie       *ebpf.MapSpec `ebpf:"xr_fs_trie"`
 	XrHopEpoch     *ebpf.MapSpec `ebpf:"xr_hop_epoch"`
 	XrHopsSeen     *ebpf.MapSpec `ebpf:"xr_hops_seen"`
 	XrLocal4       *ebpf.MapSpec `ebpf:"xr_local4"`
@@ -301,11 +441,14 @@ type fwdMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type fwdVariableSpecs struct {
-	XrCacheFlagsUnused *ebpf.VariableSpec `ebpf:"xr_cache_flags_unused"`
-	XrFibFlagsUnused   *ebpf.VariableSpec `ebpf:"xr_fib_flags_unused"`
-	XrNfFlagsUnused    *ebpf.VariableSpec `ebpf:"xr_nf_flags_unused"`
-	XrOutcomeUnused    *ebpf.VariableSpec `ebpf:"xr_outcome_unused"`
-	XrPortFlagsUnused  *ebpf.VariableSpec `ebpf:"xr_port_flags_unused"`
+	XrCacheFlagsUnused   *ebpf.VariableSpec `ebpf:"xr_cache_flags_unused"`
+	XrFibFlagsUnused     *ebpf.VariableSpec `ebpf:"xr_fib_flags_unused"`
+	XrFsActionUnused     *ebpf.VariableSpec `ebpf:"xr_fs_action_unused"`
+	XrFsBitopFlagsUnused *ebpf.VariableSpec `ebpf:"xr_fs_bitop_flags_unused"`
+	XrFsCompUnused       *ebpf.VariableSpec `ebpf:"xr_fs_comp_unused"`
+	XrNfFlagsUnused      *ebpf.VariableSpec `ebpf:"xr_nf_flags_unused"`
+	XrOutcomeUnused      *ebpf.VariableSpec `ebpf:"xr_outcome_unused"`
+	XrPortFlagsUnused    *ebpf.VariableSpec `ebpf:"xr_port_flags_unused"`
 }
 
 // fwdObjects contains all objects after they have been loaded into the kernel.
@@ -333,6 +476,11 @@ type fwdMaps struct {
 	XrCacheStats   *ebpf.Map `ebpf:"xr_cache_stats"`
 	XrDevmap       *ebpf.Map `ebpf:"xr_devmap"`
 	XrFib          *ebpf.Map `ebpf:"xr_fib"`
+	XrFsBuckets    *ebpf.Map `ebpf:"xr_fs_buckets"`
+	XrFsCands      *ebpf.Map `ebpf:"xr_fs_cands"`
+	XrFsRules      *ebpf.Map `ebpf:"xr_fs_rules"`
+	XrFsStats      *ebpf.Map `ebpf:"xr_fs_stats"`
+	XrFsTrie       *ebpf.Map `ebpf:"xr_fs_trie"`
 	XrHopEpoch     *ebpf.Map `ebpf:"xr_hop_epoch"`
 	XrHopsSeen     *ebpf.Map `ebpf:"xr_hops_seen"`
 	XrLocal4       *ebpf.Map `ebpf:"xr_local4"`
@@ -356,6 +504,11 @@ func (m *fwdMaps) Close() error {
 		m.XrCacheStats,
 		m.XrDevmap,
 		m.XrFib,
+		m.XrFsBuckets,
+		m.XrFsCands,
+		m.XrFsRules,
+		m.XrFsStats,
+		m.XrFsTrie,
 		m.XrHopEpoch,
 		m.XrHopsSeen,
 		m.XrLocal4,
@@ -377,11 +530,14 @@ func (m *fwdMaps) Close() error {
 //
 // It can be passed to loadFwdObjects or ebpf.CollectionSpec.LoadAndAssign.
 type fwdVariables struct {
-	XrCacheFlagsUnused *ebpf.Variable `ebpf:"xr_cache_flags_unused"`
-	XrFibFlagsUnused   *ebpf.Variable `ebpf:"xr_fib_flags_unused"`
-	XrNfFlagsUnused    *ebpf.Variable `ebpf:"xr_nf_flags_unused"`
-	XrOutcomeUnused    *ebpf.Variable `ebpf:"xr_outcome_unused"`
-	XrPortFlagsUnused  *ebpf.Variable `ebpf:"xr_port_flags_unused"`
+	XrCacheFlagsUnused   *ebpf.Variable `ebpf:"xr_cache_flags_unused"`
+	XrFibFlagsUnused     *ebpf.Variable `ebpf:"xr_fib_flags_unused"`
+	XrFsActionUnused     *ebpf.Variable `ebpf:"xr_fs_action_unused"`
+	XrFsBitopFlagsUnused *ebpf.Variable `ebpf:"xr_fs_bitop_flags_unused"`
+	XrFsCompUnused       *ebpf.Variable `ebpf:"xr_fs_comp_unused"`
+	XrNfFlagsUnused      *ebpf.Variable `ebpf:"xr_nf_flags_unused"`
+	XrOutcomeUnused      *ebpf.Variable `ebpf:"xr_outcome_unused"`
+	XrPortFlagsUnused    *ebpf.Variable `ebpf:"xr_port_flags_unused"`
 }
 
 // fwdPrograms contains all programs after they have been loaded into the kernel.

@@ -457,7 +457,9 @@ func TestFwdCoversEveryOutcome(t *testing.T) {
 		// IPV6_DISABLED needs port flags: TestFwdIPv6DisabledPrivileged;
 		// ECMP_HASH needs a hash policy of 2 or 3
 		// (TestFwdECMPPolicyPrivileged).
-		if o == PassUnsuppLWT || o == PassLookupOther || o == PassNetfilter || o == PassIPv6Disabled || o == PassECMPHash {
+		// FLOWSPEC_*: need rules, TestFlowspec*Privileged.
+		if o == PassUnsuppLWT || o == PassLookupOther || o == PassNetfilter || o == PassIPv6Disabled || o == PassECMPHash ||
+			o == FlowspecDrop || o == FlowspecRate {
 			continue
 		}
 		if !seen[o] {

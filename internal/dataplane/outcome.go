@@ -34,6 +34,10 @@ const (
 	PassNoXDPXmit
 	PassRouteMTU
 	PassECMPHash
+	// FlowspecDrop and FlowspecRate are drops (XDP_DROP), not passes: a
+	// FlowSpec rule with traffic-rate 0, and packets over a rule's rate.
+	FlowspecDrop
+	FlowspecRate
 	// NumOutcomes is the number of outcomes (the stats map's size).
 	NumOutcomes
 )
@@ -67,6 +71,8 @@ var outcomeNames = [NumOutcomes]string{
 	PassNoXDPXmit:      "no_xdp_xmit",
 	PassRouteMTU:       "route_mtu",
 	PassECMPHash:       "ecmp_hash",
+	FlowspecDrop:       "flowspec_drop",
+	FlowspecRate:       "flowspec_rate",
 }
 
 var outcomeHelp = [NumOutcomes]string{
@@ -98,6 +104,8 @@ var outcomeHelp = [NumOutcomes]string{
 	PassNoXDPXmit:      "egress interface cannot transmit XDP frames (no ndo_xdp_xmit); the kernel sends it",
 	PassRouteMTU:       "longer than a route's mtu metric (which bpf_fib_lookup ignores); the kernel fragments or sends ICMP",
 	PassECMPHash:       "multipath destination under a hash policy (2, 3) the fast path does not reproduce",
+	FlowspecDrop:       "dropped (XDP_DROP) by a FlowSpec rule with traffic-rate 0",
+	FlowspecRate:       "dropped (XDP_DROP): over the traffic-rate of the FlowSpec rule it matched",
 }
 
 // String returns the outcome's short name as used in stats and metrics.

@@ -1,0 +1,419 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"structs"
+	"sync"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/xrouter/xrouter/internal/flowspec"
+)
+
+// Classifier capacities (bpf/xrouter.h).
+const (
+	FlowspecMaxRules    = 16384  // XR_FS_RULES
+	flowspecMaxCands    = 262144 // XR_FS_CANDS
+	flowspecMaxPrefixes = 16384  // XR_FS_PREFIXES
+	flowspecMaxList     = 16384  // XR_FS_MAX_CANDS
+)
+
+// flowspecMinBurst is the smallest token bucket depth in bytes: a bucket
+// must hold at least one packet of the largest frame XDP sees.
+const flowspecMinBurst = 9216
+
+// flowspecBurstTime is the bucket depth as time at the rule's rate.
+const flowspecBurstSeconds = 0.1
+
+type fsNum = struct {
+	_  structs.HostLayout
+	Lo [4]uint16
+	Hi [4]uint16
+}
+
+type fsBitop = [4]struct {
+	_     structs.HostLayout
+	Value uint16
+	Flags uint16
+}
+
+// fsState is the classifier's user-space side: which bank is live, what
+// each bank's trie holds (to clear it before reuse), and the stable
+// counter id of every installed match.
+type fsState struct {
+	mu       sync.Mutex
+	bank     int
+	trieKeys [2][]fwdXrFsKey
+	ids      map[string]uint32 // match key -> id
+	rules    []flowspec.Rule   // installed, in order
+	has4     bool
+	has6     bool
+}
+
+// FlowspecBurst is the token bucket depth, in bytes, of a rule with the
+// given rate in bytes per second.
+func FlowspecBurst(rate float64) float64 {
+	return max(rate*flowspecBurstSeconds, flowspecMinBurst)
+}
+
+// compileRule turns a validated rule into the program's form.
+func compileRule(r flowspec.Rule, id uint32) (fwdXrFsRule, error) {
+	var c fwdXrFsRule
+	if err := flowspec.Validate(r); err != nil {
+		return c, err
+	}
+	m := &r.Match
+	c.Id = id
+	if m.Src.IsValid() {
+		c.Need |= uint32(fwdXrFsCompXR_FS_SRC)
+		p := m.Src.Masked()
+		var a, mask [16]byte
+		if m.Family == flowspec.IPv4 {
+			copy(a[:], p.Addr().AsSlice())
+		} else {
+			a = p.Addr().As16()
+		}
+		for i := range p.Bits() {
+			mask[i/8] |= 0x80 >> (i % 8)
+		}
+		for i := range 4 {
+			c.Src[i] = binary.NativeEndian.Uint32(a[4*i:])
+			c.SrcMask[i] = binary.NativeEndian.Uint32(mask[4*i:])
+		}
+	}
+	for _, n := range []struct {
+		ops  []flowspec.NumOp
+		max  uint64
+		flag fwdXrFsComp
+		dst  *fsNum
+	}{
+		{m.Proto, 255, fwdXrFsCompXR_FS_PROTO, &c.Proto},
+		{m.Port, 65535, fwdXrFsCompXR_FS_PORT, &c.Port},
+		{m.DstPort, 65535, fwdXrFsCompXR_FS_DPORT, &c.Dport},
+		{m.SrcPort, 65535, fwdXrFsCompXR_FS_SPORT, &c.Sport},
+		{m.ICMPType, 255, fwdXrFsCompXR_FS_ICMP_TYPE, &c.IcmpType},
+		{m.ICMPCode, 255, fwdXrFsCompXR_FS_ICMP_CODE, &c.IcmpCode},
+		{m.PktLen, 65535, fwdXrFsCompXR_FS_PKTLEN, &c.Pktlen},
+		{m.DSCP, 63, fwdXrFsCompXR_FS_DSCP, &c.DscpM},
+	} {
+		if len(n.ops) == 0 {
+			continue
+		}
+		c.Need |= uint32(n.flag)
+		rs := flowspec.Ranges(n.ops, n.max)
+		for i := range 4 {
+			// Unused ranges never match (lo > hi).
+			n.dst.Lo[i], n.dst.Hi[i] = 1, 0
+			if i < len(rs) {
+				n.dst.Lo[i], n.dst.Hi[i] = uint16(rs[i].Lo), uint16(rs[i].Hi)
+			}
+		}
+	}
+	for _, b := range []struct {
+		ops  []flowspec.BitOp
+		flag fwdXrFsComp
+		dst  *fsBitop
+	}{{m.TCPFlags, fwdXrFsCompXR_FS_TCP_FLAGS, &c.TcpFlags}, {m.Fragment, fwdXrFsCompXR_FS_FRAG, &c.Frag}} {
+		if len(b.ops) == 0 {
+			continue
+		}
+		c.Need |= uint32(b.flag)
+		for i, op := range b.ops {
+			f := uint16(fwdXrFsBitopFlagsXR_FS_BIT_USED)
+			if op.And {
+				f |= uint16(fwdXrFsBitopFlagsXR_FS_BIT_AND)
+			}
+			if op.Not {
+				f |= uint16(fwdXrFsBitopFlagsXR_FS_BIT_NOT)
+			}
+			if op.Match {
+				f |= uint16(fwdXrFsBitopFlagsXR_FS_BIT_MATCH)
+			}
+			b.dst[i].Value, b.dst[i].Flags = uint16(op.Value), f
+		}
+	}
+	a := r.Action
+	if a.RateLimited && a.Rate == 0 {
+		c.Action |= uint8(fwdXrFsActionXR_FS_ACT_DROP)
+	} else if a.RateLimited {
+		rate := max(float64(a.Rate), 1)
+		c.Action |= uint8(fwdXrFsActionXR_FS_ACT_RATE)
+		c.NsPerByte = uint64(65536 * 1e9 / rate)
+		c.BurstNs = uint64(FlowspecBurst(rate) * 1e9 / rate)
+	}
+	if a.MarkDSCP {
+		c.Action |= uint8(fwdXrFsActionXR_FS_ACT_MARK)
+		c.Dscp = a.DSCP
+	}
+	return c, nil
+}
+
+// fsTrieKey is the trie key of prefix p in bank.
+func fsTrieKey(bank int, fam flowspec.Family, p netip.Prefix) fwdXrFsKey {
+	k := fwdXrFsKey{Prefixlen: 16 + uint32(p.Bits()), Bank: uint8(bank)}
+	if fam == flowspec.IPv4 {
+		k.Family = 2 // AF_INET
+		copy(k.Addr[:], p.Addr().AsSlice())
+	} else {
+		k.Family = 10 // AF_INET6
+		k.Addr = p.Addr().As16()
+	}
+	return k
+}
+
+// fsLists builds, per distinct destination prefix of the rules (and the
+// family's default prefix), the indexes of the rules whose destination
+// covers it, in rule order.
+func fsLists(rules []flowspec.Rule) map[flowspec.Family]map[netip.Prefix][]int {
+	dst := func(r *flowspec.Rule) netip.Prefix {
+		if r.Match.Dst.IsValid() {
+			return r.Match.Dst.Masked()
+		}
+		if r.Match.Family == flowspec.IPv4 {
+			return netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+		}
+		return netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+	}
+	byPfx := map[flowspec.Family]map[netip.Prefix][]int{}
+	for i := range rules {
+		f := rules[i].Match.Family
+		if byPfx[f] == nil {
+			byPfx[f] = map[netip.Prefix][]int{}
+		}
+		p := dst(&rules[i])
+		byPfx[f][p] = append(byPfx[f][p], i)
+	}
+	out := map[flowspec.Family]map[netip.Prefix][]int{}
+	for f, pfxs := range byPfx {
+		out[f] = map[netip.Prefix][]int{}
+		for p := range pfxs {
+			var l []int
+			for bits := 0; bits <= p.Bits(); bits++ {
+				anc, _ := p.Addr().Prefix(bits)
+				l = append(l, pfxs[anc]...)
+			}
+			sortInts(l)
+			out[f][p] = l
+		}
+	}
+	return out
+}
+
+func sortInts(l []int) {
+	for i := 1; i < len(l); i++ {
+		for j := i; j > 0 && l[j] < l[j-1]; j-- {
+			l[j], l[j-1] = l[j-1], l[j]
+		}
+	}
+}
+
+// SetFlowspec installs rules (in classifier order, as flowspec.Table hands
+// them) as the complete rule set: it fills the idle bank and then switches
+// the program to it with one store, so a packet sees the old set or the
+// new one, never a mix. A rule that keeps its match keeps its counters and
+// bucket. On error nothing changed.
+func (d *Dataplane) SetFlowspec(rules []flowspec.Rule) error {
+	s := &d.fs
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ids == nil {
+		s.ids = map[string]uint32{}
+	}
+	if len(rules) > FlowspecMaxRules {
+		return fmt.Errorf("flowspec: %d rules, at most %d", len(rules), FlowspecMaxRules)
+	}
+	// Ids: kept for matches already installed, the lowest free for new ones.
+	ids := make([]uint32, len(rules))
+	used := map[uint32]bool{}
+	keys := make([]string, len(rules))
+	for i := range rules {
+		keys[i] = rules[i].Match.Key()
+		if id, ok := s.ids[keys[i]]; ok {
+			ids[i] = id
+			used[id] = true
+		}
+	}
+	var fresh []uint32
+	next := uint32(0)
+	for i := range rules {
+		if _, ok := s.ids[keys[i]]; ok {
+			continue
+		}
+		for used[next] {
+			next++
+		}
+		ids[i] = next
+		used[next] = true
+		fresh = append(fresh, next)
+	}
+	compiled := make([]fwdXrFsRule, len(rules))
+	for i, r := range rules {
+		c, err := compileRule(r, ids[i])
+		if err != nil {
+			return fmt.Errorf("flowspec rule %s from %s: %w", r.Match.String(), r.Source, err)
+		}
+		compiled[i] = c
+	}
+	lists := fsLists(rules)
+	nPfx, nCands := 0, 0
+	for _, pl := range lists {
+		for p, l := range pl {
+			nPfx++
+			nCands += len(l)
+			if len(l) > flowspecMaxList {
+				return fmt.Errorf("flowspec: %d rules cover destination %s, at most %d", len(l), p, flowspecMaxList)
+			}
+		}
+	}
+	if nPfx > flowspecMaxPrefixes {
+		return fmt.Errorf("flowspec: %d distinct destination prefixes, at most %d", nPfx, flowspecMaxPrefixes)
+	}
+	if nCands > flowspecMaxCands {
+		return fmt.Errorf("flowspec: candidate lists need %d entries, at most %d (many rules with nested destinations)", nCands, flowspecMaxCands)
+	}
+
+	// New ids start from zero counters and a full bucket.
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("flowspec: %w", err)
+	}
+	zeros := make([]fwdXrCounter, ncpu)
+	for _, id := range fresh {
+		if err := d.objs.XrFsStats.Put(id, zeros); err != nil {
+			return fmt.Errorf("flowspec: resetting counters of rule %d: %w", id, err)
+		}
+		if err := d.objs.XrFsBuckets.Put(id, &fwdXrFsBucket{}); err != nil {
+			return fmt.Errorf("flowspec: resetting bucket of rule %d: %w", id, err)
+		}
+	}
+
+	bank := 1 - s.bank
+	for _, k := range s.trieKeys[bank] {
+		if err := d.objs.XrFsTrie.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("flowspec: clearing %s: %w", fwdMapXrFsTrie, err)
+		}
+	}
+	s.trieKeys[bank] = nil
+	base := uint32(bank) * FlowspecMaxRules
+	for i := range compiled {
+		if err := d.objs.XrFsRules.Put(base+uint32(i), &compiled[i]); err != nil {
+			return fmt.Errorf("flowspec: writing %s: %w", fwdMapXrFsRules, err)
+		}
+	}
+	cand := uint32(bank) * flowspecMaxCands
+	var has4, has6 bool
+	for f, pl := range lists {
+		if f == flowspec.IPv4 {
+			has4 = true
+		} else {
+			has6 = true
+		}
+		// The family's default prefix always has a list (maybe empty),
+		// so that no lookup falls through to nothing by accident.
+		var def netip.Prefix
+		if f == flowspec.IPv4 {
+			def = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+		} else {
+			def = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+		}
+		if _, ok := pl[def]; !ok {
+			pl[def] = nil
+		}
+		for p, l := range pl {
+			v := fwdXrFsList{Start: cand, N: uint32(len(l))}
+			for _, i := range l {
+				if err := d.objs.XrFsCands.Put(cand, base+uint32(i)); err != nil {
+					return fmt.Errorf("flowspec: writing %s: %w", fwdMapXrFsCands, err)
+				}
+				cand++
+			}
+			k := fsTrieKey(bank, f, p)
+			if err := d.objs.XrFsTrie.Put(&k, &v); err != nil {
+				return fmt.Errorf("flowspec: writing %s: %w", fwdMapXrFsTrie, err)
+			}
+			s.trieKeys[bank] = append(s.trieKeys[bank], k)
+		}
+	}
+	var bits uint32
+	if has4 {
+		bits |= uint32(fwdXrNfFlagsXR_NF_FS4)
+	}
+	if has6 {
+		bits |= uint32(fwdXrNfFlagsXR_NF_FS6)
+	}
+	if bank == 1 {
+		bits |= uint32(fwdXrNfFlagsXR_NF_FS_BANK)
+	}
+	mask := uint32(fwdXrNfFlagsXR_NF_FS4 | fwdXrNfFlagsXR_NF_FS6 | fwdXrNfFlagsXR_NF_FS_BANK)
+	if err := d.writeNF(mask, bits); err != nil {
+		return err
+	}
+	s.bank = bank
+	s.ids = map[string]uint32{}
+	for i := range rules {
+		s.ids[keys[i]] = ids[i]
+	}
+	s.rules = append([]flowspec.Rule(nil), rules...)
+	s.has4, s.has6 = has4, has6
+	return nil
+}
+
+// writeNF sets the bits of mask in the nf word to bits, keeping the others,
+// with one word-sized store through the mapping.
+func (d *Dataplane) writeNF(mask, bits uint32) error {
+	d.nfMu.Lock()
+	defer d.nfMu.Unlock()
+	mem, err := d.objs.XrCacheGen.Memory()
+	if err != nil {
+		return fmt.Errorf("mapping %s: %w", CacheGenMapName, err)
+	}
+	var b [4]byte
+	if _, err := mem.ReadAt(b[:], cfgOffNF); err != nil {
+		return fmt.Errorf("reading %s: %w", CacheGenMapName, err)
+	}
+	v := binary.NativeEndian.Uint32(b[:])&^mask | bits&mask
+	binary.NativeEndian.PutUint32(b[:], v)
+	if _, err := mem.WriteAt(b[:], cfgOffNF); err != nil {
+		return fmt.Errorf("writing %s: %w", CacheGenMapName, err)
+	}
+	return nil
+}
+
+// FlowspecRuleStats is an installed rule with its counters.
+type FlowspecRuleStats struct {
+	Rule    flowspec.Rule
+	ID      uint32
+	Packets uint64 // matched
+	Bytes   uint64
+	Over    uint64 // of those, dropped for being over the rate
+}
+
+// FlowspecStats lists the installed rules in order with their counters.
+func (d *Dataplane) FlowspecStats() ([]FlowspecRuleStats, error) {
+	s := &d.fs
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]FlowspecRuleStats, 0, len(s.rules))
+	var per []fwdXrCounter
+	for _, r := range s.rules {
+		id := s.ids[r.Match.Key()]
+		st := FlowspecRuleStats{Rule: r, ID: id}
+		if err := d.objs.XrFsStats.Lookup(id, &per); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", fwdMapXrFsStats, err)
+		}
+		for _, c := range per {
+			st.Packets += c.Packets
+			st.Bytes += c.Bytes
+		}
+		var b fwdXrFsBucket
+		if err := d.objs.XrFsBuckets.Lookup(id, &b); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", fwdMapXrFsBuckets, err)
+		}
+		st.Over = b.Over
+		out = append(out, st)
+	}
+	return out, nil
+}
