@@ -190,20 +190,7 @@ func probePayload(b []byte) []byte {
 	return nil
 }
 
-
-// roundsSince is the index of the first round sent at or after at.
-func (p *prober) roundsSince(at time.Time) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for i := len(p.sent) - 1; i >= 0; i-- {
-		if p.sent[i].Before(at) {
-			return i + 1
-		}
-	}
-	return 0
-}
-
-// correct counts the samples of round r that arrived via want.
+// correctLocked counts the samples of round r that arrived via want.
 func (p *prober) correctLocked(r int, want uint8) int {
 	n := 0
 	for _, g := range p.got[r] {
@@ -214,7 +201,7 @@ func (p *prober) correctLocked(r int, want uint8) int {
 	return n
 }
 
-// settledRounds is the index past the last round old enough for its
+// settledRoundsLocked is the index past the last round old enough for its
 // probes to have arrived.
 func (p *prober) settledRoundsLocked() int {
 	lag := time.Now().Add(-300 * time.Millisecond)

@@ -70,8 +70,12 @@ func failTable(rs []failResult) string {
 	}
 	b.WriteString(" CPU in all (s) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rs {
-		fmt.Fprintf(&b, "| %s | %s | %d + %d | %.1f | %d | %.1f |", r.Feed, failReceiverNames[r.Receiver], r.N4, r.N6,
-			r.Load.Seconds(), r.PeakRSS>>20, r.CPULoad)
+		load := fmt.Sprintf("%.1f", r.Load.Seconds())
+		if r.Flaps > 0 {
+			load += fmt.Sprintf(" (%d session drops)", r.Flaps)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d + %d | %s | %d | %.1f |", r.Feed, failReceiverNames[r.Receiver], r.N4, r.N6,
+			load, r.PeakRSS>>20, r.CPULoad)
 		for _, p := range []string{"kill", "kill-return", "cut", "cut-return"} {
 			fmt.Fprintf(&b, " %s |", phaseCell(r.phase(p)))
 		}
