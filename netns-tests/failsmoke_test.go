@@ -28,7 +28,19 @@ import (
 func TestFailoverSmokePrivileged(t *testing.T) {
 	testbed.RequireRoot(t)
 	o := failOpts{N4: 10000, N6: 2000, Samples: 1000, Hold: 9, Receivers: []string{"xrouter"},
-		Feeds: []string{"diverse"}, Interval: 100 * time.Millisecond, Check: checkFailTables}
+		Feeds: []string{"diverse"}, Interval: 100 * time.Millisecond}
+	checked := 0
+	o.Check = func(t *testing.T, ft *failTopo, rcv failReceiver, want uint8) {
+		checkFailTables(t, ft, rcv, want)
+		if checked++; checked == 1 {
+			// The check itself must see a wrong table: against the other
+			// upstream, every prefix is wrong in the kernel and the RIB.
+			other := viaA + viaB - want
+			if n := len(failTableProblems(t, ft, rcv, other)); n != 2*(10000+2000) {
+				t.Errorf("checked against the wrong upstream, %d problems found, want %d", n, 2*(10000+2000))
+			}
+		}
+	}
 	res := runFailReceiver(t, o, "xrouter", "diverse")
 	for _, want := range []string{"kill", "kill-return"} {
 		ph := res.phase(want)
@@ -44,49 +56,14 @@ func TestFailoverSmokePrivileged(t *testing.T) {
 // must go via the upstream want. It waits up to 30 s for them to agree.
 func checkFailTables(t *testing.T, ft *failTopo, rcv failReceiver, want uint8) {
 	t.Helper()
-	gw4, gw6 := fbA4, fbA6
+	gw4 := fbA4
 	if want == viaB {
-		gw4, gw6 = fbB4, fbB6
+		gw4 = fbB4
 	}
 	n4, n6 := 10000, 2000
-	var wantPfx []netip.Prefix
-	genPrefixes4(n4, func(p netip.Prefix) { wantPfx = append(wantPfx, p) })
-	genPrefixes6(n6, func(p netip.Prefix) { wantPfx = append(wantPfx, p) })
 	var problems []string
 	check := func() bool {
-		problems = nil
-		fib := kernelGateways(t, ft.rcv)
-		var rib map[netip.Prefix][]ribPath
-		if rcv.grpc != "" {
-			rib = gobgpRIB(t, rcv.grpc)
-		}
-		for _, p := range wantPfx {
-			gw := gw4
-			if p.Addr().Is6() {
-				gw = gw6
-			}
-			if got := fib[p]; got != gw {
-				problems = append(problems, fmt.Sprintf("kernel %s via %q, want %s", p, got, gw))
-			}
-			if rib == nil {
-				continue
-			}
-			var best []string
-			for _, rp := range rib[p] {
-				if rp.best {
-					best = append(best, rp.neighbor)
-				}
-			}
-			if len(best) != 1 || best[0] != gwNeighbor(want) {
-				problems = append(problems, fmt.Sprintf("RIB %s: best from %v, want %s", p, best, gwNeighbor(want)))
-			}
-			// A neighbour that is down offers nothing: its paths must be gone.
-			for _, rp := range rib[p] {
-				if rp.neighbor != fbA4 && rp.neighbor != fbB4 {
-					problems = append(problems, fmt.Sprintf("RIB %s: path from unknown neighbour %s", p, rp.neighbor))
-				}
-			}
-		}
+		problems = failTableProblems(t, ft, rcv, want)
 		return len(problems) == 0
 	}
 	if !waitFor(30*time.Second, check) {
@@ -97,6 +74,50 @@ func checkFailTables(t *testing.T, ft *failTopo, rcv failReceiver, want uint8) {
 	}
 	t.Logf("%s: all %d + %d prefixes via %s in the kernel FIB%s", rcv.name, n4, n6, gw4,
 		map[bool]string{true: " and GoBGP's RIB", false: ""}[rcv.grpc != ""])
+}
+
+// failTableProblems lists every prefix of the smoke test's tables whose
+// kernel route or GoBGP best path does not go via the upstream want.
+func failTableProblems(t *testing.T, ft *failTopo, rcv failReceiver, want uint8) []string {
+	t.Helper()
+	gw4, gw6 := fbA4, fbA6
+	if want == viaB {
+		gw4, gw6 = fbB4, fbB6
+	}
+	var wantPfx []netip.Prefix
+	genPrefixes4(10000, func(p netip.Prefix) { wantPfx = append(wantPfx, p) })
+	genPrefixes6(2000, func(p netip.Prefix) { wantPfx = append(wantPfx, p) })
+	var problems []string
+	fib := kernelGateways(t, ft.rcv)
+	var rib map[netip.Prefix][]ribPath
+	if rcv.grpc != "" {
+		rib = gobgpRIB(t, rcv.grpc)
+	}
+	for _, p := range wantPfx {
+		gw := gw4
+		if p.Addr().Is6() {
+			gw = gw6
+		}
+		if got := fib[p]; got != gw {
+			problems = append(problems, fmt.Sprintf("kernel %s via %q, want %s", p, got, gw))
+		}
+		if rib == nil {
+			continue
+		}
+		var best []string
+		for _, rp := range rib[p] {
+			if rp.best {
+				best = append(best, rp.neighbor)
+			}
+			if rp.neighbor != fbA4 && rp.neighbor != fbB4 {
+				problems = append(problems, fmt.Sprintf("RIB %s: path from unknown neighbour %s", p, rp.neighbor))
+			}
+		}
+		if len(best) != 1 || best[0] != gwNeighbor(want) {
+			problems = append(problems, fmt.Sprintf("RIB %s: best from %v, want %s", p, best, gwNeighbor(want)))
+		}
+	}
+	return problems
 }
 
 // gwNeighbor is the session address of the upstream.
