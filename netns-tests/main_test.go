@@ -27,6 +27,9 @@ func testMain(m *testing.M) int {
 	if code, ok := feedMain(); ok {
 		return code
 	}
+	if code, ok := gobgpFeedMain(); ok {
+		return code
+	}
 	if os.Geteuid() != 0 {
 		return m.Run()
 	}
