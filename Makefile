@@ -9,7 +9,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 DEB_PKGS  := iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev procps bird2 frr gobgpd
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build install difftest-long deps generate check-generate vet test test-unit demo bench bench-compare bench-fib clean
+.PHONY: all build install difftest-long deps generate check-generate vet test test-unit demo bench bench-compare bench-fib bench-failover clean
 
 all: build
 
@@ -113,6 +113,23 @@ bench-fib: deps build
 	XROUTER_FIBBENCH_DOC=$(CURDIR)/docs/benchmarks.md \
 	XROUTER_FIBBENCH_PROFILE=$(CURDIR)/bin/fibbench \
 	$(GO) test -count=1 -timeout 30m -run 'TestFIBBenchPrivileged' -v ./netns-tests/
+
+# Failover benchmark: two upstreams (feeders in netns-tests/bgpfeed_test.go)
+# send the same FAILBENCH_PREFIXES IPv4 and FAILBENCH_PREFIXES6 IPv6
+# prefixes, A preferred; xrouter, BIRD and FRR receive in turn, with the
+# diverse (about one attribute set per 3 prefixes) and the packed feed. It
+# measures the load of both tables (time, peak RSS, CPU) and, with probes
+# to 1000 sampled prefixes, failover after kill -9 of A's speaker and after
+# a cut of A's link (hold timer), and the returns; results and plots into
+# docs/benchmarks.md and docs/img/. `make test` runs a 10,000-prefix
+# correctness smoke test of it (TestFailoverSmokePrivileged).
+FAILBENCH_PREFIXES  ?= 1000000
+FAILBENCH_PREFIXES6 ?= 200000
+bench-failover: deps build
+	XROUTER_FAILBENCH_PREFIXES=$(FAILBENCH_PREFIXES) \
+	XROUTER_FAILBENCH_PREFIXES6=$(FAILBENCH_PREFIXES6) \
+	XROUTER_FAILBENCH_DOC=$(CURDIR)/docs/benchmarks.md \
+	$(GO) test -count=1 -timeout 300m -run 'TestFailoverBenchPrivileged' -v ./netns-tests/
 
 demo: deps build
 	XR=./$(BIN) scripts/demo.sh

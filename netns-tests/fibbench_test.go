@@ -124,37 +124,7 @@ func writeBenchRoutes(path string, n int) error {
 		return err
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
-	cur := uint32(11) << 24
-	x := uint32(2463534242) // xorshift state: the same table every run
-	for range n {
-		x ^= x << 13
-		x ^= x >> 17
-		x ^= x << 5
-		var bits int
-		switch r := x % 100; {
-		case r < 60:
-			bits = 24
-		case r < 72:
-			bits = 23
-		case r < 84:
-			bits = 22
-		case r < 90:
-			bits = 21
-		case r < 95:
-			bits = 20
-		default:
-			bits = 16 + int(x>>8)%4
-		}
-		// A prefix must be aligned: shorten it to what cur allows.
-		for bits < 24 && cur&(1<<(32-bits)-1) != 0 {
-			bits++
-		}
-		fmt.Fprintf(w, "route %d.%d.%d.0/%d blackhole;\n", cur>>24, cur>>16&0xff, cur>>8&0xff, bits)
-		cur += 256 << (x >> 28 & 1) // one or two /24s further
-		if cur>>24 == 100 || cur>>24 == 127 {
-			cur += 1 << 24
-		}
-	}
+	genPrefixes4(n, func(p netip.Prefix) { fmt.Fprintf(w, "route %s blackhole;\n", p) })
 	if err := w.Flush(); err != nil {
 		return err
 	}
@@ -472,11 +442,27 @@ protocol bgp feed {
 	return receiver{pids: []int{b.cmd.Process.Pid}}
 }
 
-// startBenchFRR starts zebra and bgpd in the receiver namespace. They are
+// startBenchFRR starts zebra and bgpd in the receiver namespace.
+func startBenchFRR(t *testing.T, p benchPair) receiver {
+	return startZebraBgpd(t, p.recv, fmt.Sprintf(`hostname xrnt-bgpd
+router bgp %d
+ bgp router-id %s
+ no bgp ebgp-requires-policy
+ neighbor %s remote-as %d
+ neighbor %s timers connect 1
+ address-family ipv4 unicast
+  neighbor %s route-map deny-all out
+ exit-address-family
+!
+route-map deny-all deny 10
+`, benchRecvAS, benchRecvAddr, benchFeedAddr, benchFeedAS, benchFeedAddr, benchFeedAddr))
+}
+
+// startZebraBgpd starts zebra and bgpd (with config bgpdConf) in ns. They are
 // started as root and drop to user frr themselves (their default -u frr -g
 // frr); run with -u root they stop with "not part of vty group". Their
 // files live in a directory of their own that user frr may write.
-func startBenchFRR(t *testing.T, p benchPair) receiver {
+func startZebraBgpd(t *testing.T, ns *testbed.Netns, bgpdConf string) receiver {
 	for _, bin := range []string{"/usr/lib/frr/zebra", "/usr/lib/frr/bgpd"} {
 		if _, err := os.Stat(bin); err != nil {
 			t.Skipf("needs %s (Debian package frr; make deps installs it)", bin)
@@ -513,22 +499,11 @@ func startBenchFRR(t *testing.T, p benchPair) receiver {
 		t.Fatal(err)
 	}
 	zconf := write("zebra.conf", "hostname xrnt-zebra\n")
-	bconf := write("bgpd.conf", fmt.Sprintf(`hostname xrnt-bgpd
-router bgp %d
- bgp router-id %s
- no bgp ebgp-requires-policy
- neighbor %s remote-as %d
- neighbor %s timers connect 1
- address-family ipv4 unicast
-  neighbor %s route-map deny-all out
- exit-address-family
-!
-route-map deny-all deny 10
-`, benchRecvAS, benchRecvAddr, benchFeedAddr, benchFeedAS, benchFeedAddr, benchFeedAddr))
+	bconf := write("bgpd.conf", bgpdConf)
 	zserv := filepath.Join(dir, "zserv.api")
 	start := func(name string, args ...string) *peerProc {
 		bin := "/usr/lib/frr/" + name
-		return startPeerProc(t, name, p.recv, append([]string{bin,
+		return startPeerProc(t, name, ns, append([]string{bin,
 			"-i", filepath.Join(dir, name+".pid"), "-z", zserv, "--vty_socket", dir, "--log", "stdout"}, args...)...)
 	}
 	// zebra: a netlink receive buffer large enough for a full table's
