@@ -143,6 +143,14 @@ func (out *fsPath) decodeComponents(rules []*anypb.Any) ([]string, error) {
 	m := &out.rule.Match
 	v6 := m.Family == flowspec.IPv6
 	for _, a := range rules {
+		if a.GetTypeUrl() == "" {
+			// GoBGP's "unknown" component: one it could not decode.
+			// GoBGP v3.37 decodes an IPv6 prefix component as if its
+			// offset were 0, which fails for a non-zero offset.
+			text = append(text, "unknown")
+			fail(errors.New("unsupported component: one GoBGP could not decode (an IPv6 prefix with a non-zero offset, for example)"))
+			continue
+		}
 		c, err := a.UnmarshalNew()
 		if err != nil {
 			text = append(text, "undecodable")

@@ -76,11 +76,11 @@ func buildPolicies(cfg Config) policies {
 			List: []string{netip.PrefixFrom(a, a.BitLen()).String()},
 		})
 		ebgp := n.ebgp(cfg.AS)
-		if n.hasFlowSpec() && (!ebgp || n.FlowSpecImport.PrefixList != "") {
-			// FlowSpec paths enter GoBGP's RIB; flowspec_import and the
-			// RFC 8955 validation are applied to them by flowspec.go. An
-			// eBGP neighbour without flowspec_import falls to its last
-			// statement, reject (RFC 8212).
+		if n.hasFlowSpec() {
+			// FlowSpec paths all enter GoBGP's RIB (they are never
+			// exported): flowspec_import, RFC 8212 and the validation are
+			// applied to them per rule by flowspec.go, which can say why
+			// it rejects one.
 			out.imp.Statements = append(out.imp.Statements, &api.Statement{
 				Name: "import-" + nset + "-flowspec",
 				Conditions: &api.Conditions{
