@@ -389,3 +389,52 @@ func TestFlowSpecPass(t *testing.T) {
 		t.Errorf("view after the withdrawal: %+v", view)
 	}
 }
+
+// A FlowSpec End-of-RIB counts for its own family, not for unicast: the
+// sweep waits for every family of every neighbour. (Before FlowSpec, any
+// End-of-RIB of AFI 1 counted as ipv4-unicast.)
+func TestEndOfRIBFlowSpecFamilies(t *testing.T) {
+	cfg := testConfig()
+	cfg.Neighbors = []Neighbor{{Address: "10.77.0.9", PeerAS: 65001, Families: []string{FamilyIPv4Unicast, FamilyIPv4FlowSpec}}}
+	sink := &fakeSink{routes: map[netip.Prefix][]netip.Addr{}}
+	s, err := New(cfg, sink, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eor := func(f string) *api.WatchEventResponse {
+		return event(&api.Path{NeighborIp: "10.77.0.9", Family: familyAPI(f)})
+	}
+	s.onEvent(eor(FamilyIPv4FlowSpec))
+	if sink.swept != 0 {
+		t.Fatal("a FlowSpec End-of-RIB counted as the unicast one")
+	}
+	s.onEvent(eor(FamilyIPv4Unicast))
+	if sink.swept != 1 {
+		t.Errorf("swept %d times after both End-of-RIBs, want once", sink.swept)
+	}
+}
+
+func TestFlowSpecConfigValidation(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		n    Neighbor
+		want string
+	}{
+		{"import without a FlowSpec family", Neighbor{Families: []string{FamilyIPv4Unicast}, FlowSpecImport: FlowSpecImport{PrefixList: "in"}}, "need ipv4-flowspec or ipv6-flowspec"},
+		{"unknown list", Neighbor{Families: []string{FamilyIPv4FlowSpec}, FlowSpecImport: FlowSpecImport{PrefixList: "nope"}}, `flowspec_import.prefix_list: no prefix list named "nope"`},
+		{"actions without list", Neighbor{Families: []string{FamilyIPv4FlowSpec}, FlowSpecImport: FlowSpecImport{Actions: []string{"drop"}}}, "flowspec_import.prefix_list: required with actions"},
+		{"unknown action", Neighbor{Families: []string{FamilyIPv6FlowSpec}, FlowSpecImport: FlowSpecImport{PrefixList: "in", Actions: []string{"redirect"}}}, `unknown action "redirect"`},
+		{"ok", Neighbor{Families: []string{FamilyIPv4FlowSpec, FamilyIPv6FlowSpec}, FlowSpecImport: FlowSpecImport{PrefixList: "in", Actions: []string{"drop", "mark"}}}, ""},
+	} {
+		cfg := testConfig()
+		tc.n.Address, tc.n.PeerAS = "10.77.0.50", 65050
+		cfg.Neighbors = []Neighbor{tc.n}
+		err := cfg.Validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: error %v, want one with %q", tc.name, err, tc.want)
+		}
+	}
+}
