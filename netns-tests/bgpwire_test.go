@@ -72,6 +72,13 @@ func readBGPMessage(r io.Reader) (rawMsg, error) {
 // until the test ends.
 func acceptRawSpeaker(t *testing.T, ln net.Listener, as uint32, hold uint16, id netip.Addr) *rawSpeaker {
 	t.Helper()
+	return acceptRawSpeakerCaps(t, ln, as, hold, id, nil)
+}
+
+// acceptRawSpeakerCaps is acceptRawSpeaker with more capabilities in the
+// OPEN (each a complete capability: code, length, value).
+func acceptRawSpeakerCaps(t *testing.T, ln net.Listener, as uint32, hold uint16, id netip.Addr, extraCaps []byte) *rawSpeaker {
+	t.Helper()
 	if tl, ok := ln.(*net.TCPListener); ok {
 		_ = tl.SetDeadline(time.Now().Add(20 * time.Second))
 	}
@@ -96,6 +103,7 @@ func acceptRawSpeaker(t *testing.T, ln net.Listener, as uint32, hold uint16, id 
 		65, 4, 0, 0, 0, 0, // four-octet AS
 	}
 	binary.BigEndian.PutUint32(caps[8:], as)
+	caps = append(caps, extraCaps...)
 	open := []byte{4, 0x5b, 0xa0} // AS_TRANS 23456
 	open = binary.BigEndian.AppendUint16(open, hold)
 	open = append(open, id.AsSlice()...)

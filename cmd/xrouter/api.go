@@ -93,6 +93,15 @@ func (c *control) handler() http.Handler {
 		ps, err := c.peers(r.Context())
 		reply(w, ps, err)
 	})
+	// Every neighbour's FlowSpec rules as the speaker judged them,
+	// accepted or rejected with the reason.
+	mux.HandleFunc("GET /flowspec/bgp", func(w http.ResponseWriter, r *http.Request) {
+		if c.speaker == nil {
+			reply(w, []bgp.FlowSpecPeerView{}, nil)
+			return
+		}
+		reply(w, c.speaker.FlowSpec(), nil)
+	})
 	mux.HandleFunc("GET /routes", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, c.installed(), nil)
 	})

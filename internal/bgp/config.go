@@ -4,14 +4,27 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 )
 
 // Families a neighbour may enable.
 const (
-	FamilyIPv4Unicast = "ipv4-unicast"
-	FamilyIPv6Unicast = "ipv6-unicast"
+	FamilyIPv4Unicast  = "ipv4-unicast"
+	FamilyIPv6Unicast  = "ipv6-unicast"
+	FamilyIPv4FlowSpec = "ipv4-flowspec"
+	FamilyIPv6FlowSpec = "ipv6-flowspec"
 )
+
+// FlowSpec actions an import policy may allow (FlowSpecImport.Actions).
+const (
+	FlowSpecActionDrop      = "drop"       // traffic-rate 0
+	FlowSpecActionRateLimit = "rate-limit" // traffic-rate above 0
+	FlowSpecActionMark      = "mark"       // traffic-marking
+)
+
+// flowSpecActions are all of them, the default of FlowSpecImport.Actions.
+var flowSpecActions = []string{FlowSpecActionDrop, FlowSpecActionRateLimit, FlowSpecActionMark}
 
 // Defaults applied by Config.withDefaults to zero values.
 const (
@@ -169,7 +182,8 @@ type Neighbor struct {
 	// PeerAS is the peer's AS; equal to Config.AS makes it iBGP. Required.
 	PeerAS uint32 `mapstructure:"peer_as"`
 	// Families lists the address families to negotiate ("ipv4-unicast",
-	// "ipv6-unicast"). Required: nothing is enabled implicitly.
+	// "ipv6-unicast", "ipv4-flowspec", "ipv6-flowspec"). Required: nothing
+	// is enabled implicitly.
 	Families []string `mapstructure:"families"`
 	// Passive waits for the peer to connect instead of dialling.
 	Passive bool `mapstructure:"passive"`
@@ -190,11 +204,33 @@ type Neighbor struct {
 	// (RFC 8212) and accept everything for an iBGP one.
 	Import string `mapstructure:"import"`
 	Export string `mapstructure:"export"`
-	// MaxPrefixes limits the prefixes the peer may send per family.
+	// MaxPrefixes limits the prefixes the peer may send per family
+	// (FlowSpec rules count as prefixes of their family).
 	MaxPrefixes MaxPrefixes `mapstructure:"max_prefixes"`
+	// FlowSpecImport is the import policy of the FlowSpec families.
+	// Unset (no prefix list): an eBGP neighbour's rules are all rejected
+	// (RFC 8212), an iBGP neighbour's all accepted.
+	FlowSpecImport FlowSpecImport `mapstructure:"flowspec_import"`
+	// FlowSpecValidation is the RFC 8955 section 6 check of each rule
+	// against the unicast RIB; nil means on.
+	FlowSpecValidation *bool `mapstructure:"flowspec_validation"`
 	// GracefulRestart overrides bgp.graceful_restart.enabled for this
 	// neighbour when set.
 	GracefulRestart *bool `mapstructure:"graceful_restart"`
+}
+
+// FlowSpecImport accepts a FlowSpec rule when its destination prefix
+// matches PrefixList (an entry contains it, with a length in the entry's
+// ge/le range) and each of its actions is one of Actions. A rule without a
+// destination matches no list. A rule without actions only counts packets
+// and is accepted when its destination matches.
+type FlowSpecImport struct {
+	// PrefixList names the prefix list the destination must match; set, it
+	// turns the policy on.
+	PrefixList string `mapstructure:"prefix_list"`
+	// Actions allowed: "drop", "rate-limit", "mark"; empty allows all
+	// three.
+	Actions []string `mapstructure:"actions"`
 }
 
 // TTLSecurity is the Generalized TTL Security Mechanism (RFC 5082): we send
@@ -219,6 +255,23 @@ func (n Neighbor) grEnabled(global GracefulRestart) bool {
 	}
 	return global.Enabled
 }
+
+// flowSpecValidation reports whether RFC 8955 section 6 validation is on.
+func (n Neighbor) flowSpecValidation() bool {
+	return n.FlowSpecValidation == nil || *n.FlowSpecValidation
+}
+
+// hasFlowSpec reports whether a FlowSpec family is enabled.
+func (n Neighbor) hasFlowSpec() bool {
+	for _, f := range n.Families {
+		if isFlowSpecFamily(f) {
+			return true
+		}
+	}
+	return false
+}
+
+func isFlowSpecFamily(f string) bool { return f == FamilyIPv4FlowSpec || f == FamilyIPv6FlowSpec }
 
 // ebgp reports whether the neighbour is external.
 func (n Neighbor) ebgp(localAS uint32) bool { return n.PeerAS != localAS }
@@ -318,11 +371,26 @@ func (c Config) Validate() error {
 			bad("%s.peer_as: required", key)
 		}
 		if len(n.Families) == 0 {
-			bad("%s.families: required (%s, %s)", key, FamilyIPv4Unicast, FamilyIPv6Unicast)
+			bad("%s.families: required (%s, %s, %s, %s)", key, FamilyIPv4Unicast, FamilyIPv6Unicast, FamilyIPv4FlowSpec, FamilyIPv6FlowSpec)
 		}
 		for _, f := range n.Families {
-			if f != FamilyIPv4Unicast && f != FamilyIPv6Unicast {
-				bad("%s.families: unknown family %q (want %s or %s)", key, f, FamilyIPv4Unicast, FamilyIPv6Unicast)
+			if f != FamilyIPv4Unicast && f != FamilyIPv6Unicast && !isFlowSpecFamily(f) {
+				bad("%s.families: unknown family %q (want %s, %s, %s or %s)", key, f, FamilyIPv4Unicast, FamilyIPv6Unicast, FamilyIPv4FlowSpec, FamilyIPv6FlowSpec)
+			}
+		}
+		if fi := n.FlowSpecImport; fi.PrefixList != "" || len(fi.Actions) > 0 || n.FlowSpecValidation != nil {
+			if !n.hasFlowSpec() {
+				bad("%s: flowspec_import and flowspec_validation need %s or %s in families", key, FamilyIPv4FlowSpec, FamilyIPv6FlowSpec)
+			}
+			if fi.PrefixList == "" && len(fi.Actions) > 0 {
+				bad("%s.flowspec_import.prefix_list: required with actions", key)
+			} else if fi.PrefixList != "" && !lists[fi.PrefixList] {
+				bad("%s.flowspec_import.prefix_list: no prefix list named %q", key, fi.PrefixList)
+			}
+			for _, a := range fi.Actions {
+				if !slices.Contains(flowSpecActions, a) {
+					bad("%s.flowspec_import.actions: unknown action %q (want %s, %s or %s)", key, a, FlowSpecActionDrop, FlowSpecActionRateLimit, FlowSpecActionMark)
+				}
 			}
 		}
 		if n.LocalAddress != "" {

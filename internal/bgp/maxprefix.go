@@ -175,10 +175,7 @@ func (s *Speaker) watchLimits(ctx context.Context) {
 				if af.State == nil || af.State.Family == nil {
 					continue
 				}
-				fam := FamilyIPv4Unicast
-				if af.State.Family.Afi == api.Family_AFI_IP6 {
-					fam = FamilyIPv6Unicast
-				}
+				fam := familyName(af.State.Family)
 				counts = append(counts, count{a.Unmap(), fam, af.State.Received})
 			}
 		})

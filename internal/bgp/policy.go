@@ -56,6 +56,18 @@ func buildPolicies(cfg Config) policies {
 
 	out.imp = &api.Policy{Name: importPolicy}
 	out.export = &api.Policy{Name: exportPolicy}
+	fsFamilies := []*api.Family{familyAPI(FamilyIPv4FlowSpec), familyAPI(FamilyIPv6FlowSpec)}
+	for _, n := range cfg.Neighbors {
+		if n.hasFlowSpec() {
+			// xrouter applies FlowSpec rules, it does not propagate them.
+			out.export.Statements = append(out.export.Statements, &api.Statement{
+				Name:       "export-no-flowspec",
+				Conditions: &api.Conditions{AfiSafiIn: fsFamilies},
+				Actions:    &api.Actions{RouteAction: api.RouteAction_REJECT},
+			})
+			break
+		}
+	}
 	for _, n := range cfg.Neighbors {
 		a, _ := netip.ParseAddr(n.Address) // validated
 		nset := "nb-" + a.String()
@@ -64,6 +76,20 @@ func buildPolicies(cfg Config) policies {
 			List: []string{netip.PrefixFrom(a, a.BitLen()).String()},
 		})
 		ebgp := n.ebgp(cfg.AS)
+		if n.hasFlowSpec() {
+			// FlowSpec paths all enter GoBGP's RIB (they are never
+			// exported): flowspec_import, RFC 8212 and the validation are
+			// applied to them per rule by flowspec.go, which can say why
+			// it rejects one.
+			out.imp.Statements = append(out.imp.Statements, &api.Statement{
+				Name: "import-" + nset + "-flowspec",
+				Conditions: &api.Conditions{
+					NeighborSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: nset},
+					AfiSafiIn:   fsFamilies,
+				},
+				Actions: &api.Actions{RouteAction: api.RouteAction_ACCEPT},
+			})
+		}
 		out.imp.Statements = append(out.imp.Statements, neighbourStatements("import", nset, n.Import, listFamilies[n.Import], ebgp)...)
 		out.export.Statements = append(out.export.Statements, neighbourStatements("export", nset, n.Export, listFamilies[n.Export], ebgp)...)
 	}

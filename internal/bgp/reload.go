@@ -63,6 +63,7 @@ type sessionView struct {
 func session(cfg Config, n Neighbor) sessionView {
 	v := sessionView{Neighbor: n}
 	v.Import, v.Export = "", ""
+	v.FlowSpecImport, v.FlowSpecValidation = FlowSpecImport{}, nil
 	v.GracefulRestart = nil
 	if n.grEnabled(cfg.GracefulRestart) {
 		v.GR = cfg.GracefulRestart
@@ -163,6 +164,10 @@ func (s *Speaker) apply(ctx context.Context, cur, next Config) (ReloadSummary, e
 	s.mu.Lock()
 	s.cfg = next
 	s.mu.Unlock()
+	// FlowSpec rules are judged again against the new policies.
+	if err := s.startFlowSpec(ctx, next); err != nil {
+		fail(err)
+	}
 	for _, n := range add {
 		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: peerAPI(next, n, false)}); err != nil {
 			fail(fmt.Errorf("adding neighbour %s (as %d): %w", n.Address, n.PeerAS, err))

@@ -83,6 +83,10 @@ type Speaker struct {
 
 	srv    *server.BgpServer
 	cancel context.CancelFunc
+	// watchCtx is the watchers' context, ended by Stop and Leave.
+	watchCtx context.Context
+	// fs follows the FlowSpec rules of neighbours (fswatch.go).
+	fs *fsState
 	// grpcSock is GoBGP's API socket when it is a Unix socket.
 	grpcSock *grpcSocket
 
@@ -132,7 +136,7 @@ func New(cfg Config, sink RouteSink, log *slog.Logger) (*Speaker, error) {
 	return &Speaker{
 		cfg: cfg.withDefaults(), sink: sink, log: log, eor: map[eorKey]bool{},
 		local: map[netip.Prefix]map[string]bool{}, kernel: map[string][]netip.Prefix{},
-		limits: map[netip.Addr]*limitState{},
+		limits: map[netip.Addr]*limitState{}, fs: newFSState(log),
 	}, nil
 }
 
@@ -207,6 +211,7 @@ func (s *Speaker) Start(ctx context.Context) (err error) {
 
 	wctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
+	s.watchCtx = wctx
 	if err := s.srv.WatchEvent(wctx, &api.WatchEventRequest{
 		Table: &api.WatchEventRequest_Table{Filters: []*api.WatchEventRequest_Table_Filter{
 			{Type: api.WatchEventRequest_Table_Filter_BEST, Init: true},
@@ -219,6 +224,9 @@ func (s *Speaker) Start(ctx context.Context) (err error) {
 
 	s.opMu.Lock()
 	defer s.opMu.Unlock()
+	if err := s.startFlowSpec(ctx, s.cfg); err != nil {
+		return err
+	}
 	for _, n := range s.cfg.Neighbors {
 		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: peerAPI(s.cfg, n, s.restarting)}); err != nil {
 			return fmt.Errorf("adding neighbour %s (as %d): %w", n.Address, n.PeerAS, err)
@@ -448,9 +456,9 @@ func (s *Speaker) onEOR(p *api.Path) {
 	if err != nil {
 		return
 	}
-	fam := FamilyIPv4Unicast
-	if p.Family.Afi == api.Family_AFI_IP6 {
-		fam = FamilyIPv6Unicast
+	fam := familyName(p.Family)
+	if fam == "" {
+		return
 	}
 	s.mu.Lock()
 	s.eor[eorKey{addr.Unmap(), fam}] = true
@@ -506,6 +514,9 @@ func (s *Speaker) onPaths(paths []*api.Path) {
 			s.onEOR(p) // End-of-RIB markers carry a family and no NLRI
 			continue
 		}
+		if p.Family != nil && p.Family.Safi != api.Family_SAFI_UNICAST {
+			continue // FlowSpec: followed per neighbour (flowspec.go)
+		}
 		d, ok := s.decode(p)
 		if !ok {
 			continue
@@ -557,6 +568,7 @@ func (s *Speaker) wish(ds []decoded) {
 	} else {
 		s.sink.Set(ds[0].prefix, nh)
 	}
+	s.fs.unicastChanged(ds[0].prefix)
 }
 
 // decode reads the prefix and next hop of a path; ok false (logged): the
@@ -607,10 +619,37 @@ func localPath(p netip.Prefix) *api.Path {
 }
 
 func familyAPI(f string) *api.Family {
-	if f == FamilyIPv6Unicast {
+	switch f {
+	case FamilyIPv6Unicast:
 		return &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}
+	case FamilyIPv4FlowSpec:
+		return &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_FLOW_SPEC_UNICAST}
+	case FamilyIPv6FlowSpec:
+		return &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_FLOW_SPEC_UNICAST}
 	}
 	return &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
+}
+
+// familyName is the config name of a GoBGP family ("" for one xrouter
+// does not configure).
+func familyName(f *api.Family) string {
+	if f == nil {
+		return ""
+	}
+	v6 := f.Afi == api.Family_AFI_IP6
+	switch {
+	case f.Afi != api.Family_AFI_IP && !v6:
+		return ""
+	case f.Safi == api.Family_SAFI_UNICAST && v6:
+		return FamilyIPv6Unicast
+	case f.Safi == api.Family_SAFI_UNICAST:
+		return FamilyIPv4Unicast
+	case f.Safi == api.Family_SAFI_FLOW_SPEC_UNICAST && v6:
+		return FamilyIPv6FlowSpec
+	case f.Safi == api.Family_SAFI_FLOW_SPEC_UNICAST:
+		return FamilyIPv4FlowSpec
+	}
+	return ""
 }
 
 // peerAPI is a neighbour as GoBGP wants it; restarting sets the Restart

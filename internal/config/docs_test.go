@@ -145,7 +145,7 @@ func TestDocumentedErrorExamples(t *testing.T) {
 	for _, tc := range []struct{ body, quoted string }{
 		{"dataplane:\n  modes: auto\n", `unknown key "dataplane.modes"`},
 		{"dataplane:\n  mode: fast\n", `key "dataplane.mode": unknown mode "fast" (want one of auto, native, generic)`},
-		{nb + "}\n", `key "bgp.neighbors[0].families": required (ipv4-unicast, ipv6-unicast)`},
+		{nb + "}\n", `key "bgp.neighbors[0].families": required (ipv4-unicast, ipv6-unicast, ipv4-flowspec, ipv6-flowspec)`},
 		{nb + ", families: [ipv4-unicast], colour: red}\n", `key "bgp.neighbors[0]": has invalid keys: colour`},
 		{nb + ", families: [ipv4-unicast], import: nope}\n", `key "bgp.neighbors[0].import": no prefix list named "nope"`},
 	} {
