@@ -553,3 +553,94 @@ func TestFlowSpecMalformedNLRIPrivileged(t *testing.T) {
 		})
 	}
 }
+
+// TestFlowSpecBGPDropsTrafficPrivileged is the whole chain: a rule that
+// gobgpd's CLI originates reaches the XDP classifier, and the traffic it
+// names is dropped while its neighbour's is forwarded; `xrouter flowspec`
+// counts what was dropped under the peer's source; the CLI's withdrawal
+// lets the traffic through again.
+func TestFlowSpecBGPDropsTrafficPrivileged(t *testing.T) {
+	tp := newTopo(t)
+	const hit, miss = "10.99.7.5", "10.99.7.6"
+	for _, a := range []string{hit, miss} {
+		tp.Dst.IP(t, "addr", "add", a+"/32", "dev", "lo")
+	}
+	startGoBGPD(t, tp.Dst, `[global.config]
+  as = 65002
+  router-id = "10.201.2.2"
+  local-address-list = ["10.201.2.2"]
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "10.201.2.1"
+    peer-as = 65001
+  [neighbors.timers.config]
+    hold-time = 9
+    connect-retry = 1
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-flowspec"
+`)
+	cfgPath, sock := writeRouterConfig(t, tp, lineRouterIfaces, fsRouterBGP("      flowspec_import: {prefix_list: fs-dst}\n", ""))
+	startDaemon(t, tp.Router, cfgPath)
+	if !waitFor(30*time.Second, func() bool { return readPeers(t, cfgPath)[dst4].State == "established" }) {
+		t.Fatalf("session with gobgpd not established: %+v", readPeers(t, cfgPath))
+	}
+	mustGoBGP(t, tp.Dst, "global", "rib", "-a", "ipv4", "add", "10.99.7.0/24")
+	if !waitFor(20*time.Second, func() bool {
+		out, _ := tp.Router.IPExec("route", "show", "10.99.7.0/24")
+		return strings.Contains(out, "via 10.201.2.2")
+	}) {
+		t.Fatal("10.99.7.0/24 from gobgpd not in the router's kernel FIB")
+	}
+	rHit, rMiss := listenUDP(t, tp.Dst, hit), listenUDP(t, tp.Dst, miss)
+	snd := newUDPSender(t, tp.Src, "udp4")
+	warmUp(t, tp.Src, dst4)
+	const n = 100
+	sendUDP(t, snd, rHit, hit, 1, n, time.Millisecond)
+	sendUDP(t, snd, rMiss, miss, 1, n, time.Millisecond)
+
+	mustGoBGP(t, tp.Dst, "global", "rib", "-a", "ipv4-flowspec", "add", "match", "destination", hit+"/32",
+		"protocol", "udp", "destination-port", fmt.Sprintf("==%d", udpPort), "then", "rate-limit", "0")
+	waitFlowSpec(t, sock, 20*time.Second, "the drop rule accepted", func(v map[string][]fsRuleView) bool {
+		return len(v[dst4]) == 1 && v[dst4][0].Accepted
+	})
+	var row fsRow
+	if !waitFor(5*time.Second, func() bool {
+		for _, r := range flowspecRows(t, cfgPath) {
+			if strings.Contains(r.Source, dst4) {
+				row = r
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("the rule from %s is not in `xrouter flowspec`: %+v", dst4, flowspecRows(t, cfgPath))
+	}
+	before := row.Packets
+	if err := snd.send(hit, 2, n, time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	sendUDP(t, snd, rMiss, miss, 2, n, time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	if got := rHit.count(2); got != 0 {
+		t.Errorf("%d of %d datagrams matching the BGP rule arrived, want none", got, n)
+	}
+	for _, r := range flowspecRows(t, cfgPath) {
+		if strings.Contains(r.Source, dst4) {
+			row = r
+		}
+	}
+	if row.Packets-before != n {
+		t.Errorf("rule %q from %s counted %d packets, want the %d sent", row.Match, row.Source, row.Packets-before, n)
+	}
+
+	mustGoBGP(t, tp.Dst, "global", "rib", "-a", "ipv4-flowspec", "del", "match", "destination", hit+"/32",
+		"protocol", "udp", "destination-port", fmt.Sprintf("==%d", udpPort))
+	if !waitFor(5*time.Second, func() bool { return len(flowspecRows(t, cfgPath)) == 0 }) {
+		t.Fatalf("rule still installed after the withdrawal: %+v", flowspecRows(t, cfgPath))
+	}
+	sendUDP(t, snd, rHit, hit, 3, n, time.Millisecond)
+}

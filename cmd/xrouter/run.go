@@ -186,6 +186,16 @@ func run(cfg *config.Config, log *slog.Logger, reload func() (*config.Config, er
 		return err
 	}
 	ctl.flowspec = dp.FlowspecStats
+	if ctl.speaker != nil {
+		// Each call is one neighbour's whole current rule set (empty:
+		// withdrawn). Rules the classifier cannot match are left out
+		// and named; the others are installed.
+		ctl.speaker.OnFlowSpec(func(source string, rules []flowspec.Rule) {
+			if err := fsTable.Set(source, rules); err != nil {
+				log.Warn("flowspec rules from BGP not installed", "source", source, "err", err)
+			}
+		})
+	}
 	// The next-hop cache is off from here until the invalidator has read
 	// the kernel's state and follows its events.
 	inv, err := nhcache.NewInvalidator(nhcache.Config{Enabled: d.Cache.Enabled, MaxAge: d.Cache.MaxAge}, dp, log)
