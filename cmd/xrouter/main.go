@@ -12,6 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
+
+	"github.com/xrouter/xrouter/internal/config"
 )
 
 // Set with -ldflags "-X main.version=...".
@@ -22,6 +24,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "xrouter:", err)
 		os.Exit(1)
 	}
+	os.Exit(xrouter(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// xrouter runs the command line args and returns the exit status: 0, or
+// 1 with the error on one line of stderr.
+func xrouter(args []string, stdout, stderr io.Writer) int {
 	root := &cobra.Command{
 		Use:           "xrouter",
 		Short:         "XDP layer-3 software router",
@@ -30,10 +38,14 @@ func main() {
 	}
 	root.PersistentFlags().String("netns", "", "run in the named network namespace (/run/netns/NAME), keeping the host's mounts")
 	root.AddCommand(runCmd(), statsCmd(), statusCmd(), peersCmd(), routesCmd(), configCmd(), detachCmd(), versionCmd())
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "xrouter:", err)
-		os.Exit(1)
+		fmt.Fprintln(stderr, "xrouter:", config.OneLineError(err))
+		return 1
 	}
+	return 0
 }
 
 // writeJSON is every command's --json output: indented, one document.

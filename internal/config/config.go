@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
@@ -207,6 +208,33 @@ func Keys() []string {
 // dataplane.pin_path when set). It validates everything it can without
 // looking at the system.
 func Load(file string, flags map[string]*pflag.Flag) (*Config, error) {
+	c, err := load(file, flags)
+	if err != nil {
+		return nil, OneLineError(err)
+	}
+	return c, nil
+}
+
+// OneLineError keeps an error on one line whatever the values it quotes
+// hold: control characters (a newline in a group name, say) are escaped.
+func OneLineError(err error) error {
+	msg := err.Error()
+	if !strings.ContainsFunc(msg, unicode.IsControl) {
+		return err
+	}
+	var b strings.Builder
+	for _, r := range msg {
+		if unicode.IsControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return errors.New(b.String())
+}
+
+func load(file string, flags map[string]*pflag.Flag) (*Config, error) {
 	v := viper.New()
 	setDefaults(v)
 	v.SetEnvPrefix("XROUTER")
