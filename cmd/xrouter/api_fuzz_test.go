@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -19,8 +21,10 @@ import (
 // apiTestServer serves the daemon's API handler, with the daemon's HTTP
 // server settings, on a unix socket in a temporary directory. BGP is off
 // (nil speaker and routes) and the pin path holds no data plane, so
-// /stats and /status answer with their error.
-func apiTestServer(tb testing.TB) (sock string) {
+// /stats and /status answer with their error. panicked reports whether
+// the server recovered from a handler's panic (it then closes the
+// connection without an answer and logs it).
+func apiTestServer(tb testing.TB) (sock string, panicked func() string) {
 	tb.Helper()
 	sock = filepath.Join(tb.TempDir(), "api.sock")
 	ln, err := net.Listen("unix", sock)
@@ -30,8 +34,32 @@ func apiTestServer(tb testing.TB) (sock string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	tb.Cleanup(cancel)
 	c := &control{pinPath: filepath.Join(tb.TempDir(), "nopins"), matches: func(string) bool { return false }}
-	serveHTTP(ctx, ln, apiServer(c.handler()), slog.New(slog.DiscardHandler))
-	return sock
+	srv := apiServer(c.handler())
+	errLog := &panicLog{}
+	srv.ErrorLog = log.New(errLog, "", 0)
+	serveHTTP(ctx, ln, srv, slog.New(slog.DiscardHandler))
+	return sock, errLog.panicked
+}
+
+// panicLog keeps the first panic the HTTP server logs.
+type panicLog struct {
+	mu    sync.Mutex
+	first string
+}
+
+func (l *panicLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.first == "" && bytes.Contains(p, []byte("panic")) {
+		l.first = string(p)
+	}
+	return len(p), nil
+}
+
+func (l *panicLog) panicked() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.first
 }
 
 // rawRequest writes req as it is to the socket and reads one response
@@ -147,7 +175,7 @@ func FuzzAPI(f *testing.F) {
 	} {
 		f.Add(seed.method, seed.target, seed.header, []byte(seed.body))
 	}
-	sock := apiTestServer(f)
+	sock, panicked := apiTestServer(f)
 	n := 0
 	f.Fuzz(func(t *testing.T, method, target, header string, body []byte) {
 		var req bytes.Buffer
@@ -161,6 +189,9 @@ func FuzzAPI(f *testing.F) {
 		fmt.Fprintf(&req, "Connection: close\r\n\r\n")
 		req.Write(body)
 		resp, b := rawRequest(t, sock, method, req.Bytes())
+		if p := panicked(); p != "" {
+			t.Fatalf("request %q: the handler panicked: %s", req.Bytes(), p)
+		}
 		checkAPIResponse(t, req.Bytes(), resp, b)
 		if n++; n%16 == 1 {
 			checkPeersAnswer(t, sock)
@@ -172,7 +203,7 @@ func FuzzAPI(f *testing.F) {
 // each a JSON error with the status a client can act on, naming the
 // problem, and never a redirect.
 func TestAPIRefusals(t *testing.T) {
-	sock := apiTestServer(t)
+	sock, panicked := apiTestServer(t)
 	for _, tc := range []struct {
 		req    string
 		status int
@@ -206,4 +237,7 @@ func TestAPIRefusals(t *testing.T) {
 		t.Errorf("64 KiB header: %v %q, want 431", resp, body)
 	}
 	checkPeersAnswer(t, sock)
+	if p := panicked(); p != "" {
+		t.Fatalf("the handler panicked: %s", p)
+	}
 }

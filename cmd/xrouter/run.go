@@ -422,6 +422,11 @@ func newHTTPServer(h http.Handler) *http.Server {
 
 // serveHTTP serves srv on ln until ctx ends.
 func serveHTTP(ctx context.Context, ln net.Listener, srv *http.Server, log *slog.Logger) {
+	if srv.ErrorLog == nil {
+		// The server's own complaints (a handler's panic, a failed
+		// accept) go to the daemon's log, with its format.
+		srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
