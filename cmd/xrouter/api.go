@@ -223,6 +223,8 @@ func peersCmd() *cobra.Command {
 					state += " (held down: " + p.HeldDown + ")"
 				case p.PeerRestarting:
 					state += " (peer restarting, routes kept)"
+				case p.Hint != "":
+					state += " (" + p.Hint + ")"
 				}
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d\n", p.Address, p.PeerAS, state, up, p.Received, p.Accepted, p.Installed)
 			}

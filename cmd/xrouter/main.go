@@ -1,5 +1,14 @@
 // Command xrouter is the xrouter daemon (`xrouter run`) and its operator
 // commands (stats, status, config check, detach, version).
+
+// Go 1.24 and later make listening TCP sockets Multipath TCP where the
+// kernel offers it. GoBGP's BGP listener is one, and an MPTCP socket
+// refuses TCP_MD5SIG (ENOPROTOOPT) and IP_TTL (EOPNOTSUPP): a neighbour
+// with a password could not connect to us (its signed SYNs were dropped
+// as unexpected), and GTSM's TTL 255 was not set on the listener. BGP is
+// plain TCP.
+//
+//go:debug multipathtcp=0
 package main
 
 import (
