@@ -271,6 +271,7 @@ type peerRow struct {
 	GR            bool   `json:"graceful_restart"`
 	Restarting    bool   `json:"peer_restarting"`
 	HeldDown      string `json:"held_down"`
+	Hint          string `json:"hint"`
 }
 
 // readPeers runs `xrouter peers --json -c CFG` and returns the neighbours by

@@ -11,6 +11,8 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -78,15 +80,72 @@ func listenAPI(path, group string) (net.Listener, error) {
 	return unixsock.Listen("api socket", path, gid)
 }
 
+// apiServer is the local API's HTTP server: its answers are quick, so a
+// client that sends slowly or never reads is cut off, and headers are
+// small.
+func apiServer(h http.Handler) *http.Server {
+	srv := newHTTPServer(h)
+	srv.ReadTimeout = 10 * time.Second
+	srv.WriteTimeout = 30 * time.Second
+	srv.MaxHeaderBytes = 16 << 10
+	srv.DisableGeneralOptionsHandler = true // OPTIONS * is ours to refuse
+	return srv
+}
+
+// apiPaths are the local API's resources; each is read with GET (or
+// HEAD) and takes no parameters.
+var apiPaths = []string{"/peers", "/routes", "/stats", "/status", "/flowspec", "/flowspec/bgp"}
+
+// apiError answers with an HTTP error status and {"error": msg}, one line.
+func apiError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+// quoteShort quotes what a client sent for an error message, cut to a
+// readable length.
+func quoteShort(s string) string {
+	const max = 64
+	if len(s) > max {
+		return strconv.Quote(s[:max]) + "..."
+	}
+	return strconv.Quote(s)
+}
+
+// strict refuses, with a JSON error, every request that is not a GET or
+// HEAD of one of apiPaths exactly (no parameters, no path cleaning, no
+// redirects), before next sees it.
+func strict(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL == nil || !slices.Contains(apiPaths, r.URL.Path) || r.URL.RawPath != "":
+			path := r.RequestURI
+			if r.URL != nil && r.URL.RawPath == "" {
+				path = r.URL.Path
+			}
+			apiError(w, http.StatusNotFound, fmt.Sprintf("no such resource %s (the API serves %s)", quoteShort(path), strings.Join(apiPaths, ", ")))
+		case r.Method != http.MethodGet && r.Method != http.MethodHead:
+			w.Header().Set("Allow", "GET, HEAD")
+			apiError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed: the API is read-only (GET)", quoteShort(r.Method)))
+		case r.URL.RawQuery != "" || r.URL.ForceQuery:
+			apiError(w, http.StatusBadRequest, fmt.Sprintf("%s takes no parameters (got %s)", r.URL.Path, quoteShort(r.URL.RawQuery)))
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
 // handler serves the local API.
 func (c *control) handler() http.Handler {
 	mux := http.NewServeMux()
 	reply := func(w http.ResponseWriter, v any, err error) {
-		w.Header().Set("Content-Type", "application/json")
 		if err != nil {
-			w.WriteHeader(http.StatusInternalServerError)
-			v = map[string]string{"error": err.Error()}
+			apiError(w, http.StatusInternalServerError, err.Error())
+			return
 		}
+		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(v)
 	}
 	mux.HandleFunc("GET /peers", func(w http.ResponseWriter, r *http.Request) {
@@ -123,7 +182,7 @@ func (c *control) handler() http.Handler {
 		s, err := collectStatus(c.pinPath, c.matches)
 		reply(w, s, err)
 	})
-	return mux
+	return strict(mux)
 }
 
 // apiGet asks the running daemon.
@@ -185,6 +244,8 @@ func peersCmd() *cobra.Command {
 					state += " (held down: " + p.HeldDown + ")"
 				case p.PeerRestarting:
 					state += " (peer restarting, routes kept)"
+				case p.Hint != "":
+					state += " (" + p.Hint + ")"
 				}
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%d\t%d\n", p.Address, p.PeerAS, state, up, p.Received, p.Accepted, p.Installed)
 			}

@@ -1,5 +1,14 @@
 // Command xrouter is the xrouter daemon (`xrouter run`) and its operator
 // commands (stats, status, config check, detach, version).
+
+// Go 1.24 and later make listening TCP sockets Multipath TCP where the
+// kernel offers it. GoBGP's BGP listener is one, and an MPTCP socket
+// refuses TCP_MD5SIG (ENOPROTOOPT) and IP_TTL (EOPNOTSUPP): a neighbour
+// with a password could not connect to us (its signed SYNs were dropped
+// as unexpected), and GTSM's TTL 255 was not set on the listener. BGP is
+// plain TCP.
+//
+//go:debug multipathtcp=0
 package main
 
 import (
@@ -12,6 +21,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
+
+	"github.com/xrouter/xrouter/internal/config"
 )
 
 // Set with -ldflags "-X main.version=...".
@@ -22,6 +33,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "xrouter:", err)
 		os.Exit(1)
 	}
+	os.Exit(xrouter(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// xrouter runs the command line args and returns the exit status: 0, or
+// 1 with the error on one line of stderr.
+func xrouter(args []string, stdout, stderr io.Writer) int {
 	root := &cobra.Command{
 		Use:           "xrouter",
 		Short:         "XDP layer-3 software router",
@@ -30,10 +47,14 @@ func main() {
 	}
 	root.PersistentFlags().String("netns", "", "run in the named network namespace (/run/netns/NAME), keeping the host's mounts")
 	root.AddCommand(runCmd(), statsCmd(), statusCmd(), peersCmd(), routesCmd(), flowspecCmd(), configCmd(), detachCmd(), versionCmd())
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "xrouter:", err)
-		os.Exit(1)
+		fmt.Fprintln(stderr, "xrouter:", config.OneLineError(err))
+		return 1
 	}
+	return 0
 }
 
 // writeJSON is every command's --json output: indented, one document.

@@ -281,14 +281,14 @@ func run(cfg *config.Config, log *slog.Logger, reload func() (*config.Config, er
 			s, err := dp.CacheStats()
 			return s, inv.State(), err
 		}
-		serveHTTP(ctx, metricsLn, metrics.Handler(metrics.NewCollector(dp.Stats, mgr.Ports), metrics.NewCacheCollector(cache), metrics.NewFlowspecCollector(dp.FlowspecStats)), log)
+		serveHTTP(ctx, metricsLn, newHTTPServer(metrics.Handler(metrics.NewCollector(dp.Stats, mgr.Ports), metrics.NewCacheCollector(cache), metrics.NewFlowspecCollector(dp.FlowspecStats))), log)
 		log.Info("serving metrics", "addr", metricsLn.Addr().String())
 	}
 	if apiLn != nil {
-		serveHTTP(ctx, apiLn, ctl.handler(), log)
+		serveHTTP(ctx, apiLn, apiServer(ctl.handler()), log)
 	}
 	if pprofLn != nil {
-		serveHTTP(ctx, pprofLn, pprofHandler(), log)
+		serveHTTP(ctx, pprofLn, newHTTPServer(pprofHandler()), log)
 		log.Info("serving profiles (debug.pprof)", "addr", pprofLn.Addr().String()+"/debug/pprof/")
 	}
 	routesDone := make(chan error, 1)
@@ -452,9 +452,20 @@ func pprofHandler() http.Handler {
 	return mux
 }
 
-// serveHTTP serves h on ln until ctx ends.
-func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+// newHTTPServer is the server of /metrics and /debug/pprof: a client
+// has 5 s to send its headers, and an idle connection is closed after a
+// minute. No read or write timeout: a CPU profile takes as long as asked.
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
+}
+
+// serveHTTP serves srv on ln until ctx ends.
+func serveHTTP(ctx context.Context, ln net.Listener, srv *http.Server, log *slog.Logger) {
+	if srv.ErrorLog == nil {
+		// The server's own complaints (a handler's panic, a failed
+		// accept) go to the daemon's log, with its format.
+		srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -73,6 +73,9 @@ type PeerState struct {
 	PeerRestarting bool `json:"peer_restarting,omitempty"`
 	// HeldDown names why xrouter keeps the session down ("max-prefix").
 	HeldDown string `json:"held_down,omitempty"`
+	// Hint says why a session that is down may not come up, when the
+	// kernel's counters suggest it (TCP-MD5 failures, see watchMD5).
+	Hint string `json:"hint,omitempty"`
 }
 
 // Speaker is the embedded BGP speaker.
@@ -110,6 +113,8 @@ type Speaker struct {
 	stopped bool
 	// limits is the max-prefix state per neighbour, under mu.
 	limits map[netip.Addr]*limitState
+	// hints says why a neighbour's session may not come up, under mu.
+	hints map[netip.Addr]string
 
 	// scratch and nhBuf are the watcher callback's reused buffers (it
 	// runs in one goroutine).
@@ -136,7 +141,7 @@ func New(cfg Config, sink RouteSink, log *slog.Logger) (*Speaker, error) {
 	return &Speaker{
 		cfg: cfg.withDefaults(), sink: sink, log: log, eor: map[eorKey]bool{},
 		local: map[netip.Prefix]map[string]bool{}, kernel: map[string][]netip.Prefix{},
-		limits: map[netip.Addr]*limitState{}, fs: newFSState(log),
+		limits: map[netip.Addr]*limitState{}, fs: newFSState(log), hints: map[netip.Addr]string{},
 	}, nil
 }
 
@@ -239,6 +244,7 @@ func (s *Speaker) Start(ctx context.Context) (err error) {
 		}
 	}
 	go s.watchLimits(wctx)
+	go s.watchMD5(wctx)
 	s.log.Info("bgp started", "as", s.cfg.AS, "router_id", s.cfg.RouterID, "grpc_address", s.cfg.GRPCAddress,
 		"listen_port", s.cfg.ListenPort, "neighbors", len(s.cfg.Neighbors), "networks", len(s.cfg.Networks),
 		"graceful_restart", s.cfg.GracefulRestart.Enabled, "restarting", s.restarting)
@@ -400,6 +406,9 @@ func (s *Speaker) Peers(ctx context.Context) ([]PeerState, error) {
 		if st := s.limits[out[i].Address]; st != nil && st.tripped {
 			out[i].HeldDown = "max-prefix"
 		}
+		if out[i].State != "established" {
+			out[i].Hint = s.hints[out[i].Address]
+		}
 	}
 	s.mu.Unlock()
 	slices.SortFunc(out, func(a, b PeerState) int { return a.Address.Compare(b.Address) })
@@ -447,6 +456,9 @@ func (s *Speaker) onPeer(pe *api.WatchEventResponse_PeerEvent) {
 	st := pe.Peer.State
 	s.log.Info("bgp neighbour state", "neighbor", st.NeighborAddress, "peer_as", st.PeerAsn,
 		"state", sessionState(st.SessionState))
+	if a, err := netip.ParseAddr(st.NeighborAddress); err == nil && st.SessionState == api.PeerState_ESTABLISHED {
+		s.clearHint(a.Unmap())
+	}
 }
 
 // onEOR records End-of-RIB; once every configured neighbour has sent it for

@@ -5,9 +5,12 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -15,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/pflag"
@@ -213,6 +217,33 @@ func Keys() []string {
 // dataplane.pin_path when set). It validates everything it can without
 // looking at the system.
 func Load(file string, flags map[string]*pflag.Flag) (*Config, error) {
+	c, err := load(file, flags)
+	if err != nil {
+		return nil, OneLineError(err)
+	}
+	return c, nil
+}
+
+// OneLineError keeps an error on one line whatever the values it quotes
+// hold: control characters (a newline in a group name, say) are escaped.
+func OneLineError(err error) error {
+	msg := err.Error()
+	if !strings.ContainsFunc(msg, unicode.IsControl) {
+		return err
+	}
+	var b strings.Builder
+	for _, r := range msg {
+		if unicode.IsControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return errors.New(b.String())
+}
+
+func load(file string, flags map[string]*pflag.Flag) (*Config, error) {
 	v := viper.New()
 	setDefaults(v)
 	v.SetEnvPrefix("XROUTER")
@@ -227,9 +258,12 @@ func Load(file string, flags map[string]*pflag.Flag) (*Config, error) {
 	}
 	where := "defaults"
 	if file != "" {
-		v.SetConfigFile(file)
+		data, err := readFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("config %s: %s", file, oneLine(err))
+		}
 		v.SetConfigType("yaml")
-		if err := v.ReadInConfig(); err != nil {
+		if err := v.ReadConfig(bytes.NewReader(data)); err != nil {
 			return nil, fmt.Errorf("config %s: %s", file, oneLine(err))
 		}
 		where = file
@@ -264,6 +298,28 @@ func Load(file string, flags map[string]*pflag.Flag) (*Config, error) {
 		return nil, fmt.Errorf("config %s: %w", where, err)
 	}
 	return &c, nil
+}
+
+// MaxFileSize bounds the config file: a larger one (or an endless
+// device) is refused after reading this much. A full config with
+// thousands of neighbours and prefix-list entries stays far below.
+const MaxFileSize = 4 << 20
+
+// readFile reads a config file of at most MaxFileSize bytes.
+func readFile(file string) ([]byte, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading: %w", err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("larger than %d MiB: not a config file?", MaxFileSize>>20)
+	}
+	return data, nil
 }
 
 func isPrefixOfKnown(k string, known []string) bool {

@@ -89,6 +89,9 @@ func TestLoadRejects(t *testing.T) {
 		{"cache max_age zero", "dataplane:\n  cache:\n    max_age: 0s\n", []string{"dataplane.cache.max_age"}},
 		{"cache enabled not bool", "dataplane:\n  cache:\n    enabled: perhaps\n", []string{"dataplane.cache.enabled"}},
 		{"cache unknown key", "dataplane:\n  cache:\n    ttl: 5s\n", []string{"dataplane.cache.ttl"}},
+		// Found by TestLoadRandomDocuments: the group name came back raw,
+		// its newline splitting the error.
+		{"newline in a group name", "api:\n  group: \"wheel\\nx\"\n", []string{`key "api.group"`, `wheel\nx`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := writeFile(t, tc.body)
