@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xrouter/xrouter/internal/kernel"
 )
 
 // NexthopTracker is implemented by a Writer that resolves next hops through
@@ -106,6 +108,23 @@ func attachNotOursFilter(fd int) error {
 		return fmt.Errorf("attaching socket filter: %w", err)
 	}
 	return nil
+}
+
+// followChanges calls changed for every event of sub, Lost included (a
+// change may have been missed: look again), until ctx is done or the
+// subscription fails.
+func followChanges(ctx context.Context, sub *kernel.Subscription, changed func()) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-sub.Events():
+			if !ok {
+				return fmt.Errorf("reading route changes: %w", sub.Err())
+			}
+			changed()
+		}
+	}
 }
 
 // Refresh resolves every cached next hop again and returns those whose
