@@ -574,7 +574,14 @@ func (h *hub) run() {
 	}
 }
 
+// errStopped is why a subscription's events end when its namespace's
+// socket was stopped rather than failed.
+var errStopped = errors.New("rtnetlink event subscription stopped")
+
 func (h *hub) closeAll(err error) {
+	if err == nil {
+		err = errStopped
+	}
 	for _, s := range h.subscribers() {
 		s.err = err
 		close(s.ch)
