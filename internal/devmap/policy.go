@@ -2,17 +2,16 @@ package devmap
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
-	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/xrouter/xrouter/internal/dataplane"
+	"github.com/xrouter/xrouter/internal/kernel"
 	"github.com/xrouter/xrouter/internal/sysctl"
 )
 
@@ -42,97 +41,31 @@ func (s srcPolicy) or(o srcPolicy) srcPolicy {
 	return srcPolicy{s.customLocal || o.customLocal, s.customRules || o.customRules, s.realms || o.realms}
 }
 
-// policyGroups are the rtnetlink groups whose events change the port flags
-// besides links and addresses: rp_filter (netconf; accept_local and
-// disable_ipv6 send none, hence the sysctl poll), IPv4 routes and rules.
-var policyGroups = []uint{unix.RTNLGRP_IPV4_NETCONF, unix.RTNLGRP_IPV6_NETCONF, unix.RTNLGRP_IPV4_ROUTE, unix.RTNLGRP_IPV4_RULE}
+// policyQueue is how many route, rule and netconf events may wait for the
+// policy follower: it sees every route written (a BGP table too) but
+// handles each without a system call, so it only falls behind when the
+// machine does.
+const policyQueue = 4096
 
-// rtmsg's type byte, and the protocol of the kernel's own routes and rules.
-const (
-	rtmTypeOff   = 7
-	rtmProtoOff  = 5
-	rtnLocal     = unix.RTN_LOCAL
-	rtprotKernel = unix.RTPROT_KERNEL
-	rtaFlow      = unix.RTA_FLOW
-)
-
-// routePolicy says what an IPv4 route (rtmsg and attributes) adds to the
-// source policy: a local route not made by the kernel for an address, or a
-// realm on the route or one of its paths.
-func routePolicy(b []byte) srcPolicy {
-	var s srcPolicy
-	if len(b) < unix.SizeofRtMsg || b[0] != unix.AF_INET {
-		return s
+// routePolicy says what an IPv4 route adds to the source policy: a local
+// route not made by the kernel for an address, or a realm on the route or
+// one of its paths.
+func routePolicy(r kernel.RouteInfo) srcPolicy {
+	if r.Family != unix.AF_INET {
+		return srcPolicy{}
 	}
-	s.customLocal = b[rtmTypeOff] == rtnLocal && b[rtmProtoOff] != rtprotKernel
-	attrs, err := nl.ParseRouteAttr(b[unix.SizeofRtMsg:])
-	if err != nil {
-		return s
-	}
-	for _, a := range attrs {
-		switch a.Attr.Type {
-		case rtaFlow:
-			s.realms = s.realms || (len(a.Value) >= 4 && binary.NativeEndian.Uint32(a.Value) != 0)
-		case unix.RTA_MULTIPATH:
-			s.realms = s.realms || multipathRealm(a.Value)
-		}
-	}
-	return s
+	return srcPolicy{customLocal: r.Type == unix.RTN_LOCAL && r.Protocol != unix.RTPROT_KERNEL, realms: r.Realms}
 }
 
-// multipathRealm reports whether any rtnexthop of RTA_MULTIPATH carries a
-// realm.
-func multipathRealm(b []byte) bool {
-	for len(b) >= unix.SizeofRtNexthop {
-		l := int(binary.NativeEndian.Uint16(b))
-		if l < unix.SizeofRtNexthop || l > len(b) {
-			return false
-		}
-		if attrs, err := nl.ParseRouteAttr(b[unix.SizeofRtNexthop:l]); err == nil {
-			for _, a := range attrs {
-				if a.Attr.Type == rtaFlow && len(a.Value) >= 4 && binary.NativeEndian.Uint32(a.Value) != 0 {
-					return true
-				}
-			}
-		}
-		al := (l + unix.RTNH_ALIGNTO - 1) &^ (unix.RTNH_ALIGNTO - 1)
-		if al >= len(b) {
-			break
-		}
-		b = b[al:]
+// rulePolicy says what an IPv4 rule adds. added: the rule was announced as
+// added (the kernel marks its rules custom on any add, even of a rule equal
+// to a default one); otherwise it was listed, and only rules not made by
+// the kernel count.
+func rulePolicy(r kernel.RuleInfo, added bool) srcPolicy {
+	if r.Family != unix.AF_INET {
+		return srcPolicy{}
 	}
-	return false
-}
-
-// rulePolicy says what an IPv4 rule (fib_rule_hdr and attributes) adds.
-// seen: the rule was announced as added (the kernel marks its rules custom
-// on any add, even of a rule equal to a default one); otherwise it was
-// listed, and only rules not made by the kernel count.
-func rulePolicy(b []byte, added bool) srcPolicy {
-	var s srcPolicy
-	if len(b) < 12 || b[0] != unix.AF_INET {
-		return s
-	}
-	s.customRules = added
-	proto := uint8(0)
-	attrs, err := nl.ParseRouteAttr(b[12:])
-	if err != nil {
-		return srcPolicy{customRules: true}
-	}
-	for _, a := range attrs {
-		switch a.Attr.Type {
-		case nl.FRA_PROTOCOL:
-			if len(a.Value) >= 1 {
-				proto = a.Value[0]
-			}
-		case nl.FRA_FLOW:
-			s.realms = s.realms || (len(a.Value) >= 4 && binary.NativeEndian.Uint32(a.Value) != 0)
-		}
-	}
-	if proto != rtprotKernel {
-		s.customRules = true
-	}
-	return s
+	return srcPolicy{customRules: added || r.Protocol != unix.RTPROT_KERNEL, realms: r.Realms}
 }
 
 // scanSourcePolicy lists the IPv4 rules and routes of every table.
@@ -140,74 +73,83 @@ func scanSourcePolicy() (srcPolicy, error) {
 	var s srcPolicy
 	for _, q := range []struct {
 		typ, reply uint16
-		hdr        nl.NetlinkRequestData
+		what       string
 		f          func([]byte) srcPolicy
 	}{
-		{unix.RTM_GETRULE, unix.RTM_NEWRULE, &nl.RtMsg{RtMsg: unix.RtMsg{Family: unix.AF_INET}}, func(b []byte) srcPolicy { return rulePolicy(b, false) }},
-		{unix.RTM_GETROUTE, unix.RTM_NEWROUTE, &nl.RtMsg{RtMsg: unix.RtMsg{Family: unix.AF_INET}}, routePolicy},
+		{unix.RTM_GETRULE, unix.RTM_NEWRULE, "rules", func(b []byte) srcPolicy {
+			r, ok := kernel.DecodeRule(b)
+			if !ok {
+				// Unreadable: count it as custom.
+				return srcPolicy{customRules: len(b) > 0 && b[0] == unix.AF_INET}
+			}
+			return rulePolicy(r, false)
+		}},
+		{unix.RTM_GETROUTE, unix.RTM_NEWROUTE, "routes", func(b []byte) srcPolicy {
+			r, _ := kernel.DecodeRoute(b)
+			return routePolicy(r)
+		}},
 	} {
-		var msgs [][]byte
+		var acc srcPolicy
 		var err error
 		for range 10 {
+			acc = srcPolicy{}
 			req := nl.NewNetlinkRequest(int(q.typ), unix.NLM_F_DUMP)
-			req.AddData(q.hdr)
-			msgs, err = req.Execute(unix.NETLINK_ROUTE, q.reply)
+			req.AddData(&nl.RtMsg{RtMsg: unix.RtMsg{Family: unix.AF_INET}})
+			err = req.ExecuteIter(unix.NETLINK_ROUTE, q.reply, func(b []byte) bool {
+				acc = acc.or(q.f(b))
+				return true
+			})
 			if !errors.Is(err, netlink.ErrDumpInterrupted) {
 				break
 			}
 		}
 		if err != nil {
-			return s, fmt.Errorf("listing IPv4 %s: %w", map[uint16]string{unix.RTM_GETRULE: "rules", unix.RTM_GETROUTE: "routes"}[q.typ], err)
+			return s, fmt.Errorf("listing IPv4 %s: %w", q.what, err)
 		}
-		for _, m := range msgs {
-			s = s.or(q.f(m))
-		}
+		s = s.or(acc)
 	}
 	return s, nil
 }
 
-// policyEvent says what one message adds to the policy, and whether it
-// asks for the port flags to be read again.
-func policyEvent(m syscall.NetlinkMessage) (srcPolicy, bool) {
-	switch m.Header.Type {
-	case unix.RTM_NEWNETCONF, unix.RTM_DELNETCONF:
+// policyEvent says what one event adds to the policy, and whether it asks
+// for the port flags to be read again.
+func policyEvent(ev kernel.Event) (srcPolicy, bool) {
+	switch {
+	case ev.Kind == kernel.Netconf:
 		return srcPolicy{}, true
-	case unix.RTM_NEWROUTE:
-		return routePolicy(m.Data), false
-	case unix.RTM_NEWRULE:
-		return rulePolicy(m.Data, true), false
+	case ev.Type == unix.RTM_NEWROUTE:
+		return routePolicy(ev.Route), false
+	case ev.Type == unix.RTM_NEWRULE:
+		return rulePolicy(ev.Rule, true), false
 	}
 	return srcPolicy{}, false
 }
 
-// followPolicy reads policy events until ctx ends or the socket fails,
-// recording them and sending on kick when the flags need a refresh.
-// A lost event (overrun) re-lists everything.
-func (m *Manager) followPolicy(ctx context.Context, s *nl.NetlinkSocket, kick chan<- struct{}) error {
-	for ctx.Err() == nil {
-		msgs, _, err := s.Receive()
-		refresh := false
-		switch {
-		case errors.Is(err, unix.ENOBUFS):
-			p, serr := scanSourcePolicy()
-			if serr != nil {
-				m.log.Warn("re-listing rules and routes after lost events", "err", serr)
-			}
-			m.addSrcPolicy(p)
-			refresh = true
-		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
-			continue
-		case err != nil:
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("reading policy events: %w", err)
+// followPolicy reads policy events until ctx ends or the subscription
+// fails, recording them and sending on kick when the flags need a refresh.
+// Lost events re-list everything.
+func (m *Manager) followPolicy(ctx context.Context, sub *kernel.Subscription, kick chan<- struct{}) error {
+	for {
+		var ev kernel.Event
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok = <-sub.Events():
+		}
+		if !ok {
+			return fmt.Errorf("reading policy events: %w", sub.Err())
 		}
 		var add srcPolicy
-		for _, msg := range msgs {
-			p, r := policyEvent(msg)
-			add = add.or(p)
-			refresh = refresh || r
+		refresh := false
+		if ev.Kind == kernel.Lost {
+			p, err := scanSourcePolicy()
+			if err != nil {
+				m.log.Warn("re-listing rules and routes after lost events", "err", err)
+			}
+			add, refresh = p, true
+		} else {
+			add, refresh = policyEvent(ev)
 		}
 		if m.addSrcPolicy(add) || refresh {
 			select {
@@ -216,7 +158,6 @@ func (m *Manager) followPolicy(ctx context.Context, s *nl.NetlinkSocket, kick ch
 			}
 		}
 	}
-	return nil
 }
 
 // addSrcPolicy records p (sticky) and reports whether anything changed.

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/xrouter/xrouter/internal/kernel"
@@ -39,40 +38,22 @@ func (m *Manager) Run(ctx context.Context, resync time.Duration) error {
 }
 
 func (m *Manager) watch(ctx context.Context, resync time.Duration) error {
-	updates := make(chan netlink.LinkUpdate, 256)
-	done := make(chan struct{})
-	defer close(done)
-	errs := make(chan error, 1)
-	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
-		ErrorCallback: func(err error) {
-			select {
-			case errs <- err:
-			default:
-			}
-		},
-	})
+	// Links and addresses: hot-plug and the local addresses. Lost events
+	// make a full resync.
+	links, err := kernel.Subscribe("", kernel.Filter{Kinds: kernel.Link | kernel.Addr})
 	if err != nil {
-		return fmt.Errorf("subscribing to link events: %w", err)
+		return fmt.Errorf("subscribing to link and address events: %w", err)
 	}
-	addrs := make(chan netlink.AddrUpdate, 256)
-	err = netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{
-		ErrorCallback: func(err error) {
-			select {
-			case errs <- err:
-			default:
-			}
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("subscribing to address events: %w", err)
-	}
+	defer links.Close()
 	// rp_filter changes (netconf), routes and rules: the port flags follow
-	// them at once.
-	ps, err := nl.Subscribe(unix.NETLINK_ROUTE, policyGroups...)
+	// them at once. A subscription of its own, so that a route burst it
+	// falls behind on re-reads only the rules and routes.
+	ps, err := kernel.Subscribe("", kernel.Filter{Kinds: kernel.Netconf | kernel.Route | kernel.Rule, Queue: policyQueue})
 	if err != nil {
 		return fmt.Errorf("subscribing to netconf, route and rule events: %w", err)
 	}
 	defer ps.Close()
+	errs := make(chan error, 1)
 	kick := make(chan struct{}, 1)
 	pctx, pcancel := context.WithCancel(ctx)
 	defer pcancel()
@@ -139,27 +120,29 @@ func (m *Manager) watch(ctx context.Context, resync time.Duration) error {
 			if m.tcxChanged() {
 				m.syncTC()
 			}
-		case u, ok := <-updates:
+		case ev, ok := <-links.Events():
 			if !ok {
-				return fmt.Errorf("link event channel closed")
+				return fmt.Errorf("link and address events: %w", links.Err())
 			}
-			m.handle(u)
-		case _, ok := <-addrs:
-			if !ok {
-				return fmt.Errorf("address event channel closed")
+			switch ev.Kind {
+			case kernel.Link:
+				m.handle(ev)
+			case kernel.Addr:
+				m.syncLocal()
+			case kernel.Lost:
+				m.log.Warn("link and address events lost: resync")
+				m.Resync()
 			}
-			m.syncLocal()
 		}
 	}
 }
 
-func (m *Manager) handle(u netlink.LinkUpdate) {
-	a := u.Link.Attrs()
-	if u.Header.Type == unix.RTM_DELLINK {
-		m.forget(a.Index)
+func (m *Manager) handle(ev kernel.Event) {
+	if ev.Type == unix.RTM_DELLINK {
+		m.forget(ev.Link.Attrs().Index)
 		return
 	}
-	m.apply(u.Link)
+	m.apply(ev.Link)
 }
 
 // apply brings one interface in line with the selection.

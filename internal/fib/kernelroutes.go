@@ -1,8 +1,9 @@
 package fib
 
 // Kernel routes xrouter did not write, for BGP redistribution. It follows
-// the kernel's changes through the same filtered subscription as next-hop
-// tracking (nhtrack.go); nothing else in the package depends on it.
+// the kernel's changes through the event hub (internal/kernel), filtered
+// like next-hop tracking (nhtrack.go); nothing else in the package depends
+// on it.
 
 import (
 	"context"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/xrouter/xrouter/internal/kernel"
 )
 
 // KernelRoutes are the redistributable routes of the main table.
@@ -83,16 +86,16 @@ func WatchKernelRoutes(ctx context.Context, settle time.Duration, log *slog.Logg
 	if log == nil {
 		log = slog.Default()
 	}
-	// The same filtered subscription as next-hop tracking: our own routes
-	// (a full table while BGP converges) do not wake it.
-	fd, err := subscribeNotOurs("", unix.RTMGRP_IPV4_ROUTE|unix.RTMGRP_IPV6_ROUTE)
+	// Filtered like next-hop tracking: our own routes (a full table
+	// while BGP converges) do not wake it.
+	sub, err := kernel.Subscribe("", kernel.Filter{Kinds: kernel.Route, IgnoreProtocol: ProtocolBGP})
 	if err != nil {
-		return err
+		return fmt.Errorf("subscribing to route changes: %w", err)
 	}
 	updates := make(chan struct{}, 1)
 	go func() {
-		defer unix.Close(fd)
-		err := readChanges(ctx, fd, func() {
+		defer sub.Close()
+		err := followChanges(ctx, sub, func() {
 			select {
 			case updates <- struct{}{}:
 			default:

@@ -102,22 +102,31 @@ type Event struct {
 	Route RouteInfo
 	// Neigh is set for Neigh events.
 	Neigh *netlink.Neigh
+	// Rule is set for Rule events.
+	Rule RuleInfo
 }
 
-// RouteInfo is what a route event says about the route, without its next
-// hops (which no subscriber needs): small enough to be passed by value, so
-// that a table being written costs no allocation per route beyond parsing.
+// RouteInfo is what a route event (or a route dump) says about the route,
+// without its next hops (which no subscriber needs): small enough to be
+// passed by value, so that a table being written costs no allocation per
+// route beyond parsing.
 type RouteInfo struct {
 	Family   uint8
 	Dst      netip.Prefix
+	Src      netip.Prefix // RTA_SRC with rtm_src_len (IPv6 source-specific routes)
 	SrcLen   uint8
 	Tos      uint8
 	Protocol uint8
 	Scope    uint8
 	Type     uint8
 	Table    uint32
+	Priority uint32 // RTA_PRIORITY (the metric)
+	// MTU is the RTAX_MTU metric (0: none).
+	MTU uint32
 	// Multipath: RTA_MULTIPATH, or a nexthop object (which may be a group).
 	Multipath bool
+	// Realms: a realm (RTA_FLOW) on the route or on one of its paths.
+	Realms bool
 }
 
 // DecodeRoute reads a route message's body (struct rtmsg and attributes),
@@ -138,29 +147,124 @@ func DecodeRoute(b []byte) (RouteInfo, bool) {
 	default:
 		return RouteInfo{}, false
 	}
+	src := addr
 	attrs, err := nl.ParseRouteAttr(b[m.Len():])
 	if err != nil {
 		return RouteInfo{}, false
 	}
 	for _, a := range attrs {
-		switch a.Attr.Type {
+		switch a.Attr.Type & nl.NLA_TYPE_MASK {
 		case unix.RTA_DST:
 			if ip, ok := netip.AddrFromSlice(a.Value); ok {
 				addr = ip
+			}
+		case unix.RTA_SRC:
+			if ip, ok := netip.AddrFromSlice(a.Value); ok {
+				src = ip
 			}
 		case unix.RTA_TABLE:
 			if len(a.Value) == 4 {
 				r.Table = nl.NativeEndian().Uint32(a.Value)
 			}
-		case unix.RTA_MULTIPATH, rtaNHID:
+		case unix.RTA_PRIORITY:
+			if len(a.Value) == 4 {
+				r.Priority = nl.NativeEndian().Uint32(a.Value)
+			}
+		case unix.RTA_METRICS:
+			r.MTU = metricMTU(a.Value)
+		case unix.RTA_FLOW:
+			r.Realms = r.Realms || realm(a.Value)
+		case unix.RTA_MULTIPATH:
+			r.Multipath = true
+			r.Realms = r.Realms || pathRealms(a.Value)
+		case rtaNHID:
 			r.Multipath = true
 		}
+	}
+	if sp, err := src.Prefix(int(r.SrcLen)); err == nil {
+		r.Src = sp
 	}
 	p, err := addr.Prefix(int(m.Dst_len))
 	if err != nil {
 		return RouteInfo{}, false
 	}
 	r.Dst = p
+	return r, true
+}
+
+// realm reports whether an RTA_FLOW (or FRA_FLOW) value names a realm.
+func realm(v []byte) bool { return len(v) >= 4 && nl.NativeEndian().Uint32(v) != 0 }
+
+// metricMTU reads RTAX_MTU from an RTA_METRICS attribute's nested ones.
+func metricMTU(b []byte) uint32 {
+	attrs, err := nl.ParseRouteAttr(b)
+	if err != nil {
+		return 0
+	}
+	for _, a := range attrs {
+		if a.Attr.Type&nl.NLA_TYPE_MASK == unix.RTAX_MTU && len(a.Value) == 4 {
+			return nl.NativeEndian().Uint32(a.Value)
+		}
+	}
+	return 0
+}
+
+// pathRealms reports whether any path (struct rtnexthop and its
+// attributes) of an RTA_MULTIPATH carries a realm.
+func pathRealms(b []byte) bool {
+	for len(b) >= unix.SizeofRtNexthop {
+		l := int(nl.DeserializeRtNexthop(b).RtNexthop.Len)
+		if l < unix.SizeofRtNexthop || l > len(b) {
+			return false
+		}
+		if attrs, err := nl.ParseRouteAttr(b[unix.SizeofRtNexthop:l]); err == nil {
+			for _, a := range attrs {
+				if a.Attr.Type&nl.NLA_TYPE_MASK == unix.RTA_FLOW && realm(a.Value) {
+					return true
+				}
+			}
+		}
+		al := (l + unix.RTNH_ALIGNTO - 1) &^ (unix.RTNH_ALIGNTO - 1)
+		if al >= len(b) {
+			break
+		}
+		b = b[al:]
+	}
+	return false
+}
+
+// RuleInfo is what a policy rule event says about the rule.
+type RuleInfo struct {
+	Family   uint8
+	Protocol uint8 // FRA_PROTOCOL: who made it (unix.RTPROT_KERNEL for the defaults)
+	// Realms: the rule sets a realm (FRA_FLOW).
+	Realms bool
+}
+
+// sizeofRuleHdr is struct fib_rule_hdr's size.
+const sizeofRuleHdr = 12
+
+// DecodeRule reads a rule message's body (struct fib_rule_hdr and
+// attributes).
+func DecodeRule(b []byte) (RuleInfo, bool) {
+	if len(b) < sizeofRuleHdr {
+		return RuleInfo{}, false
+	}
+	r := RuleInfo{Family: b[0]}
+	attrs, err := nl.ParseRouteAttr(b[sizeofRuleHdr:])
+	if err != nil {
+		return RuleInfo{}, false
+	}
+	for _, a := range attrs {
+		switch a.Attr.Type & nl.NLA_TYPE_MASK {
+		case nl.FRA_PROTOCOL:
+			if len(a.Value) >= 1 {
+				r.Protocol = a.Value[0]
+			}
+		case nl.FRA_FLOW:
+			r.Realms = r.Realms || realm(a.Value)
+		}
+	}
 	return r, true
 }
 
@@ -470,7 +574,14 @@ func (h *hub) run() {
 	}
 }
 
+// errStopped is why a subscription's events end when its namespace's
+// socket was stopped rather than failed.
+var errStopped = errors.New("rtnetlink event subscription stopped")
+
 func (h *hub) closeAll(err error) {
+	if err == nil {
+		err = errStopped
+	}
 	for _, s := range h.subscribers() {
 		s.err = err
 		close(s.ch)
@@ -579,6 +690,12 @@ func decode(kind Kind, hdr *unix.NlMsghdr, data []byte) (Event, bool) {
 			return ev, false
 		}
 		ev.Route = r
+	case Rule:
+		r, ok := DecodeRule(data)
+		if !ok {
+			return ev, false
+		}
+		ev.Rule = r
 	case Neigh:
 		if len(data) < unix.SizeofNdMsg {
 			return ev, false

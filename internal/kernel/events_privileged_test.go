@@ -188,3 +188,49 @@ func TestSubscriptionInCallersNamespacePrivileged(t *testing.T) {
 		t.Errorf("routes of another namespace seen: %v", got2)
 	}
 }
+
+// TestDecodeWhatSubscribersNeedPrivileged: route events carry the source
+// prefix, metric, mtu metric and realms (on the route or a path); rule
+// events their family, protocol and realm.
+func TestDecodeWhatSubscribersNeedPrivileged(t *testing.T) {
+	testbed.RequireRoot(t)
+	ns := vethNS(t)
+	ns.IP(t, "addr", "add", "fd00:5::1/64", "dev", "v0", "nodad")
+	s := subscribe(t, ns, Filter{Kinds: Route | Rule})
+	ns.IP(t, "route", "add", "10.63.0.0/16", "via", "10.5.0.2", "realm", "7")
+	ns.IP(t, "route", "add", "10.64.0.0/16", "nexthop", "via", "10.5.0.2", "realm", "3", "nexthop", "via", "10.5.0.3")
+	ns.IP(t, "route", "add", "10.65.0.0/16", "via", "10.5.0.2", "mtu", "1400", "metric", "77")
+	ns.IP(t, "-6", "route", "add", "fd00:64::/48", "from", "fd00:99::/48", "via", "fd00:5::2")
+	ns.IP(t, "rule", "add", "to", "10.57.0.0/16", "lookup", "100", "realms", "5")
+	routes := map[string]RouteInfo{}
+	var rules []RuleInfo
+	deadline := time.After(2 * time.Second)
+	for len(routes) < 4 || len(rules) < 1 {
+		select {
+		case e := <-s.Events():
+			switch {
+			case e.Kind == Route && e.Type == unix.RTM_NEWROUTE:
+				routes[e.Route.Dst.String()] = e.Route
+			case e.Kind == Rule && e.Type == unix.RTM_NEWRULE:
+				rules = append(rules, e.Rule)
+			}
+		case <-deadline:
+			t.Fatalf("events missing: routes %v rules %v", routes, rules)
+		}
+	}
+	if r := routes["10.63.0.0/16"]; !r.Realms || r.Multipath {
+		t.Errorf("route with a realm decoded as %+v", r)
+	}
+	if r := routes["10.64.0.0/16"]; !r.Realms || !r.Multipath {
+		t.Errorf("multipath route with a realm on one path decoded as %+v", r)
+	}
+	if r := routes["10.65.0.0/16"]; r.MTU != 1400 || r.Priority != 77 || r.Realms {
+		t.Errorf("route with mtu 1400 metric 77 decoded as %+v", r)
+	}
+	if r := routes["fd00:64::/48"]; r.Src != netip.MustParsePrefix("fd00:99::/48") || r.SrcLen != 48 {
+		t.Errorf("source-specific route decoded as %+v", r)
+	}
+	if r := rules[0]; r.Family != unix.AF_INET || !r.Realms || r.Protocol == unix.RTPROT_KERNEL {
+		t.Errorf("rule with a realm decoded as %+v", r)
+	}
+}

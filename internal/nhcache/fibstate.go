@@ -7,14 +7,13 @@ package nhcache
 // this is needed whether or not the cache is enabled.
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net/netip"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/xrouter/xrouter/internal/dataplane"
+	"github.com/xrouter/xrouter/internal/kernel"
 	"github.com/xrouter/xrouter/internal/sysctl"
 )
 
@@ -47,12 +46,12 @@ type fibState struct {
 }
 
 // routeKeyMTU extracts a route's key and mtu metric (0 when it has none).
-func routeKeyMTU(r route) (rtKey, uint32) {
-	return rtKey{family: r.family, table: r.table, dst: r.dst, src: r.src, tos: r.tos, priority: r.priority}, r.mtu
+func routeKeyMTU(r kernel.RouteInfo) (rtKey, uint32) {
+	return rtKey{family: r.Family, table: r.Table, dst: r.Dst, src: r.Src, tos: r.Tos, priority: r.Priority}, r.MTU
 }
 
 // noteRouteMTU records a route event. Called with v.mu held.
-func (v *Invalidator) noteRouteMTU(r route, deleted bool) {
+func (v *Invalidator) noteRouteMTU(r kernel.RouteInfo, deleted bool) {
 	k, mtu := routeKeyMTU(r)
 	old, tracked := v.fib.mtus[k]
 	switch {
@@ -133,13 +132,11 @@ func (v *Invalidator) writeFIB(force bool) error {
 }
 
 // mtusFrom collects the routes with an mtu metric from a route dump.
-func mtusFrom(msgs []syscall.NetlinkMessage) map[rtKey]uint32 {
+func mtusFrom(routes []kernel.RouteInfo) map[rtKey]uint32 {
 	out := map[rtKey]uint32{}
-	for _, m := range msgs {
-		if r, ok := parseRoute(m.Data); ok {
-			if k, mtu := routeKeyMTU(r); mtu != 0 {
-				out[k] = mtu
-			}
+	for _, r := range routes {
+		if k, mtu := routeKeyMTU(r); mtu != 0 {
+			out[k] = mtu
 		}
 	}
 	return out
@@ -148,9 +145,9 @@ func mtusFrom(msgs []syscall.NetlinkMessage) map[rtKey]uint32 {
 // rereadMTUs replaces the tracked routes from a fresh dump. Called with
 // v.mu held.
 func (v *Invalidator) rereadMTUs() error {
-	routes, err := dumpRetry(unix.RTM_GETROUTE, make([]byte, unix.SizeofRtMsg))
+	routes, err := listRoutes()
 	if err != nil {
-		return fmt.Errorf("listing routes: %w", err)
+		return err
 	}
 	v.fib.mtus = mtusFrom(routes)
 	v.fib.reread = false
@@ -168,18 +165,4 @@ func (v *Invalidator) SyncFIB() error {
 		return err
 	}
 	return v.writeFIB(true)
-}
-
-// metricMTU reads RTAX_MTU from an RTA_METRICS attribute's nested ones.
-func metricMTU(b []byte) uint32 {
-	attrs, err := parseAttrs(b)
-	if err != nil {
-		return 0
-	}
-	for _, a := range attrs {
-		if a.typ == unix.RTAX_MTU && len(a.val) == 4 {
-			return binary.NativeEndian.Uint32(a.val)
-		}
-	}
-	return 0
 }

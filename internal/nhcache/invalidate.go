@@ -14,7 +14,6 @@
 package nhcache
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -22,12 +21,14 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	"github.com/xrouter/xrouter/internal/dataplane"
+	"github.com/xrouter/xrouter/internal/kernel"
 )
 
 // Config configures the next-hop cache's invalidation.
@@ -179,21 +180,14 @@ func (v *Invalidator) Stop() {
 	}
 }
 
-// groups are the rtnetlink multicast groups whose events can change a
-// bpf_fib_lookup result.
-var groups = []int{
-	unix.RTNLGRP_LINK,
-	unix.RTNLGRP_NEIGH,
-	unix.RTNLGRP_IPV4_IFADDR,
-	unix.RTNLGRP_IPV6_IFADDR,
-	unix.RTNLGRP_IPV4_ROUTE,
-	unix.RTNLGRP_IPV6_ROUTE,
-	unix.RTNLGRP_IPV4_RULE,
-	unix.RTNLGRP_IPV6_RULE,
-	unix.RTNLGRP_NEXTHOP,
-	unix.RTNLGRP_IPV4_NETCONF,
-	unix.RTNLGRP_IPV6_NETCONF,
-}
+// kinds are the rtnetlink events that can change a bpf_fib_lookup result.
+const kinds = kernel.Link | kernel.Neigh | kernel.Addr | kernel.Route | kernel.Rule | kernel.Nexthop | kernel.Netconf
+
+// eventQueue is how many events may wait for the invalidator. It follows
+// every route, xrouter's own too (a BGP table being written), and batches
+// them; together with the hub's 16 MiB socket buffer this is more room than
+// the invalidator's own socket had. A full queue counts as lost events.
+const eventQueue = 1 << 16
 
 // Run subscribes, reads the kernel's state, enables the cache and then
 // follows events until ctx ends. With the cache disabled the generation
@@ -222,11 +216,11 @@ func (v *Invalidator) Run(ctx context.Context) error {
 }
 
 func (v *Invalidator) follow(ctx context.Context) error {
-	fd, err := subscribe()
+	sub, err := kernel.Subscribe("", kernel.Filter{Kinds: kinds, Queue: eventQueue})
 	if err != nil {
-		return err
+		return fmt.Errorf("subscribing to rtnetlink events: %w", err)
 	}
-	defer unix.Close(fd)
+	defer sub.Close()
 	// Subscribed first, then read: nothing between the two is lost.
 	if err := v.resync("start"); err != nil {
 		return err
@@ -236,7 +230,7 @@ func (v *Invalidator) follow(ctx context.Context) error {
 	}
 
 	events := make(chan error, 1)
-	go func() { events <- v.readLoop(ctx, fd) }()
+	go func() { events <- v.readLoop(ctx, sub.Events(), sub.Err) }()
 	tick := time.NewTicker(v.cfg.MaxAge)
 	defer tick.Stop()
 	renew := time.NewTicker(leaseRenew)
@@ -258,104 +252,82 @@ func (v *Invalidator) follow(ctx context.Context) error {
 	}
 }
 
-func subscribe() (int, error) {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
-	if err != nil {
-		return -1, fmt.Errorf("netlink socket: %w", err)
-	}
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("netlink bind: %w", err)
-	}
-	for _, g := range groups {
-		if err := unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, g); err != nil {
-			unix.Close(fd)
-			return -1, fmt.Errorf("joining rtnetlink group %d: %w", g, err)
+// readLoop applies events until ctx ends or the subscription ends (errOf
+// then says why).
+func (v *Invalidator) readLoop(ctx context.Context, events <-chan kernel.Event, errOf func() error) error {
+	var buf []kernel.Event
+	for {
+		var ev kernel.Event
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok = <-events:
 		}
-	}
-	// Big enough for route bursts (a BGP table); an overrun is still
-	// handled (ENOBUFS: bump and resync).
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 16<<20)
-	tv := unix.NsecToTimeval(int64(200 * time.Millisecond))
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("netlink receive timeout: %w", err)
-	}
-	return fd, nil
-}
-
-func (v *Invalidator) readLoop(ctx context.Context, fd int) error {
-	buf := make([]byte, 1<<20)
-	for ctx.Err() == nil {
-		n, _, err := unix.Recvfrom(fd, buf, 0)
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-			continue
+		if !ok {
+			return fmt.Errorf("reading netlink events: %w", errOf())
 		}
 		got := time.Now()
-		reason, lost, err := v.batch(fd, buf, n, err)
-		if err != nil {
-			return err
-		}
-		if lost != "" {
+		buf = batch(append(buf[:0], ev), events)
+		if lost(buf) {
 			// Events were lost: nothing cached can be trusted, and
 			// the tries may lack a multipath route. Off until
 			// everything is read again.
 			v.Stop()
-			v.log.Warn("next-hop cache: events lost, re-reading the kernel's state", "why", lost)
-			if err := v.resync(lost); err != nil {
+			v.log.Warn("next-hop cache: events lost, re-reading the kernel's state", "why", "netlink overrun, full queue or unparsable message")
+			if err := v.resync("events lost"); err != nil {
 				return err
 			}
 			continue
 		}
-		if reason != "" {
+		if reason := v.apply(buf); reason != "" {
 			v.Bump(reason)
 			v.log.Debug("next-hop cache generation bumped", "reason", reason, "generation", v.State().Generation, "took", time.Since(got))
 		}
 	}
-	return nil
 }
 
 // maxBatch bounds how many queued messages one bump covers.
 const maxBatch = 256
 
-// batch applies the message just received and whatever else is already
-// queued (up to maxBatch), so that a burst (a BGP table being installed)
-// costs one bump rather than one per route. It returns why to bump, or
-// why events were lost.
-func (v *Invalidator) batch(fd int, buf []byte, n int, err error) (reason, lost string, _ error) {
-	for i := 0; ; i++ {
-		switch {
-		case errors.Is(err, unix.ENOBUFS):
-			return "", "netlink overrun", nil
-		case err != nil:
-			return "", "", fmt.Errorf("reading netlink events: %w", err)
-		}
-		msgs, perr := syscall.ParseNetlinkMessage(buf[:n])
-		if perr != nil {
-			return "", "unparsable netlink message", nil
-		}
-		if r := v.apply(msgs); r != "" && reason == "" {
-			reason = r
-		}
-		if i == maxBatch {
-			return reason, "", nil
-		}
-		n, _, err = unix.Recvfrom(fd, buf, unix.MSG_DONTWAIT)
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-			return reason, "", nil
+// batch adds to evs whatever else is already queued (up to maxBatch), so
+// that a burst (a BGP table being installed) costs one bump rather than
+// one per route.
+func batch(evs []kernel.Event, events <-chan kernel.Event) []kernel.Event {
+	for len(evs) <= maxBatch {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return evs // the next receive reports why
+			}
+			evs = append(evs, ev)
+		default:
+			return evs
 		}
 	}
+	return evs
 }
 
-// apply records what the messages change (multipath tries, bypass flags,
+// lost reports whether the hub lost events (a socket overrun, a full
+// queue or an unparsable message) among evs.
+func lost(evs []kernel.Event) bool {
+	for _, ev := range evs {
+		if ev.Kind == kernel.Lost {
+			return true
+		}
+	}
+	return false
+}
+
+// apply records what the events change (multipath tries, bypass flags,
 // neighbour table) and returns why they invalidate the cache, or "".
-// The rules are re-read once however many rule events the messages hold.
-func (v *Invalidator) apply(msgs []syscall.NetlinkMessage) string {
+// The rules are re-read once however many rule events there are.
+func (v *Invalidator) apply(evs []kernel.Event) string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	reason, rules := "", false
-	for _, m := range msgs {
-		r := v.event(m)
+	for _, ev := range evs {
+		r := v.event(ev)
 		rules = rules || r == "rule"
 		if r != "" && reason == "" {
 			reason = r
@@ -385,165 +357,64 @@ func (v *Invalidator) refreshFIB() {
 	}
 }
 
-// event returns why m invalidates the cache, or "" when it does not.
-func (v *Invalidator) event(m syscall.NetlinkMessage) string {
-	switch m.Header.Type {
-	case unix.RTM_NEWROUTE, unix.RTM_DELROUTE:
-		if r, ok := parseRoute(m.Data); ok {
-			if m.Header.Type == unix.RTM_NEWROUTE {
-				v.noteRoute(r)
-			}
-			v.noteRouteMTU(r, m.Header.Type == unix.RTM_DELROUTE)
+// event returns why ev invalidates the cache, or "" when it does not.
+func (v *Invalidator) event(ev kernel.Event) string {
+	switch ev.Kind {
+	case kernel.Route:
+		if ev.Type == unix.RTM_NEWROUTE {
+			v.noteRoute(ev.Route)
 		}
+		v.noteRouteMTU(ev.Route, ev.Type == unix.RTM_DELROUTE)
 		return "route"
-	case unix.RTM_NEWNEIGH, unix.RTM_DELNEIGH:
-		return v.neighEvent(m)
-	case unix.RTM_NEWLINK, unix.RTM_DELLINK:
+	case kernel.Neigh:
+		return v.neighEvent(ev.Type, ev.Neigh)
+	case kernel.Link:
 		return "link"
-	case unix.RTM_NEWADDR, unix.RTM_DELADDR:
+	case kernel.Addr:
 		return "address"
-	case unix.RTM_NEWRULE, unix.RTM_DELRULE:
+	case kernel.Rule:
 		return "rule" // apply re-reads the rules
-	case unix.RTM_NEWNEXTHOP, unix.RTM_DELNEXTHOP:
+	case kernel.Nexthop:
 		return "nexthop"
-	case unix.RTM_NEWNETCONF, unix.RTM_DELNETCONF:
+	case kernel.Netconf:
 		return "netconf"
-	case unix.NLMSG_ERROR, unix.NLMSG_DONE, unix.NLMSG_NOOP:
-		return ""
 	}
 	return "unknown event"
 }
 
-// route is what the cache needs to know about one kernel route.
-type route struct {
-	family    uint8
-	dst       netip.Prefix
-	tos       uint8
-	srcLen    uint8
-	multipath bool // RTA_MULTIPATH or a nexthop object (which may be a group)
-	table     uint32
-	src       netip.Prefix
-	priority  uint32
-	mtu       uint32 // RTAX_MTU of RTA_METRICS, 0 for none
-}
-
-const rtaNHID = 30 // RTA_NH_ID
-
-func parseRoute(b []byte) (route, bool) {
-	if len(b) < unix.SizeofRtMsg {
-		return route{}, false
-	}
-	// rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
-	r := route{family: b[0], tos: b[3], srcLen: b[2], table: uint32(b[4])}
-	dstLen := int(b[1])
-	attrs, err := parseAttrs(b[unix.SizeofRtMsg:])
-	if err != nil {
-		return route{}, false
-	}
-	var addr, src netip.Addr
-	switch r.family {
-	case unix.AF_INET:
-		addr = netip.IPv4Unspecified()
-	case unix.AF_INET6:
-		addr = netip.IPv6Unspecified()
-	default:
-		return route{}, false
-	}
-	src = addr
-	for _, a := range attrs {
-		switch a.typ {
-		case unix.RTA_DST:
-			if ip, ok := netip.AddrFromSlice(a.val); ok {
-				addr = ip
-			}
-		case unix.RTA_SRC:
-			if ip, ok := netip.AddrFromSlice(a.val); ok {
-				src = ip
-			}
-		case unix.RTA_MULTIPATH, rtaNHID:
-			r.multipath = true
-		case unix.RTA_TABLE:
-			if len(a.val) == 4 {
-				r.table = binary.NativeEndian.Uint32(a.val)
-			}
-		case unix.RTA_PRIORITY:
-			if len(a.val) == 4 {
-				r.priority = binary.NativeEndian.Uint32(a.val)
-			}
-		case unix.RTA_METRICS:
-			r.mtu = metricMTU(a.val)
-		}
-	}
-	if sp, err := src.Prefix(int(r.srcLen)); err == nil {
-		r.src = sp
-	}
-	p, err := addr.Prefix(dstLen)
-	if err != nil {
-		return route{}, false
-	}
-	r.dst = p
-	return r, true
-}
-
 // noteRoute records what a new route means for the cache. Called with
 // v.mu held, before the bump.
-func (v *Invalidator) noteRoute(r route) {
-	if r.multipath {
-		if err := v.dp.AddMultipath(r.dst); err != nil {
+func (v *Invalidator) noteRoute(r kernel.RouteInfo) {
+	if r.Multipath {
+		if err := v.dp.AddMultipath(r.Dst); err != nil {
 			// Without the prefix in the trie the cache could pin
 			// flows of this route: stop caching the family.
-			v.log.Error("next-hop cache: recording a multipath route failed; bypassing the family", "prefix", r.dst, "err", err)
-			if r.family == unix.AF_INET {
+			v.log.Error("next-hop cache: recording a multipath route failed; bypassing the family", "prefix", r.Dst, "err", err)
+			if r.Family == unix.AF_INET {
 				v.tosRoutes4 = true
 			} else {
 				v.srcRoutes6 = true
 			}
 		}
 	}
-	if r.family == unix.AF_INET && r.tos != 0 {
+	if r.Family == unix.AF_INET && r.Tos != 0 {
 		v.tosRoutes4 = true
 	}
-	if r.family == unix.AF_INET6 && r.srcLen != 0 {
+	if r.Family == unix.AF_INET6 && r.SrcLen != 0 {
 		v.srcRoutes6 = true
 	}
-}
-
-type attr struct {
-	typ uint16
-	val []byte
-}
-
-func parseAttrs(b []byte) ([]attr, error) {
-	var out []attr
-	for len(b) >= unix.SizeofRtAttr {
-		l := int(binary.NativeEndian.Uint16(b))
-		t := binary.NativeEndian.Uint16(b[2:]) &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
-		if l < unix.SizeofRtAttr || l > len(b) {
-			return nil, errors.New("bad attribute length")
-		}
-		out = append(out, attr{typ: t, val: b[unix.SizeofRtAttr:l]})
-		al := (l + unix.RTA_ALIGNTO - 1) &^ (unix.RTA_ALIGNTO - 1)
-		if al > len(b) {
-			break
-		}
-		b = b[al:]
-	}
-	return out, nil
 }
 
 // neighEvent bumps when an entry's link-layer address or its NUD_VALID
 // membership changes: REACHABLE, STALE, DELAY and PROBE with the same
 // address give bpf_fib_lookup the same answer.
-func (v *Invalidator) neighEvent(m syscall.NetlinkMessage) string {
-	k, val, ok := parseNeigh(m.Data)
-	if !ok {
-		return "neighbour"
-	}
+func (v *Invalidator) neighEvent(typ uint16, n *netlink.Neigh) string {
+	k, val := neighEntry(n)
 	if !k.addr.IsValid() {
 		return "" // bridge FDB and the like: not an IP neighbour
 	}
 	old, known := v.neigh[k]
-	if m.Header.Type == unix.RTM_DELNEIGH {
+	if typ == unix.RTM_DELNEIGH {
 		delete(v.neigh, k)
 		if known && !old.valid {
 			return ""
@@ -560,60 +431,47 @@ func (v *Invalidator) neighEvent(m syscall.NetlinkMessage) string {
 	return "neighbour"
 }
 
-func parseNeigh(b []byte) (neighKey, neighVal, bool) {
-	if len(b) < unix.SizeofNdMsg {
-		return neighKey{}, neighVal{}, false
+// neighEntry is what the cache keeps of a neighbour entry; the address is
+// not valid for entries that are not IP neighbours.
+func neighEntry(n *netlink.Neigh) (neighKey, neighVal) {
+	k := neighKey{ifindex: int32(n.LinkIndex)}
+	// A 4-byte link-layer address (ipip, gre) is decoded as LLIPAddr.
+	lladdr := []byte(n.HardwareAddr)
+	if len(lladdr) == 0 {
+		lladdr = n.LLIPAddr
 	}
-	family := b[0]
-	k := neighKey{ifindex: int32(binary.NativeEndian.Uint32(b[4:]))}
-	state := binary.NativeEndian.Uint16(b[8:])
-	val := neighVal{valid: state&nudValid != 0}
-	attrs, err := parseAttrs(b[unix.SizeofNdMsg:])
-	if err != nil {
-		return neighKey{}, neighVal{}, false
+	val := neighVal{lladdr: string(lladdr), valid: n.State&nudValid != 0}
+	if n.Family != unix.AF_INET && n.Family != unix.AF_INET6 {
+		return k, val
 	}
-	if family != unix.AF_INET && family != unix.AF_INET6 {
-		return k, val, true
+	if ip, ok := netip.AddrFromSlice(n.IP); ok {
+		k.addr = ip
 	}
-	for _, a := range attrs {
-		switch a.typ {
-		case unix.NDA_DST:
-			if ip, ok := netip.AddrFromSlice(a.val); ok {
-				k.addr = ip
-			}
-		case unix.NDA_LLADDR:
-			val.lladdr = string(bytes.Clone(a.val))
-		}
-	}
-	return k, val, true
+	return k, val
 }
 
 // resync re-reads everything the event stream maintains, then bumps.
 func (v *Invalidator) resync(reason string) error {
-	routes, err := dumpRetry(unix.RTM_GETROUTE, make([]byte, unix.SizeofRtMsg))
+	routes, err := listRoutes()
 	if err != nil {
-		return fmt.Errorf("listing routes: %w", err)
+		return err
 	}
-	neighs, err := dumpRetry(unix.RTM_GETNEIGH, make([]byte, unix.SizeofNdMsg))
+	neighs, err := listNeighs()
 	if err != nil {
-		return fmt.Errorf("listing neighbours: %w", err)
+		return err
 	}
 	var mpath []netip.Prefix
 	tos4, src6 := false, false
-	for _, m := range routes {
-		r, ok := parseRoute(m.Data)
-		if !ok {
-			continue
+	for _, r := range routes {
+		if r.Multipath {
+			mpath = append(mpath, r.Dst)
 		}
-		if r.multipath {
-			mpath = append(mpath, r.dst)
-		}
-		tos4 = tos4 || (r.family == unix.AF_INET && r.tos != 0)
-		src6 = src6 || (r.family == unix.AF_INET6 && r.srcLen != 0)
+		tos4 = tos4 || (r.Family == unix.AF_INET && r.Tos != 0)
+		src6 = src6 || (r.Family == unix.AF_INET6 && r.SrcLen != 0)
 	}
 	nt := map[neighKey]neighVal{}
-	for _, m := range neighs {
-		if k, val, ok := parseNeigh(m.Data); ok && k.addr.IsValid() {
+	for i := range neighs {
+		if k, val := neighEntry(&neighs[i]); k.addr.IsValid() {
 			nt[k] = val
 		}
 	}
@@ -640,7 +498,7 @@ func (v *Invalidator) resync(reason string) error {
 // and the ingress only). Anything else, or a failure to tell, bypasses the
 // cache for the family. Called with v.mu held.
 func (v *Invalidator) readRules() {
-	msgs, err := dumpRetry(unix.RTM_GETRULE, make([]byte, 12))
+	msgs, err := dump(unix.RTM_GETRULE, unix.RTM_NEWRULE)
 	if err != nil {
 		v.log.Warn("next-hop cache: listing rules failed; bypassing the cache", "err", err)
 		v.customRules4, v.customRules6 = true, true
@@ -649,16 +507,17 @@ func (v *Invalidator) readRules() {
 	v.customRules4, v.customRules6 = !defaultRules(msgs, unix.AF_INET), !defaultRules(msgs, unix.AF_INET6)
 }
 
-// defaultRules reports whether the rules of family are exactly the kernel's
-// default set.
-func defaultRules(msgs []syscall.NetlinkMessage, family uint8) bool {
+// defaultRules reports whether the rules of family (struct fib_rule_hdr
+// and attributes, as dumped) are exactly the kernel's default set. Read
+// from the raw messages rather than netlink.RuleList: any attribute not
+// known here (a selector newer than the library) must count as custom.
+func defaultRules(msgs [][]byte, family uint8) bool {
 	want := map[[2]uint32]bool{{0, unix.RT_TABLE_LOCAL}: true, {32766, unix.RT_TABLE_MAIN}: true}
 	if family == unix.AF_INET {
 		want[[2]uint32{32767, unix.RT_TABLE_DEFAULT}] = true
 	}
 	seen := 0
-	for _, m := range msgs {
-		b := m.Data
+	for _, b := range msgs {
 		if len(b) < 12 || b[0] != family {
 			continue
 		}
@@ -667,25 +526,25 @@ func defaultRules(msgs []syscall.NetlinkMessage, family uint8) bool {
 		if b[1] != 0 || b[2] != 0 || b[3] != 0 || b[7] != 1 /* FR_ACT_TO_TBL */ || binary.NativeEndian.Uint32(b[8:]) != 0 {
 			return false
 		}
-		attrs, err := parseAttrs(b[12:])
+		attrs, err := nl.ParseRouteAttr(b[12:])
 		if err != nil {
 			return false
 		}
 		table, prio := uint32(b[4]), uint32(0)
 		for _, a := range attrs {
-			switch a.typ {
+			switch a.Attr.Type & nl.NLA_TYPE_MASK {
 			case unix.FRA_TABLE:
-				if len(a.val) == 4 {
-					table = binary.NativeEndian.Uint32(a.val)
+				if len(a.Value) == 4 {
+					table = binary.NativeEndian.Uint32(a.Value)
 				}
 			case unix.FRA_PRIORITY:
-				if len(a.val) == 4 {
-					prio = binary.NativeEndian.Uint32(a.val)
+				if len(a.Value) == 4 {
+					prio = binary.NativeEndian.Uint32(a.Value)
 				}
 			case unix.FRA_PROTOCOL:
 			case unix.FRA_SUPPRESS_PREFIXLEN, unix.FRA_SUPPRESS_IFGROUP:
 				// Always reported; -1 means unset.
-				if len(a.val) != 4 || binary.NativeEndian.Uint32(a.val) != 0xffffffff {
+				if len(a.Value) != 4 || binary.NativeEndian.Uint32(a.Value) != 0xffffffff {
 					return false
 				}
 			default:
@@ -700,69 +559,62 @@ func defaultRules(msgs []syscall.NetlinkMessage, family uint8) bool {
 	return seen == len(want)
 }
 
-var errDumpInterrupted = errors.New("dump interrupted by a change")
+// dumpAttempts bounds how often a dump interrupted by changes is retried.
+const dumpAttempts = 10
 
-// dumpRetry is dump, retried while changes interrupt it.
-func dumpRetry(typ uint16, hdr []byte) ([]syscall.NetlinkMessage, error) {
-	for i := 0; ; i++ {
-		msgs, err := dump(typ, hdr)
-		if !errors.Is(err, errDumpInterrupted) || i == 9 {
-			return msgs, err
-		}
-	}
+// dump lists an rtnetlink table (family 0: every family) in the calling
+// thread's namespace, retried while changes interrupt the dump.
+func dump(typ, reply uint16) ([][]byte, error) {
+	var msgs [][]byte
+	err := dumpIter(typ, reply, func() { msgs = msgs[:0] }, func(b []byte) { msgs = append(msgs, b) })
+	return msgs, err
 }
 
-// dump runs one rtnetlink dump request on a fresh socket.
-func dump(typ uint16, hdr []byte) ([]syscall.NetlinkMessage, error) {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+// dumpIter is dump calling f for each message; reset starts again after
+// an interrupted attempt.
+func dumpIter(typ, reply uint16, reset func(), f func([]byte)) error {
+	var err error
+	for range dumpAttempts {
+		reset()
+		req := nl.NewNetlinkRequest(int(typ), unix.NLM_F_DUMP)
+		req.AddData(&nl.RtMsg{}) // rtmsg, fib_rule_hdr and ndmsg are all 12 bytes
+		err = req.ExecuteIter(unix.NETLINK_ROUTE, reply, func(b []byte) bool {
+			f(b)
+			return true
+		})
+		if !errors.Is(err, nl.ErrDumpInterrupted) {
+			break
+		}
+	}
+	return err
+}
+
+// listRoutes reads every route of every table and family.
+func listRoutes() ([]kernel.RouteInfo, error) {
+	var out []kernel.RouteInfo
+	err := dumpIter(unix.RTM_GETROUTE, unix.RTM_NEWROUTE, func() { out = out[:0] }, func(b []byte) {
+		if r, ok := kernel.DecodeRoute(b); ok {
+			out = append(out, r)
+		}
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("listing routes: %w", err)
 	}
-	defer unix.Close(fd)
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, err
-	}
-	req := make([]byte, unix.SizeofNlMsghdr+len(hdr))
-	binary.NativeEndian.PutUint32(req[0:], uint32(len(req)))
-	binary.NativeEndian.PutUint16(req[4:], typ)
-	binary.NativeEndian.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
-	binary.NativeEndian.PutUint32(req[8:], 1)
-	copy(req[unix.SizeofNlMsghdr:], hdr)
-	if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, err
-	}
-	var out []syscall.NetlinkMessage
-	buf := make([]byte, 1<<20)
-	for {
-		n, _, err := unix.Recvfrom(fd, buf, 0)
-		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			return nil, err
-		}
-		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
-		if err != nil {
-			return nil, err
-		}
-		for _, m := range msgs {
-			switch m.Header.Type {
-			case unix.NLMSG_DONE:
-				if m.Header.Flags&unix.NLM_F_DUMP_INTR != 0 {
-					return nil, errDumpInterrupted
-				}
-				return out, nil
-			case unix.NLMSG_ERROR:
-				if len(m.Data) >= 4 {
-					if e := int32(binary.NativeEndian.Uint32(m.Data)); e != 0 {
-						return nil, unix.Errno(-e)
-					}
-				}
-				return out, nil
-			}
-			// Copy: buf is reused.
-			m.Data = bytes.Clone(m.Data)
-			out = append(out, m)
+	return out, nil
+}
+
+// listNeighs reads every neighbour entry.
+func listNeighs() ([]netlink.Neigh, error) {
+	var ns []netlink.Neigh
+	var err error
+	for range dumpAttempts {
+		ns, err = netlink.NeighList(0, 0)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
 		}
 	}
+	if err != nil {
+		return nil, fmt.Errorf("listing neighbours: %w", err)
+	}
+	return ns, nil
 }

@@ -1,26 +1,26 @@
 package nhcache
 
 import (
-	"fmt"
-	"os"
-	"path/filepath"
+	"context"
+	"log/slog"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xrouter/xrouter/internal/dataplane"
+	"github.com/xrouter/xrouter/internal/kernel"
 	"github.com/xrouter/xrouter/internal/testbed"
 )
 
-// dumpIn dumps the netlink table typ (request header hdr) from inside ns.
-func dumpIn(t *testing.T, ns *testbed.Netns, typ uint16, hdr []byte) []syscall.NetlinkMessage {
+// rulesIn dumps the rules from inside ns.
+func rulesIn(t *testing.T, ns *testbed.Netns) [][]byte {
 	t.Helper()
-	var msgs []syscall.NetlinkMessage
+	var msgs [][]byte
 	if err := ns.Do(func() error {
 		var err error
-		msgs, err = dumpRetry(typ, hdr)
+		msgs, err = dump(unix.RTM_GETRULE, unix.RTM_NEWRULE)
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -46,7 +46,7 @@ func vethNS(t *testing.T, v6 bool) *testbed.Netns {
 func TestDefaultRulesPrivileged(t *testing.T) {
 	testbed.RequireRoot(t)
 	ns := testbed.NewNetns(t, "xrinv-")
-	rules := func() []syscall.NetlinkMessage { return dumpIn(t, ns, unix.RTM_GETRULE, make([]byte, 12)) }
+	rules := func() [][]byte { return rulesIn(t, ns) }
 	msgs := rules()
 	if !defaultRules(msgs, unix.AF_INET) || !defaultRules(msgs, unix.AF_INET6) {
 		t.Fatalf("a fresh namespace's rules are not recognised as the default set")
@@ -68,7 +68,7 @@ func TestDefaultRulesPrivileged(t *testing.T) {
 	ns2 := testbed.NewNetns(t, "xrinv-")
 	ns2.IP(t, "rule", "add", "pref", "100", "lookup", "local")
 	ns2.IP(t, "rule", "del", "pref", "0")
-	if defaultRules(dumpIn(t, ns2, unix.RTM_GETRULE, make([]byte, 12)), unix.AF_INET) {
+	if defaultRules(rulesIn(t, ns2), unix.AF_INET) {
 		t.Error("local rule moved to pref 100: still taken for the default set")
 	}
 }
@@ -91,11 +91,17 @@ func TestRouteClassesPrivileged(t *testing.T) {
 	} {
 		ns.IP(t, args...)
 	}
-	got := map[string]route{}
-	for _, m := range dumpIn(t, ns, unix.RTM_GETROUTE, make([]byte, unix.SizeofRtMsg)) {
-		if r, ok := parseRoute(m.Data); ok {
-			got[r.dst.String()] = r
-		}
+	var routes []kernel.RouteInfo
+	if err := ns.Do(func() error {
+		var err error
+		routes, err = listRoutes()
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]kernel.RouteInfo{}
+	for _, r := range routes {
+		got[r.Dst.String()] = r
 	}
 	for _, c := range []struct {
 		prefix           string
@@ -115,7 +121,7 @@ func TestRouteClassesPrivileged(t *testing.T) {
 			t.Errorf("%s: not in the dump", c.prefix)
 			continue
 		}
-		if r.multipath != c.multipath || (r.tos != 0) != c.tos || (r.srcLen != 0) != c.srcSpecific {
+		if r.Multipath != c.multipath || (r.Tos != 0) != c.tos || (r.SrcLen != 0) != c.srcSpecific {
 			t.Errorf("%s: parsed %+v, want multipath %v tos %v source-specific %v", c.prefix, r, c.multipath, c.tos, c.srcSpecific)
 		}
 	}
@@ -129,80 +135,72 @@ func TestRouteEventsMultipathPrivileged(t *testing.T) {
 	ns := vethNS(t, true)
 	ns.IP(t, "-6", "route", "add", "fd00:61::/48", "via", "fd00:5::2")
 	ns.IP(t, "nexthop", "add", "id", "7", "via", "10.5.0.2", "dev", "v0")
-	var fd int
-	if err := ns.Do(func() error {
-		var err error
-		fd, err = subscribe()
-		return err
-	}); err != nil {
+	sub, err := kernel.Subscribe(ns.Path(), kernel.Filter{Kinds: kinds, Queue: eventQueue})
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(fd)
+	defer sub.Close()
 	ns.IP(t, "-6", "route", "append", "fd00:61::/48", "via", "fd00:5::3")
 	ns.IP(t, "route", "add", "10.62.0.0/16", "nhid", "7")
 	ns.IP(t, "route", "add", "10.60.0.0/16", "nexthop", "via", "10.5.0.2", "nexthop", "via", "10.5.0.3")
 	want := map[string]bool{"fd00:61::/48": true, "10.62.0.0/16": true, "10.60.0.0/16": true}
 	seen := map[string]bool{}
-	buf := make([]byte, 1<<16)
-	deadline := time.Now().Add(3 * time.Second)
-	for len(seen) < len(want) && time.Now().Before(deadline) {
-		n, _, err := unix.Recvfrom(fd, buf, 0)
-		if err != nil {
-			continue
-		}
-		msgs, _ := syscall.ParseNetlinkMessage(buf[:n])
-		for _, m := range msgs {
-			if m.Header.Type != unix.RTM_NEWROUTE {
+	deadline := time.After(3 * time.Second)
+	for len(seen) < len(want) {
+		select {
+		case ev := <-sub.Events():
+			if ev.Kind != kernel.Route || ev.Type != unix.RTM_NEWROUTE || !want[ev.Route.Dst.String()] {
 				continue
 			}
-			if r, ok := parseRoute(m.Data); ok && want[r.dst.String()] {
-				if !r.multipath {
-					t.Errorf("event for %s not marked multipath", r.dst)
-				}
-				seen[r.dst.String()] = true
+			if !ev.Route.Multipath {
+				t.Errorf("event for %s not marked multipath", ev.Route.Dst)
 			}
+			seen[ev.Route.Dst.String()] = true
+		case <-deadline:
+			t.Fatalf("saw events for %v, want %v", seen, want)
 		}
-	}
-	if len(seen) != len(want) {
-		t.Errorf("saw events for %v, want %v", seen, want)
 	}
 }
 
-// TestOverrunDetectedPrivileged: when the kernel drops events because the
-// socket is full, the batch reports them lost (the caller then turns the
-// cache off and re-reads everything) instead of bumping as if complete.
-func TestOverrunDetectedPrivileged(t *testing.T) {
+// TestLostEventsResyncPrivileged: when the hub reports lost events (a
+// socket overrun), the invalidator re-reads the kernel's state and bumps
+// the generation instead of applying what it got as if complete; a route
+// whose event was lost is then known.
+func TestLostEventsResyncPrivileged(t *testing.T) {
 	testbed.RequireRoot(t)
 	ns := vethNS(t, false)
-	var fd int
-	if err := ns.Do(func() error {
-		var err error
-		if fd, err = subscribe(); err != nil {
+	dp, err := dataplane.Load(testbed.PinDir(t, "xrinv-"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dp.Close() })
+	v, err := NewInvalidator(Config{Enabled: true, MaxAge: time.Hour}, dp, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan kernel.Event, 4)
+	var before, after dataplane.CacheState
+	err = ns.Do(func() error {
+		if err := v.resync("start"); err != nil {
 			return err
 		}
-		// Shrink the buffer far below one burst.
-		return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1024)
-	}); err != nil {
-		t.Fatal(err)
+		before = v.State()
+		// A route with a TOS whose event was lost.
+		ns.IP(t, "route", "add", "10.63.0.0/16", "tos", "0x10", "via", "10.5.0.2")
+		events <- kernel.Event{Kind: kernel.Link, Type: unix.RTM_NEWLINK}
+		events <- kernel.Event{Kind: kernel.Lost}
+		close(events)
+		err := v.readLoop(context.Background(), events, func() error { return nil })
+		after = v.State()
+		return err
+	})
+	if err == nil || !strings.Contains(err.Error(), "reading netlink events") {
+		t.Fatalf("readLoop: %v, want the end of the subscription", err)
 	}
-	defer unix.Close(fd)
-	var b strings.Builder
-	for i := range 200 {
-		fmt.Fprintf(&b, "route add 10.70.%d.0/24 via 10.5.0.2\n", i)
+	if after.Generation == 0 || after.Generation <= before.Generation {
+		t.Errorf("generation %d after lost events, %d before: not bumped", after.Generation, before.Generation)
 	}
-	batch := filepath.Join(t.TempDir(), "routes")
-	if err := os.WriteFile(batch, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ns.IP(t, "-batch", batch)
-	v := &Invalidator{neigh: map[neighKey]neighVal{}}
-	buf := make([]byte, 1<<16)
-	n, _, err := unix.Recvfrom(fd, buf, 0)
-	reason, lost, berr := v.batch(fd, buf, n, err)
-	if berr != nil {
-		t.Fatal(berr)
-	}
-	if lost == "" {
-		t.Fatalf("200 route events into a 1 KiB socket buffer: batch says %q, nothing lost", reason)
+	if before.Bypass4 || !after.Bypass4 {
+		t.Errorf("IPv4 bypass %v before, %v after a TOS route whose event was lost: not re-read", before.Bypass4, after.Bypass4)
 	}
 }

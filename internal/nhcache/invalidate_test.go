@@ -3,13 +3,15 @@ package nhcache
 import (
 	"encoding/binary"
 	"net/netip"
-	"syscall"
 	"testing"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
-func neighMsg(typ uint16, ifindex int32, state uint16, addr netip.Addr, lladdr []byte) syscall.NetlinkMessage {
+// neighMsg is a neighbour event as the hub delivers it, decoded from the
+// bytes the kernel sends.
+func neighMsg(typ uint16, ifindex int32, state uint16, addr netip.Addr, lladdr []byte) (uint16, *netlink.Neigh) {
 	b := make([]byte, unix.SizeofNdMsg)
 	b[0] = unix.AF_INET
 	if addr.Is6() {
@@ -28,7 +30,11 @@ func neighMsg(typ uint16, ifindex int32, state uint16, addr netip.Addr, lladdr [
 	if lladdr != nil {
 		put(unix.NDA_LLADDR, lladdr)
 	}
-	return syscall.NetlinkMessage{Header: syscall.NlMsghdr{Type: typ}, Data: b}
+	n, err := netlink.NeighDeserialize(b)
+	if err != nil {
+		panic(err)
+	}
+	return typ, n
 }
 
 // TestNeighbourFlapFilter: state changes among the NUD_VALID states with the

@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/xrouter/xrouter/internal/dataplane"
@@ -92,13 +93,13 @@ func (p *Prober) Round() (int, error) {
 	for _, h := range hops {
 		used[hopKey{int32(h.Ifindex), h.Family, string(h.MAC)}] = true
 	}
-	msgs, err := dumpRetry(unix.RTM_GETNEIGH, make([]byte, unix.SizeofNdMsg))
+	neighs, err := listNeighs()
 	if err != nil {
-		return 0, fmt.Errorf("listing neighbours: %w", err)
+		return 0, err
 	}
 	var todo []neighUse
-	for _, m := range msgs {
-		u, ok := parseNeighUse(m.Data)
+	for i := range neighs {
+		u, ok := neighUseOf(&neighs[i])
 		if !ok || u.state&usable == 0 || !used[hopKey{u.ifindex, u.family, u.lladdr}] {
 			continue
 		}
@@ -122,31 +123,15 @@ type neighUse struct {
 	lladdr  string
 }
 
-func parseNeighUse(b []byte) (neighUse, bool) {
-	if len(b) < unix.SizeofNdMsg {
-		return neighUse{}, false
-	}
-	u := neighUse{
-		family:  b[0],
-		ifindex: int32(binary.NativeEndian.Uint32(b[4:])),
-		state:   binary.NativeEndian.Uint16(b[8:]),
-	}
+// neighUseOf is the entry n, when it is an IP neighbour with an Ethernet
+// address.
+func neighUseOf(n *netlink.Neigh) (neighUse, bool) {
+	u := neighUse{family: uint8(n.Family), ifindex: int32(n.LinkIndex), state: uint16(n.State), lladdr: string(n.HardwareAddr)}
 	if u.family != unix.AF_INET && u.family != unix.AF_INET6 {
 		return neighUse{}, false
 	}
-	attrs, err := parseAttrs(b[unix.SizeofNdMsg:])
-	if err != nil {
-		return neighUse{}, false
-	}
-	for _, a := range attrs {
-		switch a.typ {
-		case unix.NDA_DST:
-			if ip, ok := netip.AddrFromSlice(a.val); ok {
-				u.addr = ip
-			}
-		case unix.NDA_LLADDR:
-			u.lladdr = string(a.val)
-		}
+	if ip, ok := netip.AddrFromSlice(n.IP); ok {
+		u.addr = ip
 	}
 	return u, u.addr.IsValid() && len(u.lladdr) == 6
 }
