@@ -191,7 +191,9 @@ func TestIPv6DisabledIngressPrivileged(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 	base = readStats(t, tp.Pin)
 	expectNone(t, s, r, dst6, 4, n, time.Second, "xrouter, disable_ipv6 on the ingress")
-	if d := readStats(t, tp.Pin).sub(base); d["ipv6_disabled"] != n || d["forwarded"] != 0 {
-		t.Errorf("ipv6_disabled +%d, forwarded +%d, want %d and 0 (%v)", d["ipv6_disabled"], d["forwarded"], n, d)
+	// Every IPv6 packet arriving on r-src counts, so the host's own
+	// (neighbour discovery to the router's unicast MAC) may add one or two.
+	if d := readStats(t, tp.Pin).sub(base); d["ipv6_disabled"] < n || d["forwarded"] != 0 {
+		t.Errorf("ipv6_disabled +%d, forwarded +%d, want at least %d and 0 (%v)", d["ipv6_disabled"], d["forwarded"], n, d)
 	}
 }
