@@ -24,11 +24,12 @@
 #define XR_LOCAL4_FILTER_BITS (1 << XR_LOCAL4_FILTER_LOG2)
 
 /* Every packet the program sees ends in exactly one outcome. XR_FORWARDED is
- * the fast path; every other outcome is an XDP_PASS to the kernel with the
- * reason the fast path declined the packet. Append only: the numbers are part
- * of the pinned stats map's layout. What each one means is written in
- * internal/dataplane/outcome.go (the operator's help text), whose tests
- * check that every value has it. */
+ * the fast path; XR_FLOWSPEC_DROP and XR_FLOWSPEC_RATE are FlowSpec drops;
+ * every other outcome is an XDP_PASS to the kernel with the reason the fast
+ * path declined the packet. Append only: the numbers are part of the pinned
+ * stats map's layout. bpf2go generates the values for Go; the short names
+ * and the operator's help text are in internal/dataplane/outcome.go, whose
+ * tests check that every value has them. */
 enum xr_outcome {
 	XR_FORWARDED = 0,
 	XR_PASS_NOT_IP,

@@ -1,45 +1,47 @@
 package dataplane
 
-// Outcome is what happened to one packet in the fast path. It mirrors enum
-// xr_outcome in bpf/xrouter.h; TestOutcomesMirrorBPF keeps the two in step.
+// Outcome is what happened to one packet in the fast path: enum
+// xr_outcome of bpf/xrouter.h, whose values bpf2go generates
+// (fwdXrOutcome*); the Go names below are those values, so the two cannot
+// drift apart.
 type Outcome uint32
 
-// The outcomes, in the order of enum xr_outcome.
+// The outcomes. FlowspecDrop and FlowspecRate are drops (XDP_DROP), not
+// passes: a FlowSpec rule with traffic-rate 0, and packets over a rule's
+// rate.
 const (
-	Forwarded Outcome = iota
-	PassNotIP
-	PassMalformed
-	PassIPOptions
-	PassFragment
-	PassTTLExceeded
-	PassL2NotForUs
-	PassMartian
-	PassICMPSpecial
-	PassNotFwded
-	PassFwdDisabled
-	PassBlackhole
-	PassUnreachable
-	PassProhibit
-	PassUnsuppLWT
-	PassNoNeigh
-	PassFragNeeded
-	PassLookupOther
-	PassNotInDevmap
-	PassHairpin
-	PassIngressUnknown
-	PassNetfilter
-	PassIPv6Disabled
-	PassTCIngress
-	PassTCEgress
-	PassNoXDPXmit
-	PassRouteMTU
-	PassECMPHash
-	// FlowspecDrop and FlowspecRate are drops (XDP_DROP), not passes: a
-	// FlowSpec rule with traffic-rate 0, and packets over a rule's rate.
-	FlowspecDrop
-	FlowspecRate
+	Forwarded          = Outcome(fwdXrOutcomeXR_FORWARDED)
+	PassNotIP          = Outcome(fwdXrOutcomeXR_PASS_NOT_IP)
+	PassMalformed      = Outcome(fwdXrOutcomeXR_PASS_MALFORMED)
+	PassIPOptions      = Outcome(fwdXrOutcomeXR_PASS_IP_OPTIONS)
+	PassFragment       = Outcome(fwdXrOutcomeXR_PASS_FRAGMENT)
+	PassTTLExceeded    = Outcome(fwdXrOutcomeXR_PASS_TTL_EXCEEDED)
+	PassL2NotForUs     = Outcome(fwdXrOutcomeXR_PASS_L2NOT_FOR_US)
+	PassMartian        = Outcome(fwdXrOutcomeXR_PASS_MARTIAN)
+	PassICMPSpecial    = Outcome(fwdXrOutcomeXR_PASS_ICMP_SPECIAL)
+	PassNotFwded       = Outcome(fwdXrOutcomeXR_PASS_NOT_FWDED)
+	PassFwdDisabled    = Outcome(fwdXrOutcomeXR_PASS_FWD_DISABLED)
+	PassBlackhole      = Outcome(fwdXrOutcomeXR_PASS_BLACKHOLE)
+	PassUnreachable    = Outcome(fwdXrOutcomeXR_PASS_UNREACHABLE)
+	PassProhibit       = Outcome(fwdXrOutcomeXR_PASS_PROHIBIT)
+	PassUnsuppLWT      = Outcome(fwdXrOutcomeXR_PASS_UNSUPP_LWT)
+	PassNoNeigh        = Outcome(fwdXrOutcomeXR_PASS_NO_NEIGH)
+	PassFragNeeded     = Outcome(fwdXrOutcomeXR_PASS_FRAG_NEEDED)
+	PassLookupOther    = Outcome(fwdXrOutcomeXR_PASS_LOOKUP_OTHER)
+	PassNotInDevmap    = Outcome(fwdXrOutcomeXR_PASS_NOT_IN_DEVMAP)
+	PassHairpin        = Outcome(fwdXrOutcomeXR_PASS_HAIRPIN)
+	PassIngressUnknown = Outcome(fwdXrOutcomeXR_PASS_INGRESS_UNKNOWN)
+	PassNetfilter      = Outcome(fwdXrOutcomeXR_PASS_NETFILTER)
+	PassIPv6Disabled   = Outcome(fwdXrOutcomeXR_PASS_IPV6DISABLED)
+	PassTCIngress      = Outcome(fwdXrOutcomeXR_PASS_TC_INGRESS)
+	PassTCEgress       = Outcome(fwdXrOutcomeXR_PASS_TC_EGRESS)
+	PassNoXDPXmit      = Outcome(fwdXrOutcomeXR_PASS_NO_XDP_XMIT)
+	PassRouteMTU       = Outcome(fwdXrOutcomeXR_PASS_ROUTE_MTU)
+	PassECMPHash       = Outcome(fwdXrOutcomeXR_PASS_ECMP_HASH)
+	FlowspecDrop       = Outcome(fwdXrOutcomeXR_FLOWSPEC_DROP)
+	FlowspecRate       = Outcome(fwdXrOutcomeXR_FLOWSPEC_RATE)
 	// NumOutcomes is the number of outcomes (the stats map's size).
-	NumOutcomes
+	NumOutcomes = Outcome(fwdXrOutcomeXR_OUTCOME_MAX)
 )
 
 var outcomeNames = [NumOutcomes]string{
