@@ -9,34 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/xrouter/xrouter/internal/dataplane"
+	"github.com/xrouter/xrouter/internal/daemon"
 )
-
-// flowspecRow is one rule of `xrouter flowspec` and of the API's
-// /flowspec.
-type flowspecRow struct {
-	Rule    int     `json:"rule"` // position in classifier order, from 1
-	Family  int     `json:"family"`
-	Match   string  `json:"match"`
-	Source  string  `json:"source"`
-	Action  string  `json:"action"`
-	Packets uint64  `json:"packets"`
-	Bytes   uint64  `json:"bytes"`
-	Over    uint64  `json:"over_rate_packets"`
-	PPS     float64 `json:"pps,omitempty"` // over --interval
-	BPS     float64 `json:"bytes_per_second,omitempty"`
-}
-
-func flowspecRows(st []dataplane.FlowspecRuleStats) []flowspecRow {
-	rows := make([]flowspecRow, 0, len(st))
-	for i, s := range st {
-		rows = append(rows, flowspecRow{
-			Rule: i + 1, Family: int(s.Rule.Match.Family), Match: s.Rule.Match.String(), Source: s.Rule.Source,
-			Action: s.Rule.Action.String(), Packets: s.Packets, Bytes: s.Bytes, Over: s.Over,
-		})
-	}
-	return rows
-}
 
 func flowspecCmd() *cobra.Command {
 	var asJSON bool
@@ -55,17 +29,17 @@ Rates are measured over --interval (0 skips them).`,
 			if err != nil {
 				return err
 			}
-			var rows []flowspecRow
+			var rows []daemon.FlowspecRow
 			if err := apiGet(cfg.API.Socket, "/flowspec", &rows); err != nil {
 				return err
 			}
 			if interval > 0 {
 				time.Sleep(interval)
-				var next []flowspecRow
+				var next []daemon.FlowspecRow
 				if err := apiGet(cfg.API.Socket, "/flowspec", &next); err != nil {
 					return err
 				}
-				prev := map[string]flowspecRow{}
+				prev := map[string]daemon.FlowspecRow{}
 				for _, r := range rows {
 					prev[fmt.Sprint(r.Family, r.Match)] = r
 				}
@@ -86,7 +60,7 @@ Rates are measured over --interval (0 skips them).`,
 	return cmd
 }
 
-func writeFlowspec(w io.Writer, rows []flowspecRow, asJSON, rates bool) error {
+func writeFlowspec(w io.Writer, rows []daemon.FlowspecRow, asJSON, rates bool) error {
 	if asJSON {
 		e := json.NewEncoder(w)
 		e.SetIndent("", "  ")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/xrouter/xrouter/internal/daemon"
 	"github.com/xrouter/xrouter/internal/dataplane"
 )
 
@@ -160,37 +161,19 @@ func humanBits(b uint64) string {
 	return fmt.Sprintf("%d", b)
 }
 
-// statsSnapshot is one reading of the counters.
-type statsSnapshot struct {
-	Outcomes dataplane.Stats       `json:"outcomes"`
-	Cache    *dataplane.CacheStats `json:"cache,omitempty"` // nil for pins of an older version
-}
-
-func readStatsSnapshot(pin string) (statsSnapshot, error) {
-	s, err := dataplane.ReadPinnedStats(pin)
-	if err != nil {
-		return statsSnapshot{}, fmt.Errorf("%w (is the data plane running with this pin path?)", err)
-	}
-	snap := statsSnapshot{Outcomes: s}
-	if cs, err := dataplane.ReadPinnedCacheStats(pin); err == nil {
-		snap.Cache = &cs
-	}
-	return snap, nil
-}
-
 // statsReader reads the pins, or, when this user may not open them, asks
 // the daemon over its API socket.
-func statsReader(pin, socket string) func() (statsSnapshot, error) {
+func statsReader(pin, socket string) func() (daemon.StatsSnapshot, error) {
 	viaAPI := false
-	return func() (statsSnapshot, error) {
+	return func() (daemon.StatsSnapshot, error) {
 		if !viaAPI {
-			s, err := readStatsSnapshot(pin)
+			s, err := daemon.ReadStats(pin)
 			if err == nil || !errors.Is(err, os.ErrPermission) || socket == "" {
 				return s, err
 			}
 			viaAPI = true
 		}
-		var s statsSnapshot
+		var s daemon.StatsSnapshot
 		if err := apiGet(socket, "/stats", &s); err != nil {
 			return s, fmt.Errorf("pins under %s: permission denied; %w", pin, err)
 		}

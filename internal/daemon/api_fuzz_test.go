@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"bufio"
@@ -130,8 +130,8 @@ func checkAPIResponse(t *testing.T, req []byte, resp *http.Response, body []byte
 // (empty, BGP off) list of neighbours.
 func checkPeersAnswer(t *testing.T, sock string) {
 	t.Helper()
-	var rows []peerRow
-	if err := apiGet(sock, "/peers", &rows); err != nil {
+	var rows []PeerRow
+	if err := unixGet(sock, "/peers", &rows); err != nil {
 		t.Fatalf("GET /peers after bad input: %v", err)
 	}
 	if rows == nil || len(rows) != 0 {
@@ -209,7 +209,7 @@ func TestAPIRefusals(t *testing.T) {
 		status int
 		want   string
 	}{
-		{"GET /nope HTTP/1.1", http.StatusNotFound, `no such resource \"/nope\" (the API serves /peers, /routes, /stats, /status)`},
+		{"GET /nope HTTP/1.1", http.StatusNotFound, `no such resource \"/nope\" (the API serves /peers, /routes, /stats, /status, /flowspec, /flowspec/bgp)`},
 		{"GET //peers HTTP/1.1", http.StatusNotFound, `no such resource \"//peers\"`},
 		{"GET /../peers HTTP/1.1", http.StatusNotFound, `no such resource`},
 		{"GET /%70eers HTTP/1.1", http.StatusNotFound, `no such resource \"/%70eers\"`},
@@ -240,4 +240,26 @@ func TestAPIRefusals(t *testing.T) {
 	if p := panicked(); p != "" {
 		t.Fatalf("the handler panicked: %s", p)
 	}
+}
+
+// unixGet GETs path from the API on the unix socket sock into v, as
+// `xrouter peers` does.
+func unixGet(sock, path string, v any) error {
+	cl := &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}},
+	}
+	resp, err := cl.Get("http://xrouter" + path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", resp.Status, body)
+	}
+	return json.Unmarshal(body, v)
 }
