@@ -510,7 +510,11 @@ static __always_inline int redirect(__u32 egress, __u32 ingress)
 
 /* Notes the next hop a forwarded frame leaves by, for the daemon's
  * neighbour confirmation: two inlined array lookups and a compare; a write
- * only when the slot holds another next hop or an older epoch. */
+ * only when the slot holds another next hop or an older epoch. Called only
+ * for frames that took the full lookup, not for cache hits: every cache
+ * entry is looked up again at least every dataplane.cache.max_age (the
+ * generation timer), so a next hop in use is still noted that often, and a
+ * hit pays nothing for it. */
 static __always_inline void hop_seen(struct xr_nh *nh, __u8 family)
 {
 	__u32 zero = 0, *epoch, e, i, w1;
@@ -555,7 +559,7 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags, 
 	struct xr_nh nh;
 	__be16 sport = 0, dport = 0;
 	__u16 tot_len;
-	int rc;
+	int rc, looked;
 
 	if ((void *)(iph + 1) > data_end)
 		return PASS(XR_PASS_MALFORMED);
@@ -610,7 +614,8 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags, 
 	d.w[1] = 0;
 	d.w[2] = 0;
 	d.w[3] = 0;
-	if (!cache_lookup(&c, &xr_nh_cache4, &k, ingress, AF_INET, &d, tot_len, XR_CACHE_BYPASS4, &nh, &k)) {
+	looked = !cache_lookup(&c, &xr_nh_cache4, &k, ingress, AF_INET, &d, tot_len, XR_CACHE_BYPASS4, &nh, &k);
+	if (looked) {
 		fib_params4(&p, iph, tot_len, sport, dport, ingress);
 		rc = bpf_fib_lookup(ctx, &p, sizeof(p), 0);
 		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
@@ -636,7 +641,8 @@ static __always_inline int fwd_ipv4(struct xdp_md *ctx, __u64 len, __u16 flags, 
 		return PASS(-rc);
 	if (c.pc)
 		cache_store(&c, &xr_nh_cache4, &k, ingress, AF_INET, &d, tot_len, &nh);
-	hop_seen(&nh, AF_INET);
+	if (looked)
+		hop_seen(&nh, AF_INET);
 
 	ipv4_decrease_ttl(iph);
 	rewrite_macs(eth, &nh);
@@ -659,7 +665,7 @@ static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags, 
 	struct xr_nh nh;
 	__be16 sport = 0, dport = 0;
 	__u32 tot_len;
-	int rc;
+	int rc, looked;
 
 	/* ipv6_rcv drops everything on a device with disable_ipv6. */
 	if (flags & XR_PORT_NO_IPV6)
@@ -707,8 +713,9 @@ static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags, 
 	k.pad[1] = 0;
 	k.pad[2] = 0;
 	__builtin_memcpy(k.dst, &ip6h->daddr, sizeof(k.dst));
-	if (!cache_lookup(&c, &xr_nh_cache, &k, ingress, AF_INET6, (struct xr_dst *)k.dst, tot_len,
-			  XR_CACHE_BYPASS6, &nh, NULL)) {
+	looked = !cache_lookup(&c, &xr_nh_cache, &k, ingress, AF_INET6, (struct xr_dst *)k.dst, tot_len,
+			       XR_CACHE_BYPASS6, &nh, NULL);
+	if (looked) {
 		__builtin_memset(&p, 0, sizeof(p));
 		p.family = AF_INET6;
 		p.flowinfo = *(__be32 *)ip6h & bpf_htonl(IPV6_FLOWINFO_MASK);
@@ -745,7 +752,8 @@ static __always_inline int fwd_ipv6(struct xdp_md *ctx, __u64 len, __u16 flags, 
 	if (rc)
 		return PASS(-rc);
 	cache_store(&c, &xr_nh_cache, &k, ingress, AF_INET6, (struct xr_dst *)k.dst, tot_len, &nh);
-	hop_seen(&nh, AF_INET6);
+	if (looked)
+		hop_seen(&nh, AF_INET6);
 
 	ip6h->hop_limit--;
 	rewrite_macs(eth, &nh);

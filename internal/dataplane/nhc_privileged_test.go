@@ -72,8 +72,9 @@ func TestFwdCacheRecycledEntryPrivileged(t *testing.T) {
 	}
 }
 
-// TestFwdHopsSeenPrivileged: forwarded frames note their next hop (egress
-// and MAC) once per epoch, from the cache or from the lookup; frames the
+// TestFwdHopsSeenPrivileged: forwarded frames that took the full lookup
+// note their next hop (egress and MAC) once per epoch (cache hits do not:
+// every entry is looked up again within dataplane.cache.max_age); frames the
 // fast path does not forward note nothing.
 func TestFwdHopsSeenPrivileged(t *testing.T) {
 	e := newFwdEnv(t)
