@@ -309,15 +309,9 @@ func mustGoBGP(t *testing.T, ns *testbed.Netns, args ...string) {
 	}
 }
 
-// TestFlowSpecGoBGPPrivileged: gobgpd on the dst host originates FlowSpec
-// rules with GoBGP's own CLI (`gobgp global rib -a ipv4-flowspec add match
-// ... then rate-limit 0`). xrouter accepts the drop rule, rejects the
-// redirect; deleting the rule with the CLI removes it at once; and a
-// reload that takes the neighbour's flowspec_import away rejects every
-// rule of this eBGP neighbour (RFC 8212), without resetting its session.
-func TestFlowSpecGoBGPPrivileged(t *testing.T) {
-	tp := newTopo(t)
-	startGoBGPD(t, tp.Dst, `[global.config]
+// gobgpdFlowSpecConf is the dst host's gobgpd: one neighbour, the router,
+// with IPv4 unicast and FlowSpec.
+const gobgpdFlowSpecConf = `[global.config]
   as = 65002
   router-id = "10.201.2.2"
   local-address-list = ["10.201.2.2"]
@@ -334,7 +328,17 @@ func TestFlowSpecGoBGPPrivileged(t *testing.T) {
   [[neighbors.afi-safis]]
     [neighbors.afi-safis.config]
       afi-safi-name = "ipv4-flowspec"
-`)
+`
+
+// TestFlowSpecGoBGPPrivileged: gobgpd on the dst host originates FlowSpec
+// rules with GoBGP's own CLI (`gobgp global rib -a ipv4-flowspec add match
+// ... then rate-limit 0`). xrouter accepts the drop rule, rejects the
+// redirect; deleting the rule with the CLI removes it at once; and a
+// reload that takes the neighbour's flowspec_import away rejects every
+// rule of this eBGP neighbour (RFC 8212), without resetting its session.
+func TestFlowSpecGoBGPPrivileged(t *testing.T) {
+	tp := newTopo(t)
+	startGoBGPD(t, tp.Dst, gobgpdFlowSpecConf)
 	withPolicy := fsRouterBGP("      flowspec_import: {prefix_list: fs-dst}\n", "")
 	cfgPath, sock := writeRouterConfig(t, tp, lineRouterIfaces, withPolicy)
 	d := startDaemon(t, tp.Router, cfgPath)
@@ -565,24 +569,7 @@ func TestFlowSpecBGPDropsTrafficPrivileged(t *testing.T) {
 	for _, a := range []string{hit, miss} {
 		tp.Dst.IP(t, "addr", "add", a+"/32", "dev", "lo")
 	}
-	startGoBGPD(t, tp.Dst, `[global.config]
-  as = 65002
-  router-id = "10.201.2.2"
-  local-address-list = ["10.201.2.2"]
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "10.201.2.1"
-    peer-as = 65001
-  [neighbors.timers.config]
-    hold-time = 9
-    connect-retry = 1
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-flowspec"
-`)
+	startGoBGPD(t, tp.Dst, gobgpdFlowSpecConf)
 	cfgPath, sock := writeRouterConfig(t, tp, lineRouterIfaces, fsRouterBGP("      flowspec_import: {prefix_list: fs-dst}\n", ""))
 	startDaemon(t, tp.Router, cfgPath)
 	if !waitFor(30*time.Second, func() bool { return readPeers(t, cfgPath)[dst4].State == "established" }) {
