@@ -38,28 +38,34 @@ func putValue(b []byte, v uint64, n int) []byte {
 	return b
 }
 
+// opHeader is an operator byte's common part (RFC 8955 §4.2.1): the end-of-list
+// bit on the last term, the AND bit (never on the first), the value's
+// length code; bits are the type's own low bits.
+func opHeader(i, count int, and bool, code, bits byte) byte {
+	o := code<<4 | bits
+	if i == count-1 {
+		o |= 0x80
+	}
+	if and && i > 0 {
+		o |= 0x40
+	}
+	return o
+}
+
+func flag(on bool, bit byte) byte {
+	if on {
+		return bit
+	}
+	return 0
+}
+
 // encodeNum is the wire form of a numeric operator list (RFC 8955
 // §4.2.1.1), each value in its shortest length.
 func encodeNum(ops []NumOp) []byte {
 	var b []byte
 	for i, op := range ops {
 		n, code := valueLen(op.Value)
-		o := code << 4
-		if i == len(ops)-1 {
-			o |= 0x80
-		}
-		if op.And && i > 0 {
-			o |= 0x40
-		}
-		if op.LT {
-			o |= 4
-		}
-		if op.GT {
-			o |= 2
-		}
-		if op.EQ {
-			o |= 1
-		}
+		o := opHeader(i, len(ops), op.And, code, flag(op.LT, 4)|flag(op.GT, 2)|flag(op.EQ, 1))
 		b = putValue(append(b, o), op.Value, n)
 	}
 	return b
@@ -70,19 +76,7 @@ func encodeBits(ops []BitOp) []byte {
 	var b []byte
 	for i, op := range ops {
 		n, code := valueLen(op.Value)
-		o := code << 4
-		if i == len(ops)-1 {
-			o |= 0x80
-		}
-		if op.And && i > 0 {
-			o |= 0x40
-		}
-		if op.Not {
-			o |= 2
-		}
-		if op.Match {
-			o |= 1
-		}
+		o := opHeader(i, len(ops), op.And, code, flag(op.Not, 2)|flag(op.Match, 1))
 		b = putValue(append(b, o), op.Value, n)
 	}
 	return b
