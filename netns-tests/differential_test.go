@@ -209,6 +209,13 @@ type diffTopo struct {
 
 func newDiffTopo(t *testing.T) *diffTopo {
 	t.Helper()
+	// ICMP errors for unreachable and prohibit routes (ip_error) have a
+	// token bucket of their own, 1 per second with a burst of 5, counted in
+	// jiffies per source. Its knob is global, not per namespace, so it is
+	// set to 0 (no limit) for the test and put back after: otherwise a
+	// jiffy tick between the frame's copy to one router and to the other
+	// gives one of them a token the other lacks.
+	setHostSysctl(t, "/proc/sys/net/ipv4/route/error_cost", "0")
 	d := &diffTopo{
 		s:  testbed.NewNetns(t, prefix+"dfs"),
 		rk: testbed.NewNetns(t, prefix+"dfk"),
@@ -513,4 +520,22 @@ func envInt(t *testing.T, key string, def int) int {
 		t.Fatalf("%s=%q: want a positive integer", key, s)
 	}
 	return v
+}
+
+// setHostSysctl writes a sysctl of the initial namespace and restores its
+// value when the test ends.
+func setHostSysctl(t *testing.T, path, value string) {
+	t.Helper()
+	old, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading %s: %v", path, err)
+	}
+	if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
+		t.Fatalf("writing %s=%s: %v", path, value, err)
+	}
+	t.Cleanup(func() {
+		if err := os.WriteFile(path, old, 0o644); err != nil {
+			t.Errorf("restoring %s: %v", path, err)
+		}
+	})
 }
