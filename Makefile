@@ -9,11 +9,22 @@ LDFLAGS   := -X main.version=$(VERSION)
 DEB_PKGS  := iproute2 iputils-ping clang llvm libbpf-dev linux-libc-dev procps bird2 frr gobgpd
 TEST_TIMEOUT ?= 60m
 
+# GoBGP v3.37.0's decoder panics on some malformed FlowSpec NLRI, and a panic
+# in a session goroutine ends the daemon: any established neighbour could
+# stop the router with one UPDATE. tools/gobgppatch writes a copy of the
+# module with the missing bounds checks into build/ and a go.work that uses
+# it; every go command below builds through that workspace.
+WORKFILE := $(CURDIR)/build/go.work
+export GOWORK := $(WORKFILE)
+
 .PHONY: all build install difftest-long deps generate check-generate vet test test-unit demo bench bench-compare bench-fib bench-failover clean
 
 all: build
 
-build:
+$(WORKFILE): go.mod go.sum tools/gobgppatch/main.go
+	GOWORK=off $(GO) run ./tools/gobgppatch -dir build
+
+build: $(WORKFILE)
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/xrouter
 
 # Installs the binary, the hardened systemd unit, the docs and (unless one
@@ -34,7 +45,7 @@ deps:
 
 # Regenerates the committed BPF objects with the pinned clang and CFLAGS in
 # internal/dataplane/gen.go.
-generate:
+generate: $(WORKFILE)
 	$(GO) generate ./internal/dataplane ./internal/loadgen
 
 # Fails when the committed objects differ from a fresh `make generate`.
@@ -42,7 +53,7 @@ check-generate: generate
 	git diff --exit-code -- 'internal/dataplane/*_bpfel.go' 'internal/dataplane/*_bpfel.o' \
 		'internal/loadgen/*_bpfel.go' 'internal/loadgen/*_bpfel.o'
 
-vet:
+vet: $(WORKFILE)
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
@@ -55,7 +66,7 @@ test: deps build vet check-generate
 difftest-long: build
 	XR_DIFF_FRAMES=5000 $(GO) test -count=1 -timeout 30m -run TestDifferentialPrivileged -v ./netns-tests/
 
-test-unit:
+test-unit: $(WORKFILE)
 	$(GO) test -race -count=1 ./internal/config/ ./internal/fib/
 
 # The forwarding benchmark (netns-tests/bench): source ⇄ router ⇄ sink in
@@ -89,7 +100,7 @@ bench-compare: deps build
 	trap 'exit 130' INT TERM; \
 	echo "building xrouter at $$base in $$wt"; \
 	git worktree add --quiet --detach "$$wt" "$$base"; \
-	(cd "$$wt" && $(GO) build -ldflags "-X main.version=$$base" -o "$$wt/xrouter-base" ./cmd/xrouter); \
+	(cd "$$wt" && GOWORK=off $(GO) build -ldflags "-X main.version=$$base" -o "$$wt/xrouter-base" ./cmd/xrouter); \
 	$(GO) test -c -o bin/bench.test ./netns-tests/bench/; \
 	dirty=$$(git diff --quiet HEAD -- . ':!docs' || echo ' with uncommitted changes'); \
 	set -x; \
@@ -135,4 +146,4 @@ demo: deps build
 	XR=./$(BIN) scripts/demo.sh
 
 clean:
-	rm -rf bin
+	rm -rf bin build

@@ -148,7 +148,7 @@ func (out *fsPath) decodeComponents(rules []*anypb.Any) ([]string, error) {
 			// GoBGP v3.37 decodes an IPv6 prefix component as if its
 			// offset were 0, which fails for a non-zero offset.
 			text = append(text, "unknown")
-			fail(errors.New("unsupported component: one GoBGP could not decode (an IPv6 prefix with a non-zero offset, for example)"))
+			fail(errors.New("unsupported component: one GoBGP could not decode (malformed, or an IPv6 prefix with a non-zero offset)"))
 			continue
 		}
 		c, err := a.UnmarshalNew()

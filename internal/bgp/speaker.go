@@ -166,6 +166,9 @@ func (s *Speaker) config() Config {
 // run the daemon inside the router's namespace (nsenter). On error,
 // everything started is stopped again.
 func (s *Speaker) Start(ctx context.Context) (err error) {
+	if !DecoderHardened() {
+		s.log.Warn("this binary was built without tools/gobgppatch (build with make): a malformed FlowSpec NLRI from any established neighbour makes GoBGP v3.37 panic and ends the daemon")
+	}
 	var opts []server.ServerOption
 	opts = append(opts, server.LoggerOption(&gobgpLogger{log: s.log.With("component", "gobgp"), onPrefixLimit: s.onPrefixLimit}))
 	var sock *grpcSocket
