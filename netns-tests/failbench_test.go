@@ -175,6 +175,9 @@ func failOptsFromEnv(t *testing.T) failOpts {
 //	XROUTER_FAILBENCH_HOLD       hold time the feeders offer (default 9 s)
 //	XROUTER_FAILBENCH_DOC        markdown file to write the results into
 //	XROUTER_FAILBENCH_IMG        directory for the plots (default: img/ next to the doc)
+//	XROUTER_FAILBENCH_PROFILE    file name prefix for xrouter's profiles: the heap
+//	                             with both tables loaded (<prefix>-<feed>-heap.pprof)
+//	                             and the CPU from each event on (<prefix>-<feed>-<phase>-cpu.pprof)
 func TestFailoverBenchPrivileged(t *testing.T) {
 	if os.Getenv("XROUTER_FAILBENCH_PREFIXES") == "" {
 		t.Skip("set XROUTER_FAILBENCH_PREFIXES (make bench-failover)")
@@ -393,6 +396,14 @@ func runFailReceiver(t *testing.T, o failOpts, name, feed string) failResult {
 		feed, name, res.Load.Seconds(), inKernel.Sub(est).Seconds(), res.PeakRSS>>20, res.CPULoad)
 	idle := budget
 	t.Logf("%s/%s: idle %.1f s later", feed, name, waitIdle(t, rcv.pids, idle).Seconds())
+	if prof := os.Getenv("XROUTER_FAILBENCH_PROFILE"); prof != "" && name == "xrouter" {
+		path := fmt.Sprintf("%s-%s-heap.pprof", prof, feed)
+		if err := fetchProfile(ft.rcv, path, "heap?gc=1"); err != nil {
+			t.Errorf("heap profile: %v", err)
+		} else {
+			t.Logf("%s/%s: heap profile with both tables in %s", feed, name, path)
+		}
+	}
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
@@ -405,7 +416,26 @@ func runFailReceiver(t *testing.T, o failOpts, name, feed string) failResult {
 	}
 
 	phaseBudget := 60*time.Second + time.Duration(o.N4+o.N6)*600*time.Microsecond
+	prof := ""
+	if p := os.Getenv("XROUTER_FAILBENCH_PROFILE"); p != "" && rcv.name == "xrouter" {
+		prof = fmt.Sprintf("%s-%s", p, feed)
+	}
 	run := func(name string, want uint8, event func() time.Time) phase {
+		var cpu chan error
+		if prof != "" {
+			// The CPU profile starts just before the event.
+			cpu = make(chan error, 1)
+			path := fmt.Sprintf("%s-%s-cpu.pprof", prof, name)
+			go func() {
+				cpu <- fetchProfile(ft.rcv, path, fmt.Sprintf("profile?seconds=%d", benchProfileSeconds))
+			}()
+			time.Sleep(100 * time.Millisecond)
+			defer func() {
+				if err := <-cpu; err != nil {
+					t.Errorf("%s: CPU profile: %v", name, err)
+				}
+			}()
+		}
 		ev := event()
 		ok := waitFor(phaseBudget, func() bool { return pr.stable(ev, 2*time.Second, want) })
 		ph := pr.analyse(name, ev, time.Now(), want)
@@ -552,9 +582,17 @@ bgp:
     - name: all
       entries: [{prefix: 0.0.0.0/0, le: 32}, {prefix: "::/0", le: 128}]
   neighbors:
-%s%s`, fbRADev, fbRBDev, fbRSDev, pin, fbRecvAS, fbRS4, sock, nb.String(), os.Getenv("XROUTER_FAILBENCH_XROUTER"))
+%s%s%s`, fbRADev, fbRBDev, fbRSDev, pin, fbRecvAS, fbRS4, sock, nb.String(), failPprof(), os.Getenv("XROUTER_FAILBENCH_XROUTER"))
 	d := startDaemon(t, ft.rcv, writeFile(t, "xrouter.yaml", conf))
 	return failReceiver{pids: []int{d.cmd.Process.Pid}, grpc: "unix://" + sock}
+}
+
+// failPprof is the config's debug section when a heap profile is wanted.
+func failPprof() string {
+	if os.Getenv("XROUTER_FAILBENCH_PROFILE") == "" {
+		return ""
+	}
+	return "debug:\n  pprof: " + benchPprof + "\n"
 }
 
 func startFailBIRD(t *testing.T, ft *failTopo) failReceiver {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -317,5 +318,22 @@ func (ph phase) String() string {
 	if !ph.OK {
 		return fmt.Sprintf("%s: not converged; lost %d of %d", ph.Name, ph.Lost, ph.Sent)
 	}
-	return fmt.Sprintf("%s: converged in %.2f s; lost %d of %d probes", ph.Name, ph.Converged.Seconds(), ph.Lost, ph.Sent)
+	return fmt.Sprintf("%s: converged in %.2f s (10%%/50%%/90%% of the samples at %s); lost %d of %d probes",
+		ph.Name, ph.Converged.Seconds(), ph.quantiles(0.1, 0.5, 0.9), ph.Lost, ph.Sent)
+}
+
+// quantiles says when the curve first reached each fraction, in seconds
+// after the event.
+func (ph phase) quantiles(fs ...float64) string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = "-"
+		for _, pt := range ph.Curve {
+			if pt[1] >= f {
+				out[i] = fmt.Sprintf("%.1f", pt[0])
+				break
+			}
+		}
+	}
+	return strings.Join(out, "/") + " s"
 }
