@@ -196,18 +196,10 @@ func startGenThread(ns *testbed.Netns, cpu int) (*genThread, error) {
 	g := &genThread{jobs: make(chan func())}
 	ready := make(chan error, 1)
 	go func() {
-		// Never unlocked: the thread leaves the scheduler's pool with this
-		// goroutine, since it stays in the source namespace.
-		runtime.LockOSThread()
-		fd, err := unix.Open(ns.Path(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			ready <- fmt.Errorf("opening %s: %w", ns.Path(), err)
-			return
-		}
-		err = unix.Setns(fd, unix.CLONE_NEWNET)
-		unix.Close(fd)
-		if err != nil {
-			ready <- fmt.Errorf("entering %s: %w", ns.Name(), err)
+		// Enter never unlocks the thread: it leaves the scheduler's pool
+		// with this goroutine, since it stays in the source namespace.
+		if err := ns.Enter(); err != nil {
+			ready <- err
 			return
 		}
 		var set unix.CPUSet
