@@ -153,16 +153,9 @@ func xr(args ...string) (string, string, error) {
 	return xrTimeout(30*time.Second, args...)
 }
 
-// lockedBuffer collects a child's output while tests read it.
-type lockedBuffer = testbed.LockedBuffer
-
-// daemon is one `xrouter run` child process.
-type daemon struct {
-	cmd  *exec.Cmd
-	log  *lockedBuffer
-	done chan struct{}
-	err  error // Wait's result, valid once done is closed
-}
+// daemon is one `xrouter run` child process (testbed.Daemon) whose
+// helpers fail the test.
+type daemon struct{ *testbed.Daemon }
 
 // startDaemon starts `xrouter run -c cfgPath --netns NS` and waits until it
 // logs "xrouter running". It is killed (SIGKILL, by PID) and reaped when the
@@ -176,37 +169,16 @@ func startDaemon(t *testing.T, ns *testbed.Netns, cfgPath string) *daemon {
 // daemon started through nsenter and setpriv, say).
 func startDaemonCmd(t *testing.T, cmd *exec.Cmd) *daemon {
 	t.Helper()
-	d := &daemon{cmd: cmd, log: &lockedBuffer{}, done: make(chan struct{})}
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	// If the test binary dies without running cleanups (a -timeout panic,
-	// SIGPIPE on its output), the daemon must not outlive it.
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("starting xrouter run: %v", err)
+	td, err := testbed.StartDaemon(t, cmd)
+	if err != nil {
+		t.Fatal(err)
 	}
-	go func() {
-		d.err = d.cmd.Wait()
-		close(d.done)
-	}()
-	pid := d.cmd.Process.Pid
-	t.Cleanup(func() {
-		if d.running() {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-		select {
-		case <-d.done:
-		case <-time.After(10 * time.Second):
-			t.Errorf("xrouter run (pid %d) not reaped 10 s after SIGKILL", pid)
-		}
-		if t.Failed() {
-			t.Logf("xrouter run (pid %d) log:\n%s", pid, d.log.String())
-		}
-	})
+	d := &daemon{td}
 	d.waitLog(t, "xrouter running", 20*time.Second)
 	return d
 }
 
-func (d *daemon) running() bool { return !isClosed(d.done) }
+func (d *daemon) running() bool { return d.Running() }
 
 // isClosed reports, without blocking, whether ch is closed (a process
 // reaped, a connection's reader gone).
@@ -223,35 +195,20 @@ func isClosed(ch <-chan struct{}) bool {
 // daemon exits or the timeout passes first.
 func (d *daemon) waitLog(t *testing.T, substr string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if strings.Contains(d.log.String(), substr) {
-			return
-		}
-		if !d.running() {
-			t.Fatalf("xrouter run exited (%v) before logging %q; log:\n%s", d.err, substr, d.log.String())
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("xrouter run did not log %q within %s; log:\n%s", substr, timeout, d.log.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := d.WaitLog(substr, timeout); err != nil {
+		t.Fatal(err)
 	}
 }
 
 // signal sends sig by PID and waits for the process to exit, returning
-// Wait's error.
+// Wait's error; it fails the test if the process still runs after 15 s.
 func (d *daemon) signal(t *testing.T, sig syscall.Signal) error {
 	t.Helper()
-	if err := syscall.Kill(d.cmd.Process.Pid, sig); err != nil {
-		t.Fatalf("kill -%d %d: %v", sig, d.cmd.Process.Pid, err)
+	err := d.Signal(sig, 15*time.Second)
+	if errors.Is(err, testbed.ErrStillRunning) {
+		t.Fatal(err)
 	}
-	select {
-	case <-d.done:
-		return d.err
-	case <-time.After(15 * time.Second):
-		t.Fatalf("xrouter run (pid %d) still running 15 s after signal %v; log:\n%s", d.cmd.Process.Pid, sig, d.log.String())
-		return nil
-	}
+	return err
 }
 
 // stats reads `xrouter stats --json --interval 0 --pin-path P`: packets per
