@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xrouter/xrouter/internal/loadgen"
 	"github.com/xrouter/xrouter/internal/testbed"
 )
 
@@ -42,7 +44,8 @@ var (
 // a pin directory for the router.
 type topo struct {
 	*testbed.Line
-	Pin string // the router's dataplane.pin_path
+	Pin     string        // the router's dataplane.pin_path
+	DstSink *loadgen.Sink // the sink on the destination host's veth
 }
 
 // newTopo builds src ⇄ router ⇄ dst with forwarding on in the router and the
@@ -53,13 +56,10 @@ func newTopo(t *testing.T) *topo {
 	t.Helper()
 	testbed.RequireRoot(t)
 	l := testbed.NewLine(t, prefix)
-	for _, h := range []struct {
-		ns  *testbed.Netns
-		dev string
-	}{{l.Src, testbed.LineSrcDev}, {l.Dst, testbed.LineDstDev}} {
-		attachSink(t, h.ns, h.dev)
-		setTxChecksum(t, h.ns, h.dev, false)
-	}
+	attachSink(t, l.Src, testbed.LineSrcDev)
+	dstSink := attachSink(t, l.Dst, testbed.LineDstDev)
+	setTxChecksum(t, l.Src, testbed.LineSrcDev, false)
+	setTxChecksum(t, l.Dst, testbed.LineDstDev, false)
 	pin := testbed.PinDir(t, prefix)
 	t.Cleanup(func() {
 		// Runs after the daemons' cleanups (registered later), before
@@ -70,14 +70,15 @@ func newTopo(t *testing.T) *topo {
 			t.Logf("cleanup: xrouter detach --pin-path %s: %v: %s", pin, err, strings.TrimSpace(stderr))
 		}
 	})
-	return &topo{Line: l, Pin: pin}
+	return &topo{Line: l, Pin: pin, DstSink: dstSink}
 }
 
-// attachSink gives an end host's veth an XDP program (pass-through) so that
-// frames redirected into its peer are delivered (see DESIGN.md).
-func attachSink(t *testing.T, ns *testbed.Netns, dev string) {
+// attachSink gives an end host's veth an XDP program (the counting sink,
+// passing every frame) so that frames redirected into its peer are
+// delivered (see DESIGN.md). It stays attached until the test ends.
+func attachSink(t *testing.T, ns *testbed.Netns, dev string) *loadgen.Sink {
 	t.Helper()
-	ns.IP(t, "link", "set", "dev", dev, "xdpdrv", "obj", sinkObj, "sec", "xdp")
+	return loadgen.SinkOn(t, ns, dev, 63, false)
 }
 
 // setTxChecksum turns an end host's transmit checksum offload on or off
@@ -317,40 +318,19 @@ func (r statusReport) attachedNames() []string {
 	return out
 }
 
-// xdpOn reports whether `ip -j link show dev DEV` in ns shows an XDP program.
+// xdpOn reports whether dev (which must exist) in ns has an XDP program.
 func xdpOn(t *testing.T, ns *testbed.Netns, dev string) bool {
 	t.Helper()
-	var links []struct {
-		XDP *struct {
-			Prog *struct {
-				ID   int    `json:"id"`
-				Name string `json:"name"`
-			} `json:"prog"`
-		} `json:"xdp"`
-	}
-	out := ns.IP(t, "-j", "link", "show", "dev", dev)
-	if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
-		t.Fatalf("parsing ip -j link show dev %s: %v: %s", dev, err, out)
-	}
-	return links[0].XDP != nil
+	ns.Link(t, dev)
+	return slices.Contains(xdpLinks(t, ns), dev)
 }
 
 // xdpLinks lists the interfaces in ns that have an XDP program attached.
 func xdpLinks(t *testing.T, ns *testbed.Netns) []string {
 	t.Helper()
-	var links []struct {
-		Name string          `json:"ifname"`
-		XDP  json.RawMessage `json:"xdp"`
-	}
-	out := ns.IP(t, "-j", "link", "show")
-	if err := json.Unmarshal([]byte(out), &links); err != nil {
-		t.Fatalf("parsing ip -j link show: %v: %s", err, out)
-	}
-	var names []string
-	for _, l := range links {
-		if len(l.XDP) > 0 {
-			names = append(names, l.Name)
-		}
+	names, err := ns.XDPLinks()
+	if err != nil {
+		t.Fatal(err)
 	}
 	return names
 }

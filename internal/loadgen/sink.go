@@ -1,15 +1,23 @@
-package dataplane
+package loadgen
 
 import (
+	"errors"
 	"fmt"
 
+	"testing"
+
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/xrouter/xrouter/internal/testbed"
 )
 
-// Sink is a counting XDP program for the far end of test and benchmark
-// topologies. On a veth it also lets frames redirected into the peer arrive.
+// Sink is a counting XDP program (bpf/sink.c) for the far end of test and
+// benchmark topologies. On a veth it also lets frames redirected into the
+// peer arrive.
 type Sink struct {
 	objs sinkObjects
+	link link.Link // nil until Attach
 }
 
 // SinkCounts is what a sink saw.
@@ -43,6 +51,38 @@ func LoadSink(expectTTL uint8, drop bool) (*Sink, error) {
 	return s, nil
 }
 
+// AttachSink loads a sink and attaches it to ifindex in native mode
+// through a BPF link (AttachXDP); Close detaches it. Call it from a thread
+// in the interface's namespace (testbed.Netns.Do).
+func AttachSink(ifindex int, expectTTL uint8, drop bool) (*Sink, error) {
+	s, err := LoadSink(expectTTL, drop)
+	if err != nil {
+		return nil, err
+	}
+	if s.link, err = AttachXDP(s.Program(), ifindex); err != nil {
+		s.objs.Close()
+		return nil, fmt.Errorf("attaching sink to ifindex %d: %w", ifindex, err)
+	}
+	return s, nil
+}
+
+// SinkOn attaches a sink to dev in ns (AttachSink, from a thread in ns)
+// until the test ends; it fails the test on error.
+func SinkOn(t testing.TB, ns *testbed.Netns, dev string, expectTTL uint8, drop bool) *Sink {
+	t.Helper()
+	ifindex := ns.Link(t, dev).Index
+	var s *Sink
+	if err := ns.Do(func() error {
+		var err error
+		s, err = AttachSink(ifindex, expectTTL, drop)
+		return err
+	}); err != nil {
+		t.Fatalf("netns %s: sink on %s: %v", ns.Name(), dev, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // Program is the sink's XDP program.
 func (s *Sink) Program() *ebpf.Program { return s.objs.XrouterSink }
 
@@ -61,5 +101,17 @@ func (s *Sink) Counts() (SinkCounts, error) {
 	return c, nil
 }
 
-// Close releases the sink.
-func (s *Sink) Close() error { return s.objs.Close() }
+// Close detaches the sink (if attached) and releases it. Only the first
+// call does anything.
+func (s *Sink) Close() error {
+	var err error
+	if s.link != nil {
+		err = s.link.Close()
+		s.link = nil
+	}
+	if s.objs.XrouterSink != nil {
+		err = errors.Join(err, s.objs.Close())
+		s.objs = sinkObjects{}
+	}
+	return err
+}

@@ -268,6 +268,30 @@ func (n *Netns) Addrs(t testing.TB, dev string) []netip.Prefix {
 	return ps
 }
 
+// XDPLinks lists the interfaces in the namespace that have an XDP program
+// attached, in any mode (`ip -j link show`: the "xdp" object), in the
+// kernel's order.
+func (n *Netns) XDPLinks() ([]string, error) {
+	out, err := n.IPExec("-j", "link", "show")
+	if err != nil {
+		return nil, err
+	}
+	var links []struct {
+		Name string          `json:"ifname"`
+		XDP  json.RawMessage `json:"xdp"`
+	}
+	if err := json.Unmarshal([]byte(out), &links); err != nil {
+		return nil, fmt.Errorf("netns %s: parsing `ip -j link show` (%v): %s", n.name, err, out)
+	}
+	var names []string
+	for _, l := range links {
+		if len(l.XDP) > 0 {
+			names = append(names, l.Name)
+		}
+	}
+	return names, nil
+}
+
 // SetUp brings an interface up.
 func (n *Netns) SetUp(t testing.TB, dev string) {
 	t.Helper()

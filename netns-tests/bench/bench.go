@@ -471,7 +471,7 @@ func (r *runner) countAtSinks() (uint64, []uint64, error) {
 
 func (r *runner) startMode(mode string) (*active, error) {
 	tp := r.tp
-	if on, err := tp.routerXDP(); err != nil || len(on) > 0 {
+	if on, err := tp.Router.XDPLinks(); err != nil || len(on) > 0 {
 		return nil, fmt.Errorf("router interfaces still have XDP from the previous mode: %v %v", on, err)
 	}
 	a := &active{name: mode, stop: func() error { return nil }, count: r.countAtSinks}
