@@ -35,7 +35,10 @@ var ErrStillRunning = errors.New("still running")
 func StartDaemon(t testing.TB, cmd *exec.Cmd) (*Daemon, error) {
 	d := &Daemon{Cmd: cmd, Log: &LockedBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = d.Log, d.Log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", strings.Join(cmd.Args, " "), err)
 	}
