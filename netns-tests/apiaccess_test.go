@@ -89,7 +89,7 @@ func TestAPIGroupAccessPrivileged(t *testing.T) {
 				return
 			}
 			if err != nil {
-				t.Fatalf("`xrouter stats` as a member of api.group: %v\n%s\ndaemon log:\n%s", err, out, d.log)
+				t.Fatalf("`xrouter stats` as a member of api.group: %v\n%s\ndaemon log:\n%s", err, out, d.Log)
 			}
 			var doc struct {
 				Forwarded uint64 `json:"forwarded"`

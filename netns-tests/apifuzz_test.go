@@ -195,10 +195,10 @@ func TestAPIBadRequestsPrivileged(t *testing.T) {
 	}
 
 	if !d.running() {
-		t.Fatalf("daemon exited: %v", d.err)
+		t.Fatalf("daemon exited: %v", d.Err())
 	}
-	if strings.Contains(d.log.String(), "panic") {
-		t.Fatalf("the daemon logged a panic:\n%s", d.log.String())
+	if strings.Contains(d.Log.String(), "panic") {
+		t.Fatalf("the daemon logged a panic:\n%s", d.Log.String())
 	}
 	peers := readPeers(t, cfgPath)
 	if p, ok := peers["10.201.2.2"]; len(peers) != 1 || !ok || p.PeerAS != 65002 || p.State == "established" {

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -38,34 +37,22 @@ func replaceConfig(t *testing.T, path, content string) {
 }
 
 // routeWatch is `ip -n NS monitor route` running for the test (watchRoutes).
-type routeWatch struct {
-	cmd *exec.Cmd
-	out *lockedBuffer
-}
+type routeWatch struct{ *testbed.Daemon }
 
 func watchRoutes(t *testing.T, ns *testbed.Netns) *routeWatch {
 	t.Helper()
-	m := &routeWatch{out: &lockedBuffer{}}
-	m.cmd = exec.Command("ip", "-n", ns.Name(), "monitor", "route")
-	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
-	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := m.cmd.Start(); err != nil {
-		t.Fatalf("ip monitor route: %v", err)
+	d, err := testbed.StartDaemon(t, exec.Command("ip", "-n", ns.Name(), "monitor", "route"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() { _ = m.cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = m.cmd.Process.Kill()
-		<-done
-	})
 	time.Sleep(100 * time.Millisecond) // subscribed before anything happens
-	return m
+	return &routeWatch{d}
 }
 
 // lines returns the monitor's lines mentioning prefix.
 func (m *routeWatch) lines(prefix string) []string {
 	var out []string
-	for _, l := range strings.Split(m.out.String(), "\n") {
+	for _, l := range strings.Split(m.Log.String(), "\n") {
 		if strings.Contains(l, prefix) {
 			out = append(out, l)
 		}

@@ -146,7 +146,7 @@ func TestBGPMD5PasswordPrivileged(t *testing.T) {
 				t.Fatalf("TcpExt TCPMD5Failure in the router's namespace: %d -> %d, want growth", before, after)
 			}
 			d.waitLog(t, "neighbor 10.201.2.2: TCP-MD5 signature failures from the peer (wrong password on one side?)", 10*time.Second)
-			if n := strings.Count(d.log.String(), "TCP-MD5 signature failures"); n != 1 {
+			if n := strings.Count(d.Log.String(), "TCP-MD5 signature failures"); n != 1 {
 				t.Errorf("the TCP-MD5 warning was logged %d times, want once", n)
 			}
 			if p := peerRowOf(t, cfgPath, dst4); !strings.Contains(p.Hint, "wrong password") {

@@ -251,7 +251,7 @@ func TestMalformedUpdatePrivileged(t *testing.T) {
 	stillGood := func(t *testing.T) {
 		t.Helper()
 		if !d.running() {
-			t.Fatalf("daemon exited: %v", d.err)
+			t.Fatalf("daemon exited: %v", d.Err())
 		}
 		if st := readPeers(t, cfgPath)[dst4].State; st != "established" {
 			t.Errorf("session state %q, want established", st)
@@ -269,7 +269,7 @@ func TestMalformedUpdatePrivileged(t *testing.T) {
 		t.Helper()
 		var line string
 		if !waitFor(5*time.Second, func() bool {
-			for _, l := range strings.Split(d.log.String(), "\n") {
+			for _, l := range strings.Split(d.Log.String(), "\n") {
 				all := true
 				for _, p := range parts {
 					all = all && strings.Contains(l, p)
@@ -323,7 +323,7 @@ func TestMalformedUpdatePrivileged(t *testing.T) {
 			t.Errorf("session state %q after the reset", st)
 		}
 		if !d.running() {
-			t.Fatalf("daemon exited: %v", d.err)
+			t.Fatalf("daemon exited: %v", d.Err())
 		}
 		// The fast path still forwards between the connected subnets.
 		g := measure(t, tp, func() { pingOK(t, tp.Src, dst4, 20) })

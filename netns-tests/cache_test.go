@@ -205,7 +205,7 @@ func newCacheRouter(t *testing.T, extra string) *cacheRouter {
 	r := &cacheRouter{tp: tp, d: d, cap: startCapture(t, tp.Dst, testbed.LineDstDev), id: 1000}
 	waitFor(5*time.Second, func() bool { return r.cacheState(t).Generation != 0 })
 	if r.cacheState(t).Generation == 0 {
-		t.Fatalf("the cache never got a generation; log:\n%s", d.log.String())
+		t.Fatalf("the cache never got a generation; log:\n%s", d.Log.String())
 	}
 	// The src host's own neighbour (the router) must be resolved.
 	pingOK(t, tp.Src, rtrSrc4, 2)
@@ -250,7 +250,7 @@ func (r *cacheRouter) statusBumps(t *testing.T) uint64 {
 func (r *cacheRouter) waitBumped(t *testing.T, before uint64, what string) {
 	t.Helper()
 	if !waitFor(5*time.Second, func() bool { return r.statusBumps(t) > before }) {
-		t.Fatalf("%s: the cache generation did not move within 5 s; log:\n%s", what, r.d.log.String())
+		t.Fatalf("%s: the cache generation did not move within 5 s; log:\n%s", what, r.d.Log.String())
 	}
 }
 

@@ -89,14 +89,14 @@ func TestReducedCapabilitiesPrivileged(t *testing.T) {
 	for _, c := range serviceCaps {
 		want |= 1 << c.bit
 	}
-	if got := capEff(t, d.cmd.Process.Pid); got != want {
+	if got := capEff(t, d.Cmd.Process.Pid); got != want {
 		t.Fatalf("daemon's CapEff %#x, want %#x (only the service's four)", got, want)
 	}
 	if !waitFor(30*time.Second, func() bool {
 		r, ok := bgpRoute(t, tp.Router, "10.99.5.0/24")
 		return ok && r.Metric == 20
 	}) {
-		t.Fatalf("10.99.5.0/24 not learned from BIRD within 30 s; birdc:\n%s\nlog:\n%s", bird.birdc("show", "protocols", "all", "xr"), d.log.String())
+		t.Fatalf("10.99.5.0/24 not learned from BIRD within 30 s; birdc:\n%s\nlog:\n%s", bird.birdc("show", "protocols", "all", "xr"), d.Log.String())
 	}
 	fi, err := os.Lstat(api)
 	if err != nil || fi.Mode().Perm() != 0o600 {

@@ -96,7 +96,7 @@ func TestHotPlugManageForwardingPrivileged(t *testing.T) {
 			t.Errorf("ping %s %s via hot-plugged %s: %d of 3 replies; router sysctls %v; status warnings %q; "+
 				"daemon logged enabling forwarding on %s: %v",
 				c.family, c.dst, branchDev, r.Received, fwd, st.Warnings, branchDev,
-				strings.Contains(d.log.String(), `msg="enabled forwarding (dataplane.manage_forwarding)" interface=`+branchDev))
+				strings.Contains(d.Log.String(), `msg="enabled forwarding (dataplane.manage_forwarding)" interface=`+branchDev))
 		}
 	}
 }

@@ -233,7 +233,7 @@ func startFeeder(t *testing.T, ns *testbed.Netns, name string, c feedConfig) *fe
 // event is the time of the first feeder event named ev at or after since,
 // or the zero time.
 func (f *feeder) event(ev string, since time.Time) time.Time {
-	for _, l := range strings.Split(f.log.String(), "\n") {
+	for _, l := range strings.Split(f.Log.String(), "\n") {
 		fs := strings.Fields(l)
 		if len(fs) < 3 || fs[0] != "XRFEED" || fs[1] != ev {
 			continue
@@ -248,14 +248,14 @@ func (f *feeder) event(ev string, since time.Time) time.Time {
 
 // count is how many events named ev the feeder reported.
 func (f *feeder) count(ev string) int {
-	return strings.Count(f.log.String(), "XRFEED "+ev+" ")
+	return strings.Count(f.Log.String(), "XRFEED "+ev+" ")
 }
 
 func (f *feeder) waitEvent(t *testing.T, ev string, since time.Time, timeout time.Duration) time.Time {
 	t.Helper()
 	var at time.Time
 	if !waitFor(timeout, func() bool { at = f.event(ev, since); return !at.IsZero() || !f.running() }) || at.IsZero() {
-		t.Fatalf("%s: no %q within %s (running %v); log:\n%s", f.name, ev, timeout, f.running(), tail(f.log.String(), 2000))
+		t.Fatalf("%s: no %q within %s (running %v); log:\n%s", f.name, ev, timeout, f.running(), tail(f.Log.String(), 2000))
 	}
 	return at
 }
@@ -387,7 +387,7 @@ func runFailReceiver(t *testing.T, o failOpts, name, feed string) failResult {
 	res.Flaps = fa.count("down") + fb.count("down")
 	if res.Flaps > 0 {
 		t.Logf("%s/%s: WARNING: %d session drops during the load; feeder logs:\n%s\n%s", feed, name, res.Flaps,
-			tail(fa.log.String(), 1000), tail(fb.log.String(), 1000))
+			tail(fa.Log.String(), 1000), tail(fb.Log.String(), 1000))
 	}
 	for _, p := range rcv.pids {
 		res.PeakRSS += peakRSS(t, p)
@@ -584,7 +584,7 @@ bgp:
   neighbors:
 %s%s%s`, fbRADev, fbRBDev, fbRSDev, pin, fbRecvAS, fbRS4, sock, nb.String(), failPprof(), os.Getenv("XROUTER_FAILBENCH_XROUTER"))
 	d := startDaemon(t, ft.rcv, writeFile(t, "xrouter.yaml", conf))
-	return failReceiver{pids: []int{d.cmd.Process.Pid}, grpc: "unix://" + sock}
+	return failReceiver{pids: []int{d.Cmd.Process.Pid}, grpc: "unix://" + sock}
 }
 
 // failPprof is the config's debug section when a heap profile is wanted.

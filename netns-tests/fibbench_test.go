@@ -180,7 +180,7 @@ protocol bgp feed {
 `, benchFeedAddr, routesFile, benchFeedAddr, benchFeedAS, benchRecvAddr, benchRecvAS))
 	t0 := time.Now()
 	if !waitFor(5*time.Minute, func() bool {
-		if syscall.Kill(feeder.cmd.Process.Pid, 0) != nil {
+		if syscall.Kill(feeder.Cmd.Process.Pid, 0) != nil {
 			t.Fatalf("feeder bird exited")
 		}
 		out := feeder.birdc("show", "route", "count")
@@ -266,8 +266,8 @@ protocol bgp feed {
 		time.Sleep(100 * time.Millisecond) // the profile starts first
 	}
 	killed := time.Now()
-	if err := syscall.Kill(feeder.cmd.Process.Pid, syscall.SIGKILL); err != nil {
-		t.Fatalf("kill -9 feeder %d: %v", feeder.cmd.Process.Pid, err)
+	if err := syscall.Kill(feeder.Cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill -9 feeder %d: %v", feeder.Cmd.Process.Pid, err)
 	}
 	if !waitFor(loadTimeout, func() bool { return fibPrefixes(t, p.recv) <= base }) {
 		t.Fatalf("%s: %d routes still in the kernel %s after the feeder died", name, fibPrefixes(t, p.recv)-base, loadTimeout)
@@ -423,7 +423,7 @@ bgp:
       import: all
 %s%s%s`, benchRecvDev, pin, benchRecvAS, benchRecvAddr, benchFeedAddr, benchFeedAS, debug, extra, os.Getenv("XROUTER_FIBBENCH_XROUTER"))
 	d := startDaemon(t, p.recv, writeFile(t, "xrouter.yaml", conf))
-	return receiver{pids: []int{d.cmd.Process.Pid}}
+	return receiver{pids: []int{d.Cmd.Process.Pid}}
 }
 
 func startBenchBIRD(t *testing.T, p benchPair) receiver {
@@ -439,7 +439,7 @@ protocol bgp feed {
 	ipv4 { import all; export none; };
 }
 `, benchRecvAddr, benchRecvAddr, benchRecvAS, benchFeedAddr, benchFeedAS))
-	return receiver{pids: []int{b.cmd.Process.Pid}}
+	return receiver{pids: []int{b.Cmd.Process.Pid}}
 }
 
 // startBenchFRR starts zebra and bgpd in the receiver namespace.

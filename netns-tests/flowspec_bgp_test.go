@@ -242,7 +242,7 @@ protocol bgp xr6 {
 	if r, _ := fsRule(v[dst4], mark); r.Rule == nil || !r.Rule.Action.MarkDSCP || r.Rule.Action.DSCP != 46 || r.Rule.Action.RateLimited {
 		t.Errorf("marking rule converted to %+v", r.Rule)
 	}
-	if !strings.Contains(d.log.String(), "FlowSpec rule rejected") {
+	if !strings.Contains(d.Log.String(), "FlowSpec rule rejected") {
 		t.Error("no rejection logged")
 	}
 
@@ -291,7 +291,7 @@ func startGoBGPD(t *testing.T, ns *testbed.Netns, conf string) *peerProc {
 		_, err := gobgpCLI(ns, "global")
 		return err == nil || !p.running()
 	}) || !p.running() {
-		t.Fatalf("gobgpd did not come up; log:\n%s", p.log.String())
+		t.Fatalf("gobgpd did not come up; log:\n%s", p.Log.String())
 	}
 	return p
 }
@@ -442,7 +442,7 @@ protocol bgp xr {
 `, ""))
 	d := startDaemon(t, tp.Router, cfgPath)
 	d.waitLog(t, "max-prefix limit exceeded", 60*time.Second)
-	line := lastLogLine(d.log.String(), "max-prefix limit exceeded")
+	line := lastLogLine(d.Log.String(), "max-prefix limit exceeded")
 	t.Logf("%s", line)
 	for _, want := range []string{"neighbor=10.201.2.2", "limit=1000", "family=ipv4-flowspec"} {
 		if !strings.Contains(line, want) {
@@ -544,7 +544,7 @@ func TestFlowSpecMalformedNLRIPrivileged(t *testing.T) {
 			peer.write(t, bgpMessage(bgpUpdate, updateBody(append(base, mpReachFlow4(tc.nlri...), extCommDrop), -1)))
 			time.Sleep(time.Second)
 			if !d.running() {
-				t.Fatalf("daemon exited: %v", d.err)
+				t.Fatalf("daemon exited: %v", d.Err())
 			}
 			v := readFlowSpec(t, sock)
 			if r, _ := fsRule(v[dst4], tc.want); tc.want != "" && !r.Accepted {

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xrouter/xrouter/internal/loadgen"
 	"github.com/xrouter/xrouter/internal/testbed"
 )
 
@@ -42,7 +44,8 @@ var (
 // a pin directory for the router.
 type topo struct {
 	*testbed.Line
-	Pin string // the router's dataplane.pin_path
+	Pin     string        // the router's dataplane.pin_path
+	DstSink *loadgen.Sink // the sink on the destination host's veth
 }
 
 // newTopo builds src ⇄ router ⇄ dst with forwarding on in the router and the
@@ -53,13 +56,10 @@ func newTopo(t *testing.T) *topo {
 	t.Helper()
 	testbed.RequireRoot(t)
 	l := testbed.NewLine(t, prefix)
-	for _, h := range []struct {
-		ns  *testbed.Netns
-		dev string
-	}{{l.Src, testbed.LineSrcDev}, {l.Dst, testbed.LineDstDev}} {
-		attachSink(t, h.ns, h.dev)
-		setTxChecksum(t, h.ns, h.dev, false)
-	}
+	attachSink(t, l.Src, testbed.LineSrcDev)
+	dstSink := attachSink(t, l.Dst, testbed.LineDstDev)
+	setTxChecksum(t, l.Src, testbed.LineSrcDev, false)
+	setTxChecksum(t, l.Dst, testbed.LineDstDev, false)
 	pin := testbed.PinDir(t, prefix)
 	t.Cleanup(func() {
 		// Runs after the daemons' cleanups (registered later), before
@@ -70,14 +70,15 @@ func newTopo(t *testing.T) *topo {
 			t.Logf("cleanup: xrouter detach --pin-path %s: %v: %s", pin, err, strings.TrimSpace(stderr))
 		}
 	})
-	return &topo{Line: l, Pin: pin}
+	return &topo{Line: l, Pin: pin, DstSink: dstSink}
 }
 
-// attachSink gives an end host's veth an XDP program (pass-through) so that
-// frames redirected into its peer are delivered (see DESIGN.md).
-func attachSink(t *testing.T, ns *testbed.Netns, dev string) {
+// attachSink gives an end host's veth an XDP program (the counting sink,
+// passing every frame) so that frames redirected into its peer are
+// delivered (see DESIGN.md). It stays attached until the test ends.
+func attachSink(t *testing.T, ns *testbed.Netns, dev string) *loadgen.Sink {
 	t.Helper()
-	ns.IP(t, "link", "set", "dev", dev, "xdpdrv", "obj", sinkObj, "sec", "xdp")
+	return loadgen.SinkOn(t, ns, dev, 63, false)
 }
 
 // setTxChecksum turns an end host's transmit checksum offload on or off
@@ -153,16 +154,9 @@ func xr(args ...string) (string, string, error) {
 	return xrTimeout(30*time.Second, args...)
 }
 
-// lockedBuffer collects a child's output while tests read it.
-type lockedBuffer = testbed.LockedBuffer
-
-// daemon is one `xrouter run` child process.
-type daemon struct {
-	cmd  *exec.Cmd
-	log  *lockedBuffer
-	done chan struct{}
-	err  error // Wait's result, valid once done is closed
-}
+// daemon is one `xrouter run` child process (testbed.Daemon) whose
+// helpers fail the test.
+type daemon struct{ *testbed.Daemon }
 
 // startDaemon starts `xrouter run -c cfgPath --netns NS` and waits until it
 // logs "xrouter running". It is killed (SIGKILL, by PID) and reaped when the
@@ -176,37 +170,16 @@ func startDaemon(t *testing.T, ns *testbed.Netns, cfgPath string) *daemon {
 // daemon started through nsenter and setpriv, say).
 func startDaemonCmd(t *testing.T, cmd *exec.Cmd) *daemon {
 	t.Helper()
-	d := &daemon{cmd: cmd, log: &lockedBuffer{}, done: make(chan struct{})}
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	// If the test binary dies without running cleanups (a -timeout panic,
-	// SIGPIPE on its output), the daemon must not outlive it.
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("starting xrouter run: %v", err)
+	td, err := testbed.StartDaemon(t, cmd)
+	if err != nil {
+		t.Fatal(err)
 	}
-	go func() {
-		d.err = d.cmd.Wait()
-		close(d.done)
-	}()
-	pid := d.cmd.Process.Pid
-	t.Cleanup(func() {
-		if d.running() {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-		select {
-		case <-d.done:
-		case <-time.After(10 * time.Second):
-			t.Errorf("xrouter run (pid %d) not reaped 10 s after SIGKILL", pid)
-		}
-		if t.Failed() {
-			t.Logf("xrouter run (pid %d) log:\n%s", pid, d.log.String())
-		}
-	})
+	d := &daemon{td}
 	d.waitLog(t, "xrouter running", 20*time.Second)
 	return d
 }
 
-func (d *daemon) running() bool { return !isClosed(d.done) }
+func (d *daemon) running() bool { return d.Running() }
 
 // isClosed reports, without blocking, whether ch is closed (a process
 // reaped, a connection's reader gone).
@@ -223,35 +196,20 @@ func isClosed(ch <-chan struct{}) bool {
 // daemon exits or the timeout passes first.
 func (d *daemon) waitLog(t *testing.T, substr string, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if strings.Contains(d.log.String(), substr) {
-			return
-		}
-		if !d.running() {
-			t.Fatalf("xrouter run exited (%v) before logging %q; log:\n%s", d.err, substr, d.log.String())
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("xrouter run did not log %q within %s; log:\n%s", substr, timeout, d.log.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := d.WaitLog(substr, timeout); err != nil {
+		t.Fatal(err)
 	}
 }
 
 // signal sends sig by PID and waits for the process to exit, returning
-// Wait's error.
+// Wait's error; it fails the test if the process still runs after 15 s.
 func (d *daemon) signal(t *testing.T, sig syscall.Signal) error {
 	t.Helper()
-	if err := syscall.Kill(d.cmd.Process.Pid, sig); err != nil {
-		t.Fatalf("kill -%d %d: %v", sig, d.cmd.Process.Pid, err)
+	err := d.Signal(sig, 15*time.Second)
+	if errors.Is(err, testbed.ErrStillRunning) {
+		t.Fatal(err)
 	}
-	select {
-	case <-d.done:
-		return d.err
-	case <-time.After(15 * time.Second):
-		t.Fatalf("xrouter run (pid %d) still running 15 s after signal %v; log:\n%s", d.cmd.Process.Pid, sig, d.log.String())
-		return nil
-	}
+	return err
 }
 
 // stats reads `xrouter stats --json --interval 0 --pin-path P`: packets per
@@ -360,40 +318,19 @@ func (r statusReport) attachedNames() []string {
 	return out
 }
 
-// xdpOn reports whether `ip -j link show dev DEV` in ns shows an XDP program.
+// xdpOn reports whether dev (which must exist) in ns has an XDP program.
 func xdpOn(t *testing.T, ns *testbed.Netns, dev string) bool {
 	t.Helper()
-	var links []struct {
-		XDP *struct {
-			Prog *struct {
-				ID   int    `json:"id"`
-				Name string `json:"name"`
-			} `json:"prog"`
-		} `json:"xdp"`
-	}
-	out := ns.IP(t, "-j", "link", "show", "dev", dev)
-	if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
-		t.Fatalf("parsing ip -j link show dev %s: %v: %s", dev, err, out)
-	}
-	return links[0].XDP != nil
+	ns.Link(t, dev)
+	return slices.Contains(xdpLinks(t, ns), dev)
 }
 
 // xdpLinks lists the interfaces in ns that have an XDP program attached.
 func xdpLinks(t *testing.T, ns *testbed.Netns) []string {
 	t.Helper()
-	var links []struct {
-		Name string          `json:"ifname"`
-		XDP  json.RawMessage `json:"xdp"`
-	}
-	out := ns.IP(t, "-j", "link", "show")
-	if err := json.Unmarshal([]byte(out), &links); err != nil {
-		t.Fatalf("parsing ip -j link show: %v: %s", err, out)
-	}
-	var names []string
-	for _, l := range links {
-		if len(l.XDP) > 0 {
-			names = append(names, l.Name)
-		}
+	names, err := ns.XDPLinks()
+	if err != nil {
+		t.Fatal(err)
 	}
 	return names
 }

@@ -79,7 +79,7 @@ func TestHotPlugPrivileged(t *testing.T) {
 	}
 	r.waitCount(t, 10, stream, 10*time.Second)
 	if !d.running() {
-		t.Fatalf("xrouter run exited (%v) after an interface was deleted", d.err)
+		t.Fatalf("xrouter run exited (%v) after an interface was deleted", d.Err())
 	}
 	if dd := readStats(t, tp.Pin).sub(base); dd["forwarded"] != stream {
 		t.Errorf("during the deletion: forwarded +%d, want %d; stats growth %v", dd["forwarded"], stream, dd)
@@ -92,7 +92,7 @@ func TestHotPlugPrivileged(t *testing.T) {
 	d.waitLog(t, `msg="interface removed" interface=`+branchDev, 5*time.Second)
 	pingOK(t, tp.Src, dst6, 10)
 	if !d.running() {
-		t.Fatalf("xrouter run exited: %v", d.err)
+		t.Fatalf("xrouter run exited: %v", d.Err())
 	}
 }
 
@@ -160,8 +160,8 @@ func TestKill9KeepsForwardingPrivileged(t *testing.T) {
 	for _, dev := range []string{testbed.LineRouterSrcDev, testbed.LineRouterDstDev} {
 		d2.waitLog(t, `msg="interface adopted" interface=`+dev, 5*time.Second)
 	}
-	if strings.Contains(d2.log.String(), `msg="interface attached"`) {
-		t.Errorf("restarted daemon attached anew instead of adopting:\n%s", d2.log.String())
+	if strings.Contains(d2.Log.String(), `msg="interface attached"`) {
+		t.Errorf("restarted daemon attached anew instead of adopting:\n%s", d2.Log.String())
 	}
 	if err := <-errc; err != nil {
 		t.Fatal(err)
@@ -232,8 +232,8 @@ func TestDetachOnExitPrivileged(t *testing.T) {
 		if err := d.signal(t, syscall.SIGTERM); err != nil {
 			t.Fatalf("xrouter run after SIGTERM: %v, want exit status 0", err)
 		}
-		if !strings.Contains(d.log.String(), "data plane detached") {
-			t.Errorf("log lacks \"data plane detached\":\n%s", d.log.String())
+		if !strings.Contains(d.Log.String(), "data plane detached") {
+			t.Errorf("log lacks \"data plane detached\":\n%s", d.Log.String())
 		}
 		checkHandedBack(t, tp, "SIGTERM with detach_on_exit")
 	})
@@ -247,8 +247,8 @@ func TestDetachOnExitPrivileged(t *testing.T) {
 		if err := d.signal(t, syscall.SIGTERM); err != nil {
 			t.Fatalf("xrouter run after SIGTERM: %v, want exit status 0", err)
 		}
-		if !strings.Contains(d.log.String(), "data plane left forwarding") {
-			t.Errorf("log lacks \"data plane left forwarding\":\n%s", d.log.String())
+		if !strings.Contains(d.Log.String(), "data plane left forwarding") {
+			t.Errorf("log lacks \"data plane left forwarding\":\n%s", d.Log.String())
 		}
 		for _, dev := range routerDevs {
 			if !xdpOn(t, tp.Router, dev) {
@@ -281,7 +281,7 @@ func xrTimeout(timeout time.Duration, args ...string) (string, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, xrBin, args...)
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testbed.LockedBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	return stdout.String(), stderr.String(), err

@@ -41,7 +41,7 @@ func TestMaxPrefixPrivileged(t *testing.T) {
 `, tc.action, tc.extra))
 			d := startDaemon(t, tp.Router, cfgPath)
 			d.waitLog(t, "max-prefix limit exceeded", 20*time.Second)
-			line := lastLogLine(d.log.String(), "max-prefix limit exceeded")
+			line := lastLogLine(d.Log.String(), "max-prefix limit exceeded")
 			t.Logf("%s", line)
 			for _, want := range []string{"neighbor=10.201.2.2", "limit=3", "action=" + tc.action} {
 				if !strings.Contains(line, want) {
@@ -66,7 +66,7 @@ func TestMaxPrefixPrivileged(t *testing.T) {
 				if up, _ := bird.sessionUp("xr"); up {
 					t.Errorf("BIRD re-established the torn-down session")
 				}
-				if n := strings.Count(d.log.String(), "max-prefix limit exceeded"); n != 1 {
+				if n := strings.Count(d.Log.String(), "max-prefix limit exceeded"); n != 1 {
 					t.Errorf("limit logged %d times, want once (session held down)", n)
 				}
 				if p := readPeers(t, cfgPath)["10.201.2.2"]; p.HeldDown != "max-prefix" {
@@ -79,8 +79,8 @@ func TestMaxPrefixPrivileged(t *testing.T) {
 					t.Errorf("re-enabled %s after the trip, restart_after is 2 s", held)
 				}
 				// Re-enabled, BIRD sends the 5 prefixes again: it trips again.
-				if !waitFor(15*time.Second, func() bool { return strings.Count(d.log.String(), "max-prefix limit exceeded") >= 2 }) {
-					t.Errorf("no second trip after the re-enable:\n%s", d.log.String())
+				if !waitFor(15*time.Second, func() bool { return strings.Count(d.Log.String(), "max-prefix limit exceeded") >= 2 }) {
+					t.Errorf("no second trip after the re-enable:\n%s", d.Log.String())
 				}
 			case "warn":
 				time.Sleep(2 * time.Second)
@@ -91,7 +91,7 @@ func TestMaxPrefixPrivileged(t *testing.T) {
 				if out, _ := tp.Router.IPExec("route", "show", "proto", "bgp"); countLines(out) != 5 {
 					t.Errorf("warn: %d kernel routes, want 5:\n%s", countLines(out), out)
 				}
-				if n := strings.Count(d.log.String(), "max-prefix limit exceeded"); n != 1 {
+				if n := strings.Count(d.Log.String(), "max-prefix limit exceeded"); n != 1 {
 					t.Errorf("warn logged %d times, want once", n)
 				}
 			}

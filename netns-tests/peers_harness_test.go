@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,13 +19,12 @@ import (
 // its own namespace, peering with `xrouter run` over veth (BIRD refuses
 // neighbours in 127/8, and a namespace per peer is what a router sees).
 
-// peerProc is a peer daemon started by a test, in the foreground, so that
-// its PID is the daemon's own (`ip netns exec` execs the command).
+// peerProc is a peer daemon started by a test (testbed.Daemon), in the
+// foreground, so that its PID is the daemon's own (`ip netns exec` execs
+// the command).
 type peerProc struct {
 	name string
-	cmd  *exec.Cmd
-	log  *lockedBuffer
-	done chan struct{}
+	*testbed.Daemon
 }
 
 // startPeerProc starts args inside ns; it is killed by PID and reaped when
@@ -34,35 +32,23 @@ type peerProc struct {
 // failed.
 func startPeerProc(t *testing.T, name string, ns *testbed.Netns, args ...string) *peerProc {
 	t.Helper()
-	p := &peerProc{name: name, log: &lockedBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns.Name()}, args...)...)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
+	d, err := testbed.StartDaemon(t, exec.Command("ip", append([]string{"netns", "exec", ns.Name()}, args...)...))
+	if err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.kill(t)
-		if t.Failed() {
-			t.Logf("%s (pid %d) log:\n%s", name, p.pid(), p.log.String())
-		}
-	})
-	return p
+	return &peerProc{name: name, Daemon: d}
 }
 
-func (p *peerProc) pid() int { return p.cmd.Process.Pid }
+func (p *peerProc) pid() int { return p.Pid() }
 
-func (p *peerProc) running() bool { return !isClosed(p.done) }
+func (p *peerProc) running() bool { return p.Running() }
 
 // kill sends SIGKILL by PID and waits until the process is reaped.
 func (p *peerProc) kill(t *testing.T) {
 	t.Helper()
-	if p.running() {
-		_ = syscall.Kill(p.pid(), syscall.SIGKILL)
-	}
+	p.Kill()
 	select {
-	case <-p.done:
+	case <-p.Done():
 	case <-time.After(10 * time.Second):
 		t.Errorf("%s (pid %d) not reaped 10 s after SIGKILL", p.name, p.pid())
 	}
@@ -89,7 +75,7 @@ func startBIRD(t *testing.T, ns *testbed.Netns, conf string) *birdPeer {
 	}
 	b := &birdPeer{sock: sock, peerProc: startPeerProc(t, "bird", ns, "bird", "-f", "-c", confPath, "-s", sock)}
 	if !waitFor(10*time.Second, func() bool { _, err := os.Stat(sock); return err == nil || !b.running() }) || !b.running() {
-		t.Fatalf("bird did not open its control socket %s; log:\n%s", sock, b.log.String())
+		t.Fatalf("bird did not open its control socket %s; log:\n%s", sock, b.Log.String())
 	}
 	return b
 }
@@ -147,7 +133,7 @@ func startFRR(t *testing.T, ns *testbed.Netns, conf string) *frrPeer {
 	})
 	sock := filepath.Join(dir, "bgpd.vty")
 	if !waitFor(10*time.Second, func() bool { _, err := os.Stat(sock); return err == nil || !f.running() }) || !f.running() {
-		t.Fatalf("bgpd did not open its vty socket %s; log:\n%s", sock, f.log.String())
+		t.Fatalf("bgpd did not open its vty socket %s; log:\n%s", sock, f.Log.String())
 	}
 	return f
 }

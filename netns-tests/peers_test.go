@@ -196,7 +196,7 @@ func TestPeersBIRDAndFRRPrivileged(t *testing.T) {
 		} {
 			var line string
 			if !waitFor(10*time.Second, func() bool {
-				for _, l := range strings.Split(d.log.String(), "\n") {
+				for _, l := range strings.Split(d.Log.String(), "\n") {
 					if strings.Contains(l, "level=WARN") && strings.Contains(l, c.addr) && strings.Contains(l, c.why) {
 						line = l
 						return true
@@ -416,7 +416,7 @@ func TestPeersBIRDAndFRRPrivileged(t *testing.T) {
 		if g.stats["forwarded"] != flows*per || g.kernel4 != 0 {
 			t.Errorf("UDP to 10.99.7.1 after BIRD's link went down: forwarded +%d, kernel +%d; want +%d and 0 (%s)", g.stats["forwarded"], g.kernel4, flows*per, g.stats)
 		}
-		if !strings.Contains(d.log.String(), "hold timer expired") {
+		if !strings.Contains(d.Log.String(), "hold timer expired") {
 			t.Errorf("daemon log does not mention the hold timer expiring")
 		}
 		peers := readPeers(t, cfgPath)
@@ -463,7 +463,7 @@ func TestPeersBIRDAndFRRPrivileged(t *testing.T) {
 	}
 	// Peers failing is routine for a router: nothing of it is an error of
 	// the daemon's own.
-	for _, l := range strings.Split(d.log.String(), "\n") {
+	for _, l := range strings.Split(d.Log.String(), "\n") {
 		if strings.Contains(l, "level=ERROR") {
 			t.Errorf("daemon logged an error: %s", l)
 		}

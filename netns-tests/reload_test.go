@@ -45,7 +45,7 @@ func reloadBGP(networks string, withB bool, families string) string {
 func (d *daemon) sighup(t *testing.T, outcomes ...string) string {
 	t.Helper()
 	count := func() map[string]int {
-		log := d.log.String()
+		log := d.Log.String()
 		m := map[string]int{}
 		for _, o := range outcomes {
 			m[o] = strings.Count(log, o)
@@ -53,8 +53,8 @@ func (d *daemon) sighup(t *testing.T, outcomes ...string) string {
 		return m
 	}
 	before := count()
-	if err := syscall.Kill(d.cmd.Process.Pid, syscall.SIGHUP); err != nil {
-		t.Fatalf("kill -HUP %d: %v", d.cmd.Process.Pid, err)
+	if err := syscall.Kill(d.Cmd.Process.Pid, syscall.SIGHUP); err != nil {
+		t.Fatalf("kill -HUP %d: %v", d.Cmd.Process.Pid, err)
 	}
 	var seen string
 	if !waitFor(10*time.Second, func() bool {
@@ -67,7 +67,7 @@ func (d *daemon) sighup(t *testing.T, outcomes ...string) string {
 		}
 		return false
 	}) {
-		t.Fatalf("no %q in the log 10 s after SIGHUP:\n%s", outcomes, d.log.String())
+		t.Fatalf("no %q in the log 10 s after SIGHUP:\n%s", outcomes, d.Log.String())
 	}
 	return seen
 }
@@ -108,7 +108,7 @@ func TestReloadPrivileged(t *testing.T) {
 	// Remove B, add a network.
 	replaceConfig(t, cfgPath, routerConfigText(tp, lineRouterIfaces, sock, reloadBGP("10.77.1.0/24, 10.77.2.0/24", false, "ipv4-unicast")))
 	if got := d.sighup(t, "config reloaded", "config reload rejected"); got != "config reloaded" {
-		t.Fatalf("reload rejected:\n%s", d.log.String())
+		t.Fatalf("reload rejected:\n%s", d.Log.String())
 	}
 	if !waitFor(10*time.Second, func() bool { return strings.Contains(birdA.routesOf("xr"), "10.77.2.0/24") }) {
 		t.Errorf("BIRD A did not learn the added network 10.77.2.0/24:\n%s", birdA.birdc("show", "route"))
@@ -134,21 +134,21 @@ func TestReloadPrivileged(t *testing.T) {
 	// A broken config: rejected, naming the key; nothing changes.
 	replaceConfig(t, cfgPath, routerConfigText(tp, lineRouterIfaces, sock, reloadBGP("10.77.1.0/24", false, "ipv5-unicast")))
 	if got := d.sighup(t, "config reloaded", "config reload rejected"); got != "config reload rejected" {
-		t.Fatalf("broken config accepted:\n%s", d.log.String())
+		t.Fatalf("broken config accepted:\n%s", d.Log.String())
 	}
-	if !strings.Contains(lastLogLine(d.log.String(), "config reload rejected"), "bgp.neighbors[0].families") {
-		t.Errorf("rejection does not name the key: %s", lastLogLine(d.log.String(), "config reload rejected"))
+	if !strings.Contains(lastLogLine(d.Log.String(), "config reload rejected"), "bgp.neighbors[0].families") {
+		t.Errorf("rejection does not name the key: %s", lastLogLine(d.Log.String(), "config reload rejected"))
 	}
 	// A key that needs a restart: rejected too.
 	replaceConfig(t, cfgPath, strings.Replace(routerConfigText(tp, lineRouterIfaces, sock, reloadBGP("10.77.1.0/24", false, "ipv4-unicast")), "as: 65001", "as: 65009", 1))
 	if got := d.sighup(t, "config reloaded", "config reload rejected"); got != "config reload rejected" {
-		t.Fatalf("bgp.as change accepted:\n%s", d.log.String())
+		t.Fatalf("bgp.as change accepted:\n%s", d.Log.String())
 	}
-	if l := lastLogLine(d.log.String(), "config reload rejected"); !strings.Contains(l, "bgp.as") {
+	if l := lastLogLine(d.Log.String(), "config reload rejected"); !strings.Contains(l, "bgp.as") {
 		t.Errorf("rejection does not name bgp.as: %s", l)
 	}
-	t.Logf("reloaded: %s", lastLogLine(d.log.String(), "config reloaded"))
-	for _, l := range strings.Split(d.log.String(), "\n") {
+	t.Logf("reloaded: %s", lastLogLine(d.Log.String(), "config reloaded"))
+	for _, l := range strings.Split(d.Log.String(), "\n") {
 		if strings.Contains(l, "config reload rejected") {
 			t.Logf("rejected: %s", l)
 		}

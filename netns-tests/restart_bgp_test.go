@@ -112,8 +112,8 @@ func TestGracefulRestartKill9Privileged(t *testing.T) {
 	if err := d2.signal(t, syscall.SIGTERM); err != nil {
 		t.Fatalf("xrouter run after SIGTERM: %v", err)
 	}
-	if !strings.Contains(d2.log.String(), "without NOTIFICATION (graceful restart)") {
-		t.Errorf("SIGTERM did not leave the sessions for graceful restart:\n%s", d2.log.String())
+	if !strings.Contains(d2.Log.String(), "without NOTIFICATION (graceful restart)") {
+		t.Errorf("SIGTERM did not leave the sessions for graceful restart:\n%s", d2.Log.String())
 	}
 	if !waitFor(10*time.Second, func() bool { up, _ := bird.sessionUp("xr"); return !up }) {
 		t.Fatalf("BIRD still shows the session up 10 s after SIGTERM")
@@ -151,7 +151,7 @@ func TestGracefulRestartHelperPrivileged(t *testing.T) {
 	mon := watchRoutes(t, tp.Router)
 
 	// 1. BIRD dies and comes back within its restart time (20 s).
-	_ = bird.cmd.Process.Kill()
+	_ = bird.Cmd.Process.Kill()
 	d.waitLog(t, "peer graceful restart", 10*time.Second)
 	time.Sleep(time.Second)
 	if !hasBGPRoute(t, tp.Router, "10.99.5.0/24") {
@@ -179,7 +179,7 @@ func TestGracefulRestartHelperPrivileged(t *testing.T) {
 
 	// 2. BIRD dies and stays away: the route stays for its restart time
 	// (4 s), then goes.
-	_ = bird2.cmd.Process.Kill()
+	_ = bird2.Cmd.Process.Kill()
 	died := time.Now()
 	if !waitFor(10*time.Second, func() bool { return readPeers(t, cfgPath)["10.201.2.2"].State != "established" }) {
 		t.Fatal("session still established 10 s after BIRD was killed")

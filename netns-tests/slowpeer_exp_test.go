@@ -117,16 +117,16 @@ bgp:
 	exe, _ := os.Executable()
 	b, _ := json.Marshal(gobgpFeedConfig{Local: benchFeedAddr, Peer: benchRecvAddr, AS: benchFeedAS, PeerAS: benchRecvAS, N: n})
 	f := startPeerProc(t, "gobgp-feeder", p.feed, "env", gobgpFeedEnv+"="+string(b), exe)
-	waitFor(10*time.Minute, func() bool { return strings.Contains(f.log.String(), "adding the neighbour") })
-	t.Logf("feeder: %s", f.log.String())
+	waitFor(10*time.Minute, func() bool { return strings.Contains(f.Log.String(), "adding the neighbour") })
+	t.Logf("feeder: %s", f.Log.String())
 	added := time.Now()
-	up := waitFor(5*time.Minute, func() bool { return strings.Contains(f.log.String(), "state ESTABLISHED") })
-	log := f.log.String()
+	up := waitFor(5*time.Minute, func() bool { return strings.Contains(f.Log.String(), "state ESTABLISHED") })
+	log := f.Log.String()
 	cycles := strings.Count(log[strings.Index(log, "adding the neighbour"):], "state IDLE") - 1
 	t.Logf("established %v, %.0f s after the neighbour was added, after %d refused cycles; feeder log:\n%s",
 		up, time.Since(added).Seconds(), cycles, log)
 	var lines []string
-	for _, l := range strings.Split(d.log.String(), "\n") {
+	for _, l := range strings.Split(d.Log.String(), "\n") {
 		if strings.Contains(l, "Peer") || strings.Contains(l, "peer") || strings.Contains(l, "session") || strings.Contains(l, "accepted") {
 			lines = append(lines, l)
 		}

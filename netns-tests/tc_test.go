@@ -120,8 +120,8 @@ func ownConfig(t *testing.T, c cfg) string {
 // waitLogCount waits until substr appears n times in the daemon's log.
 func (d *daemon) waitLogCount(t *testing.T, substr string, n int, timeout time.Duration) {
 	t.Helper()
-	if !waitFor(timeout, func() bool { return strings.Count(d.log.String(), substr) >= n }) {
-		t.Fatalf("xrouter run did not log %q %d times within %s; log:\n%s", substr, n, timeout, d.log.String())
+	if !waitFor(timeout, func() bool { return strings.Count(d.Log.String(), substr) >= n }) {
+		t.Fatalf("xrouter run did not log %q %d times within %s; log:\n%s", substr, n, timeout, d.Log.String())
 	}
 }
 

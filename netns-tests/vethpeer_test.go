@@ -14,7 +14,9 @@ import (
 // interface whose peer it is, and the daemon must log it.
 func TestVethPeerWithoutXDPPrivileged(t *testing.T) {
 	tp := newTopo(t)
-	tp.Dst.IP(t, "link", "set", "dev", testbed.LineDstDev, "xdpdrv", "off")
+	if err := tp.DstSink.Close(); err != nil { // detaches it
+		t.Fatalf("detaching the sink from %s: %v", testbed.LineDstDev, err)
+	}
 	d := startDaemon(t, tp.Router, tp.defaultConfig(t))
 
 	st := readStatus(t, tp.Router, tp.Pin)

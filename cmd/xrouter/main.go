@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xrouter/xrouter/internal/config"
+	"github.com/xrouter/xrouter/internal/kernel"
 )
 
 // Set with -ldflags "-X main.version=...".
@@ -89,14 +90,8 @@ func enterNetns() error {
 	if name == "" {
 		return errors.New("--netns: empty namespace name")
 	}
-	runtime.LockOSThread()
-	path := "/run/netns/" + name
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
+	if err := kernel.EnterNamespace("/run/netns/" + name); err != nil {
 		return fmt.Errorf("--netns %s: %w", name, err)
-	}
-	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-		return fmt.Errorf("--netns %s: entering namespace: %w", name, err)
 	}
 	exe, err := os.Executable()
 	if err != nil {

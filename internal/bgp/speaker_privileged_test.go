@@ -38,13 +38,13 @@ func runHelper(cfgJSON string) int {
 		log.Error("helper: bad config", "err", err)
 		return 2
 	}
-	w, err := fib.NewKernelWriter(fib.KernelConfig{})
+	w, err := fib.NewKernelWriter(fib.Settings{}, "")
 	if err != nil {
 		log.Error("helper: netlink", "err", err)
 		return 1
 	}
 	defer w.Close()
-	routes := fib.NewRoutes(w, fib.RoutesConfig{ResyncInterval: -1}, log)
+	routes := fib.NewRoutes(w, fib.Settings{ResyncInterval: -1}, log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	routesDone := make(chan error, 1)

@@ -54,7 +54,7 @@ func (x *xdpPlane) Attach(loaded func() error) (err error) {
 			_, _ = devmap.Detach(s.PinPath)
 		}
 	}()
-	if x.dp, err = dataplane.LoadWith(s.PinPath, dataplane.Options{CacheSize: s.Cache.Size}); err != nil {
+	if x.dp, err = dataplane.LoadWith(s.PinPath, s.Cache); err != nil {
 		return err
 	}
 	defer func() {
@@ -65,7 +65,7 @@ func (x *xdpPlane) Attach(loaded func() error) (err error) {
 	if err := loaded(); err != nil {
 		return err
 	}
-	x.inv, err = nhcache.NewInvalidator(nhcache.Config{Enabled: s.Cache.Enabled, MaxAge: s.Cache.MaxAge}, x.dp, x.log)
+	x.inv, err = nhcache.NewInvalidator(s.Cache, x.dp, x.log)
 	if err != nil {
 		return err
 	}
@@ -102,11 +102,7 @@ func (x *xdpPlane) checkNetfilter() {
 
 func (x *xdpPlane) attachPorts() error {
 	s := x.s
-	x.mgr = devmap.New(devmap.Config{
-		Explicit:       s.Interfaces,
-		Match:          s.Matches,
-		Mode:           devmap.Mode(s.Mode),
-		PinPath:        s.PinPath,
+	x.mgr = devmap.New(s, devmap.Hooks{
 		OnAttach:       func(name string) { checkForwarding(name, s.ManageForwarding, x.log) },
 		OnEgressChange: func() { x.inv.Bump("devmap") },
 	}, x.dp, x.log)

@@ -42,15 +42,11 @@ func realParts() parts {
 // newKernelRoutes is the route table BGP fills: fib.Routes over a netlink
 // writer, which release closes.
 func newKernelRoutes(s fib.Settings, log *slog.Logger) (routeTable, func(), error) {
-	kw, err := fib.NewKernelWriter(fib.KernelConfig{Metric: s.Metric, Table: s.Table})
+	kw, err := fib.NewKernelWriter(s, "")
 	if err != nil {
 		return nil, nil, fmt.Errorf("fib: %w", err)
 	}
-	rt := fib.NewRoutes(kw, fib.RoutesConfig{
-		StaleTimeout:   s.StaleTimeout,
-		ResyncInterval: s.ResyncInterval,
-		RemoveOnStop:   s.RemoveOnStop,
-	}, log)
+	rt := fib.NewRoutes(kw, s, log)
 	return rt, kw.Close, nil
 }
 

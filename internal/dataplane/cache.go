@@ -23,16 +23,9 @@ const (
 	Mpath6MapName     = "xr_mpath6"
 
 	// DefaultCacheSize is the size of xr_nh_cache (IPv6) and of
-	// xr_nh_cache4 (IPv4) unless Options say otherwise.
+	// xr_nh_cache4 (IPv4) unless CacheSettings.Size says otherwise.
 	DefaultCacheSize = 65536
 )
-
-// Options tune Load.
-type Options struct {
-	// CacheSize is the number of next-hop cache entries per family (0:
-	// the default).
-	CacheSize int
-}
 
 // CacheState is the cache's control block as user space writes it.
 type CacheState struct {

@@ -102,14 +102,15 @@ type Dataplane struct {
 	fs   fsState
 }
 
-// Load loads bpf/fwd.c with default Options. Its maps are pinned in pinDir:
+// Load loads bpf/fwd.c with the default cache size. Its maps are pinned in pinDir:
 // maps already pinned there are reused (so counters and devmap entries
 // survive a restart), and missing ones are created and pinned. pinDir must
 // be on a bpffs.
-func Load(pinDir string) (*Dataplane, error) { return LoadWith(pinDir, Options{}) }
+func Load(pinDir string) (*Dataplane, error) { return LoadWith(pinDir, CacheSettings{}) }
 
-// LoadWith is Load with options.
-func LoadWith(pinDir string, o Options) (*Dataplane, error) {
+// LoadWith is Load with the next-hop cache's settings; of them it reads
+// Size, the entries per family (0: DefaultCacheSize).
+func LoadWith(pinDir string, c CacheSettings) (*Dataplane, error) {
 	if err := os.MkdirAll(pinDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating pin directory: %w", err)
 	}
@@ -117,12 +118,12 @@ func LoadWith(pinDir string, o Options) (*Dataplane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading fwd spec: %w", err)
 	}
-	if o.CacheSize < 0 {
-		return nil, fmt.Errorf("next-hop cache size %d is negative", o.CacheSize)
+	if c.Size < 0 {
+		return nil, fmt.Errorf("next-hop cache size %d is negative", c.Size)
 	}
-	if o.CacheSize > 0 {
-		spec.Maps[NHCacheMapName].MaxEntries = uint32(o.CacheSize)
-		spec.Maps[NHCache4MapName].MaxEntries = uint32(o.CacheSize)
+	if c.Size > 0 {
+		spec.Maps[NHCacheMapName].MaxEntries = uint32(c.Size)
+		spec.Maps[NHCache4MapName].MaxEntries = uint32(c.Size)
 	}
 	dp := &Dataplane{}
 	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: pinDir}}

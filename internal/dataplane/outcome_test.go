@@ -3,6 +3,7 @@ package dataplane
 import (
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -53,5 +54,33 @@ func TestOutcomesMirrorBPF(t *testing.T) {
 		if Outcome(i).Help() == "" {
 			t.Errorf("outcome %d (%s) has no help text", i, cname)
 		}
+	}
+}
+
+// TestOutcomesDocumented checks the table of docs/architecture.md ("Pass
+// reasons") against the outcomes: one row per outcome, in the enum's
+// order, named as `xrouter stats` names it. The short help text lives in
+// outcome.go only; the table explains each outcome at length.
+func TestOutcomesDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/architecture.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(doc), "\n## Pass reasons\n")
+	if !ok {
+		t.Fatal(`docs/architecture.md has no "## Pass reasons" section`)
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	row := regexp.MustCompile("(?m)^\\| `([a-z0-9_]+)` \\|")
+	var documented []string
+	for _, m := range row.FindAllStringSubmatch(section, -1) {
+		documented = append(documented, m[1])
+	}
+	var want []string
+	for _, o := range Outcomes() {
+		want = append(want, o.String())
+	}
+	if !slices.Equal(documented, want) {
+		t.Errorf("docs/architecture.md, Pass reasons: rows %v\nwant one per outcome, in order: %v", documented, want)
 	}
 }

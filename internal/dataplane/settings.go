@@ -34,6 +34,3 @@ func (c CacheSettings) Validate() error {
 	}
 	return nil
 }
-
-// Options are the load options the settings ask for.
-func (c CacheSettings) Options() Options { return Options{CacheSize: c.Size} }

@@ -33,17 +33,8 @@ const (
 	Generic Mode = "generic"
 )
 
-// Config selects the interfaces and how to attach.
-type Config struct {
-	// Explicit interfaces must exist when the manager starts.
-	Explicit []string
-	// Match selects interfaces by name, explicit ones included; it is also
-	// asked about interfaces that appear later.
-	Match func(name string) bool
-	// Mode is the attach mode.
-	Mode Mode
-	// PinPath is the bpffs directory shared with the dataplane's maps.
-	PinPath string
+// Hooks are what the manager calls back into the daemon.
+type Hooks struct {
 	// OnAttach, if set, is called with the name of every interface attached
 	// after Start (hot-plug), so the daemon can check its sysctls.
 	OnAttach func(name string)
@@ -76,9 +67,13 @@ type Port struct {
 
 // Manager owns the attached interfaces.
 type Manager struct {
-	cfg Config
-	dp  *dataplane.Dataplane
-	log *slog.Logger
+	// cfg selects the interfaces (Interfaces must exist at Start;
+	// Matches is also asked about interfaces that appear later) and how
+	// to attach (Mode, PinPath, shared with the dataplane's maps).
+	cfg   Settings
+	hooks Hooks
+	dp    *dataplane.Dataplane
+	log   *slog.Logger
 
 	mu    sync.Mutex
 	ports map[int]*Port
@@ -90,8 +85,8 @@ type Manager struct {
 }
 
 // New returns a manager; nothing is attached until Start.
-func New(cfg Config, dp *dataplane.Dataplane, log *slog.Logger) *Manager {
-	return &Manager{cfg: cfg, dp: dp, log: log, ports: map[int]*Port{}, addr4: map[int]bool{}}
+func New(cfg Settings, hooks Hooks, dp *dataplane.Dataplane, log *slog.Logger) *Manager {
+	return &Manager{cfg: cfg, hooks: hooks, dp: dp, log: log, ports: map[int]*Port{}, addr4: map[int]bool{}}
 }
 
 func (m *Manager) linksDir() string { return LinksDir(m.cfg.PinPath) }
@@ -113,7 +108,7 @@ func (m *Manager) Start() error {
 	for _, l := range links {
 		byName[l.Attrs().Name] = l
 	}
-	for _, name := range m.cfg.Explicit {
+	for _, name := range m.cfg.Interfaces {
 		l, ok := byName[name]
 		if !ok {
 			return fmt.Errorf("interface %q: no such interface", name)
@@ -142,7 +137,7 @@ func (m *Manager) Start() error {
 	m.addSrcPolicy(src)
 	var attached []*Port
 	for _, l := range links {
-		if !m.cfg.Match(l.Attrs().Name) || eligible(l) != nil {
+		if !m.cfg.Matches(l.Attrs().Name) || eligible(l) != nil {
 			continue
 		}
 		p, err := m.attach(l)
@@ -258,7 +253,7 @@ func (m *Manager) attach(l netlink.Link) (*Port, error) {
 		_ = os.Remove(pin)
 	}
 	if p.link != nil {
-		if cur := attachedMode(a.Index); m.cfg.Mode != Auto && cur != string(m.cfg.Mode) {
+		if cur := attachedMode(a.Index); Mode(m.cfg.Mode) != Auto && cur != m.cfg.Mode {
 			m.log.Info("re-attaching in the configured mode", "interface", a.Name, "was", cur, "want", m.cfg.Mode)
 			_ = p.link.Unpin()
 			_ = p.link.Close()
@@ -335,7 +330,7 @@ func (m *Manager) attachNew(ifindex int, name string) (link.Link, error) {
 	try := func(flags link.XDPAttachFlags) (link.Link, error) {
 		return link.AttachXDP(link.XDPOptions{Program: m.dp.Program(), Interface: ifindex, Flags: flags})
 	}
-	switch m.cfg.Mode {
+	switch Mode(m.cfg.Mode) {
 	case Native:
 		lk, err := try(link.XDPDriverMode)
 		if err != nil {
@@ -476,8 +471,8 @@ func (m *Manager) sync(p *Port, mac net.HardwareAddr) error {
 }
 
 func (m *Manager) egressChanged() {
-	if m.cfg.OnEgressChange != nil {
-		m.cfg.OnEgressChange()
+	if m.hooks.OnEgressChange != nil {
+		m.hooks.OnEgressChange()
 	}
 }
 

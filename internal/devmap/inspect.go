@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/xrouter/xrouter/internal/dataplane"
 	"github.com/xrouter/xrouter/internal/ethtool"
+	"github.com/xrouter/xrouter/internal/kernel"
 )
 
 // Status is one pinned interface as the system shows it, whether the daemon
@@ -214,48 +214,16 @@ func vethGRO(nsid int, nsName, ifname string) (bool, error) {
 // opened inside its namespace.
 func ethtoolGet(nsid int, nsName, ifname string, cmd uint32) (bool, error) {
 	var on bool
-	err := inNetns(nsid, nsName, func() error {
+	path := ""
+	if nsid >= 0 && nsName != "" {
+		path = filepath.Join("/run/netns", nsName)
+	}
+	err := kernel.InNamespace(path, func() error {
 		var err error
 		on, err = ethtool.Get(ifname, cmd)
 		return err
 	})
 	return on, err
-}
-
-// inNetns runs fn on a thread in the named namespace; the thread is
-// discarded if it cannot be moved back.
-func inNetns(nsid int, nsName string, fn func() error) error {
-	if nsid < 0 || nsName == "" {
-		return fn()
-	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		target, err := netns.GetFromName(nsName)
-		if err != nil {
-			errc <- err
-			runtime.UnlockOSThread()
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			errc <- err
-			runtime.UnlockOSThread()
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- ferr
-	}()
-	return <-errc
 }
 
 // EnsureBpffs makes sure pinPath lies on a bpffs, mounting one at

@@ -89,8 +89,3 @@ func (s Settings) Matches(name string) bool {
 	}
 	return false
 }
-
-// Config is the manager's part of the settings; the caller adds the hooks.
-func (s Settings) Config() Config {
-	return Config{Explicit: s.Interfaces, Match: s.Matches, Mode: Mode(s.Mode), PinPath: s.PinPath}
-}

@@ -151,7 +151,7 @@ func (m *Manager) apply(l netlink.Link) {
 	m.mu.Lock()
 	p, known := m.ports[a.Index]
 	m.mu.Unlock()
-	selected := m.cfg.Match(a.Name) && eligible(l) == nil
+	selected := m.cfg.Matches(a.Name) && eligible(l) == nil
 	switch {
 	case known && selected:
 		m.mu.Lock()
@@ -169,8 +169,8 @@ func (m *Manager) apply(l netlink.Link) {
 			m.log.Error("attaching new interface", "interface", a.Name, "err", err)
 			return
 		}
-		if m.cfg.OnAttach != nil {
-			m.cfg.OnAttach(a.Name)
+		if m.hooks.OnAttach != nil {
+			m.hooks.OnAttach(a.Name)
 		}
 	}
 }

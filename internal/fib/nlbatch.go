@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"runtime"
 	"syscall"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/xrouter/xrouter/internal/kernel"
 )
 
 // batchWindow is how many route requests are sent in one sendmsg before
@@ -39,7 +39,7 @@ type routeSocket struct {
 // openRouteSocket opens the socket in the namespace at nsPath (empty: the
 // calling thread's).
 func openRouteSocket(nsPath string) (*routeSocket, error) {
-	fd, err := socketIn(nsPath, unix.NETLINK_ROUTE, 0)
+	fd, err := socketIn(nsPath)
 	if err != nil {
 		return nil, err
 	}
@@ -51,51 +51,29 @@ func openRouteSocket(nsPath string) (*routeSocket, error) {
 	return &routeSocket{fd: fd, seq: 1, rbuf: make([]byte, 1<<20)}, nil
 }
 
-// socketIn opens a netlink socket in the namespace at nsPath, bound to the
-// multicast groups (0: none).
-func socketIn(nsPath string, proto int, groups uint32) (int, error) {
-	open := func() (int, error) {
-		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, proto)
-		if err != nil {
-			return -1, fmt.Errorf("opening netlink socket: %w", err)
+// socketIn opens a NETLINK_ROUTE socket in the namespace at nsPath (a
+// socket belongs to the namespace it was created in), bound to no
+// multicast group.
+func socketIn(nsPath string) (int, error) {
+	fd := -1
+	err := kernel.InNamespace(nsPath, func() error {
+		var err error
+		if fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE); err != nil {
+			fd = -1
+			return fmt.Errorf("opening netlink socket: %w", err)
 		}
-		if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: groups}); err != nil {
-			unix.Close(fd)
-			return -1, fmt.Errorf("binding netlink socket: %w", err)
+		if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+			return fmt.Errorf("binding netlink socket: %w", err)
 		}
-		return fd, nil
-	}
-	if nsPath == "" {
-		return open()
-	}
-	target, err := netns.GetFromPath(nsPath)
+		return nil
+	})
 	if err != nil {
-		return -1, fmt.Errorf("opening network namespace %s: %w", nsPath, err)
-	}
-	defer target.Close()
-	// A socket belongs to the namespace it was created in: create it on a
-	// thread that entered the namespace, then go back.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return -1, fmt.Errorf("reading current network namespace: %w", err)
-	}
-	defer orig.Close()
-	if err := netns.Set(target); err != nil {
-		return -1, fmt.Errorf("entering network namespace %s: %w", nsPath, err)
-	}
-	fd, oerr := open()
-	if err := netns.Set(orig); err != nil {
-		// The thread is in the wrong namespace: never unlock it, so the
-		// runtime discards it instead of reusing it.
-		runtime.LockOSThread()
-		if oerr == nil {
+		if fd >= 0 {
 			unix.Close(fd)
 		}
-		return -1, fmt.Errorf("leaving network namespace %s: %w", nsPath, err)
+		return -1, err
 	}
-	return fd, oerr
+	return fd, nil
 }
 
 func setBuffers(fd int) {

@@ -17,7 +17,7 @@ import (
 	"unsafe"
 )
 
-// Defaults of RoutesConfig. The metric is not the kernel's default (0) so
+// Defaults of Settings' zero values. The metric is not the kernel's default (0) so
 // that our routes are distinct kernel routes from an operator's static route
 // for the same prefix: NLM_F_REPLACE matches on prefix, table and metric and
 // ignores the protocol, so with the same metric we would overwrite it.
@@ -37,29 +37,6 @@ const (
 	// flushes the routes through it, an operator's `ip route flush`).
 	DefaultResyncInterval = 5 * time.Minute
 )
-
-// RoutesConfig says which kernel routes are ours and how long to wait.
-// Zero values take the defaults above.
-type RoutesConfig struct {
-	// StaleTimeout: routes found in the kernel at start and not set again
-	// within it are removed (unless Sweep is called earlier).
-	StaleTimeout time.Duration
-	// ResyncInterval is the period of the full diff; negative disables it.
-	ResyncInterval time.Duration
-	// RemoveOnStop removes every route we installed when Run returns; off
-	// keeps them so that forwarding survives a restart (graceful restart).
-	RemoveOnStop bool
-}
-
-func (c RoutesConfig) withDefaults() RoutesConfig {
-	if c.StaleTimeout == 0 {
-		c.StaleTimeout = DefaultStaleTimeout
-	}
-	if c.ResyncInterval == 0 {
-		c.ResyncInterval = DefaultResyncInterval
-	}
-	return c
-}
 
 // Nexthop is one kernel next hop: a gateway on a connected subnet and the
 // interface to reach it through.
@@ -145,7 +122,7 @@ type RoutesStats struct {
 type Routes struct {
 	w   Writer
 	log *slog.Logger
-	cfg RoutesConfig
+	cfg Settings
 
 	mu      sync.Mutex
 	pending map[pkey][]netip.Addr // nil slice: delete
@@ -180,15 +157,17 @@ const nexthopSettle = 50 * time.Millisecond
 // reported as a failure.
 const retries = 4
 
-// NewRoutes returns the route owner; nothing is written before Run.
-func NewRoutes(w Writer, cfg RoutesConfig, log *slog.Logger) *Routes {
+// NewRoutes returns the route owner; nothing is written before Run. Of s
+// it reads StaleTimeout, ResyncInterval (negative disables the periodic
+// diff) and RemoveOnStop; zero values take the defaults.
+func NewRoutes(w Writer, s Settings, log *slog.Logger) *Routes {
 	if log == nil {
 		log = slog.Default()
 	}
 	return &Routes{
 		w:       w,
 		log:     log,
-		cfg:     cfg.withDefaults(),
+		cfg:     s.withDefaults(),
 		pending: make(map[pkey][]netip.Addr),
 		kick:    make(chan struct{}, 1),
 		sweep:   make(chan struct{}, 1),

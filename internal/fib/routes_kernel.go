@@ -15,19 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// KernelConfig says where KernelWriter writes and how our routes look.
-// Zero values take the defaults.
-type KernelConfig struct {
-	// Metric of our routes (default DefaultMetric). It must differ from the
-	// metric of any operator route we must not overwrite.
-	Metric int
-	// Table is the routing table (default DefaultTable, main).
-	Table int
-	// NetNS is the path of a network namespace (/run/netns/NAME) to write
-	// into; empty is the namespace of the calling thread.
-	NetNS string
-}
-
 // KernelWriter is the Writer for the Linux FIB over rtnetlink. Its routes
 // carry protocol ProtocolBGP and their own metric, so they are distinct
 // from (and never replace) routes of any other origin for the same prefix.
@@ -73,26 +60,24 @@ func (r resolution) same(o resolution) bool {
 	return r.err != nil || r.nh == o.nh
 }
 
-// NewKernelWriter opens rtnetlink sockets in the configured namespace.
-func NewKernelWriter(cfg KernelConfig) (*KernelWriter, error) {
-	if cfg.Metric == 0 {
-		cfg.Metric = DefaultMetric
-	}
-	if cfg.Table == 0 {
-		cfg.Table = DefaultTable
-	}
-	if cfg.Metric < 0 || cfg.Table < 0 {
-		return nil, fmt.Errorf("route metric %d and table %d must not be negative", cfg.Metric, cfg.Table)
+// NewKernelWriter opens rtnetlink sockets in the network namespace at
+// nsPath (/run/netns/NAME; empty is the calling thread's). Of s it reads
+// Metric (default DefaultMetric; it must differ from the metric of any
+// operator route we must not overwrite) and Table (default DefaultTable).
+func NewKernelWriter(s Settings, nsPath string) (*KernelWriter, error) {
+	s = s.withDefaults()
+	if s.Metric < 0 || s.Table < 0 {
+		return nil, fmt.Errorf("route metric %d and table %d must not be negative", s.Metric, s.Table)
 	}
 	var h *netlink.Handle
 	var err error
-	if cfg.NetNS == "" {
+	if nsPath == "" {
 		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
 	} else {
 		var ns netns.NsHandle
-		ns, err = netns.GetFromPath(cfg.NetNS)
+		ns, err = netns.GetFromPath(nsPath)
 		if err != nil {
-			return nil, fmt.Errorf("opening network namespace %s: %w", cfg.NetNS, err)
+			return nil, fmt.Errorf("opening network namespace %s: %w", nsPath, err)
 		}
 		defer ns.Close()
 		h, err = netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
@@ -100,14 +85,14 @@ func NewKernelWriter(cfg KernelConfig) (*KernelWriter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening rtnetlink: %w", err)
 	}
-	sock, err := openRouteSocket(cfg.NetNS)
+	sock, err := openRouteSocket(nsPath)
 	if err != nil {
 		h.Close()
 		return nil, fmt.Errorf("opening rtnetlink for route writes: %w", err)
 	}
 	return &KernelWriter{
-		h: h, sock: sock, metric: cfg.Metric, table: cfg.Table, nsPath: cfg.NetNS,
-		rc:           routeConf{table: uint32(cfg.Table), metric: uint32(cfg.Metric)},
+		h: h, sock: sock, metric: s.Metric, table: s.Table, nsPath: nsPath,
+		rc:           routeConf{table: uint32(s.Table), metric: uint32(s.Metric)},
 		cache:        map[netip.Addr]resolution{},
 		sharedKernel: map[string][]Nexthop{},
 	}, nil

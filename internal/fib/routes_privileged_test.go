@@ -58,7 +58,7 @@ func ipCmd(t *testing.T, args ...string) string {
 
 func TestKernelWriterPrivileged(t *testing.T) {
 	ns := routesNetns(t)
-	w, err := NewKernelWriter(KernelConfig{NetNS: "/run/netns/" + ns})
+	w, err := NewKernelWriter(Settings{}, "/run/netns/"+ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestKernelWriterPrivileged(t *testing.T) {
 // finds our routes, keeps them, and the sweep removes the unconfirmed one.
 func TestRoutesKernelPrivileged(t *testing.T) {
 	ns := routesNetns(t)
-	w, err := NewKernelWriter(KernelConfig{NetNS: "/run/netns/" + ns})
+	w, err := NewKernelWriter(Settings{}, "/run/netns/"+ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,14 +186,14 @@ func TestRoutesKernelPrivileged(t *testing.T) {
 			}
 		}
 	}
-	r1 := NewRoutes(w, RoutesConfig{ResyncInterval: -1}, quiet())
+	r1 := NewRoutes(w, Settings{ResyncInterval: -1}, quiet())
 	stop := run(r1)
 	r1.Set(a, []netip.Addr{gw})
 	r1.Set(b, []netip.Addr{gw})
 	eventually(t, "two routes", func() bool { return r1.Stats().Installed == 2 })
 	stop() // RemoveOnStop off: routes survive, as for graceful restart
 
-	r2 := NewRoutes(w, RoutesConfig{ResyncInterval: -1, StaleTimeout: time.Hour}, quiet())
+	r2 := NewRoutes(w, Settings{ResyncInterval: -1, StaleTimeout: time.Hour}, quiet())
 	stop = run(r2)
 	defer stop()
 	eventually(t, "routes found at start", func() bool { return r2.Stats().Installed == 2 })
@@ -213,14 +213,14 @@ func TestRoutesKernelPrivileged(t *testing.T) {
 // writes do not count as changes.
 func TestNexthopTrackingPrivileged(t *testing.T) {
 	ns := routesNetns(t)
-	w, err := NewKernelWriter(KernelConfig{NetNS: "/run/netns/" + ns})
+	w, err := NewKernelWriter(Settings{}, "/run/netns/"+ns)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.Close)
 	ipCmd(t, "-n", ns, "route", "add", "192.0.2.0/24", "via", "10.78.0.4", "proto", "static")
 
-	r := NewRoutes(w, RoutesConfig{ResyncInterval: -1}, quiet())
+	r := NewRoutes(w, Settings{ResyncInterval: -1}, quiet())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
@@ -279,7 +279,7 @@ func TestNexthopTrackingPrivileged(t *testing.T) {
 // writes (protocol 186) out of the change feed; other routes get through.
 func TestWatchIgnoresOwnRoutesPrivileged(t *testing.T) {
 	ns := routesNetns(t)
-	w, err := NewKernelWriter(KernelConfig{NetNS: "/run/netns/" + ns})
+	w, err := NewKernelWriter(Settings{}, "/run/netns/"+ns)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -144,7 +144,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 func TestRoutesInstallReplaceDelete(t *testing.T) {
 	f := newFakeWriter()
-	r := NewRoutes(f, RoutesConfig{ResyncInterval: -1}, quiet())
+	r := NewRoutes(f, Settings{ResyncInterval: -1}, quiet())
 	start(t, r)
 
 	r.Set(pfxA, []netip.Addr{nh2, nh1, nh1}) // unordered, duplicated: one ECMP route of two
@@ -184,7 +184,7 @@ func TestRoutesInstallReplaceDelete(t *testing.T) {
 func TestRoutesCoalesceLatestWins(t *testing.T) {
 	f := newFakeWriter()
 	f.block = make(chan struct{})
-	r := NewRoutes(f, RoutesConfig{ResyncInterval: -1}, quiet())
+	r := NewRoutes(f, Settings{ResyncInterval: -1}, quiet())
 	start(t, r)
 
 	// The worker is stuck in its first write; everything after piles up in
@@ -217,7 +217,7 @@ func TestRoutesCoalesceLatestWins(t *testing.T) {
 func TestRoutesTransientErrorsRetried(t *testing.T) {
 	f := newFakeWriter()
 	f.failNext[pfxA] = []error{syscall.ENOBUFS, fmt.Errorf("wrapped: %w", syscall.EAGAIN), syscall.EBUSY}
-	r := NewRoutes(f, RoutesConfig{ResyncInterval: -1}, quiet())
+	r := NewRoutes(f, Settings{ResyncInterval: -1}, quiet())
 	start(t, r)
 	r.Set(pfxA, []netip.Addr{nh1})
 	eventually(t, "installed after retries", func() bool { return r.Stats().Installed == 1 })
@@ -229,7 +229,7 @@ func TestRoutesTransientErrorsRetried(t *testing.T) {
 func TestRoutesPermanentErrorKeepsState(t *testing.T) {
 	f := newFakeWriter()
 	f.routes[pfxA] = []Nexthop{{Gateway: nh1, LinkIndex: 1}}
-	r := NewRoutes(f, RoutesConfig{ResyncInterval: -1}, quiet())
+	r := NewRoutes(f, Settings{ResyncInterval: -1}, quiet())
 	start(t, r)
 	eventually(t, "start-up listing", func() bool { return r.Stats().Installed == 1 })
 
@@ -263,7 +263,7 @@ func TestRoutesPermanentErrorKeepsState(t *testing.T) {
 func TestRoutesPersistentTransientErrorGivesUp(t *testing.T) {
 	f := newFakeWriter()
 	f.failNext[pfxA] = slices.Repeat([]error{syscall.EAGAIN}, retries+1)
-	r := NewRoutes(f, RoutesConfig{ResyncInterval: -1}, quiet())
+	r := NewRoutes(f, Settings{ResyncInterval: -1}, quiet())
 	start(t, r)
 	r.Set(pfxA, []netip.Addr{nh1})
 	eventually(t, "failure", func() bool { return r.Stats().Failures == 1 })
@@ -277,7 +277,7 @@ func TestRoutesStaleKeptUntilSweep(t *testing.T) {
 	// Left by an earlier run: A will be confirmed by the RIB, B will not.
 	f.routes[pfxA] = []Nexthop{{Gateway: nh1, LinkIndex: 1}}
 	f.routes[pfxB] = []Nexthop{{Gateway: nh1, LinkIndex: 1}}
-	r := NewRoutes(f, RoutesConfig{ResyncInterval: -1, StaleTimeout: time.Hour}, quiet())
+	r := NewRoutes(f, Settings{ResyncInterval: -1, StaleTimeout: time.Hour}, quiet())
 	start(t, r)
 	eventually(t, "start-up listing", func() bool { return r.Stats().Installed == 2 })
 
@@ -304,7 +304,7 @@ func TestRoutesStaleKeptUntilSweep(t *testing.T) {
 func TestRoutesStaleTimeout(t *testing.T) {
 	f := newFakeWriter()
 	f.routes[pfxB] = []Nexthop{{Gateway: nh1, LinkIndex: 1}}
-	r := NewRoutes(f, RoutesConfig{ResyncInterval: -1, StaleTimeout: 30 * time.Millisecond}, quiet())
+	r := NewRoutes(f, Settings{ResyncInterval: -1, StaleTimeout: 30 * time.Millisecond}, quiet())
 	start(t, r)
 	eventually(t, "stale route removed at the timeout", func() bool {
 		routes, _ := f.snapshot()
@@ -314,7 +314,7 @@ func TestRoutesStaleTimeout(t *testing.T) {
 
 func TestRoutesResyncRepairsKernel(t *testing.T) {
 	f := newFakeWriter()
-	r := NewRoutes(f, RoutesConfig{ResyncInterval: -1}, quiet())
+	r := NewRoutes(f, Settings{ResyncInterval: -1}, quiet())
 	start(t, r)
 	r.Set(pfxA, []netip.Addr{nh1})
 	r.Set(pfxB, []netip.Addr{nh1})
@@ -338,7 +338,7 @@ func TestRoutesResyncRepairsKernel(t *testing.T) {
 func TestRoutesListErrorFailsRun(t *testing.T) {
 	f := newFakeWriter()
 	f.listErr = errors.New("boom")
-	r := NewRoutes(f, RoutesConfig{}, quiet())
+	r := NewRoutes(f, Settings{}, quiet())
 	if err := r.Run(context.Background()); err == nil {
 		t.Fatal("Run succeeded although the start-up listing failed")
 	}
@@ -346,7 +346,7 @@ func TestRoutesListErrorFailsRun(t *testing.T) {
 
 func TestRoutesRemoveOnStop(t *testing.T) {
 	f := newFakeWriter()
-	r := NewRoutes(f, RoutesConfig{ResyncInterval: -1, RemoveOnStop: true}, quiet())
+	r := NewRoutes(f, Settings{ResyncInterval: -1, RemoveOnStop: true}, quiet())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
@@ -454,7 +454,7 @@ func TestRoutesNexthopTracking(t *testing.T) {
 	ibgp := netip.MustParseAddr("192.0.2.1")
 	w := &trackingWriter{fakeWriter: newFakeWriter(), via: map[netip.Addr]netip.Addr{ibgp: nh1, nh2: nh2},
 		resolved: map[netip.Addr]netip.Addr{}, watching: make(chan struct{})}
-	r := NewRoutes(w, RoutesConfig{ResyncInterval: -1}, quiet())
+	r := NewRoutes(w, Settings{ResyncInterval: -1}, quiet())
 	start(t, r)
 	<-w.watching
 	r.Set(pfxA, []netip.Addr{ibgp})
@@ -507,7 +507,7 @@ func TestPrefixKeyRoundTrip(t *testing.T) {
 }
 
 func TestRoutesShareNexthopSets(t *testing.T) {
-	r := NewRoutes(newFakeWriter(), RoutesConfig{}, quiet())
+	r := NewRoutes(newFakeWriter(), Settings{}, quiet())
 	r.Set(pfxA, []netip.Addr{nh2, nh1})
 	r.Set(pfxB, []netip.Addr{nh1, nh2, nh1})
 	a, b := r.pending[keyOf(pfxA)], r.pending[keyOf(pfxB)]

@@ -20,12 +20,12 @@ func TestRoutesScalePrivileged(t *testing.T) {
 		t.Skip("set XROUTER_FIB_SCALE=N to write N routes")
 	}
 	ns := routesNetns(t)
-	w, err := NewKernelWriter(KernelConfig{NetNS: "/run/netns/" + ns})
+	w, err := NewKernelWriter(Settings{}, "/run/netns/"+ns)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.Close)
-	r := NewRoutes(w, RoutesConfig{ResyncInterval: -1}, quiet())
+	r := NewRoutes(w, Settings{ResyncInterval: -1}, quiet())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()

@@ -39,12 +39,20 @@ func (s Settings) Validate() error {
 	return nil
 }
 
-// Kernel is the KernelWriter's part of the settings.
-func (s Settings) Kernel() KernelConfig {
-	return KernelConfig{Metric: s.Metric, Table: s.Table}
-}
-
-// Routes is the route table's part of the settings.
-func (s Settings) Routes() RoutesConfig {
-	return RoutesConfig{StaleTimeout: s.StaleTimeout, ResyncInterval: s.ResyncInterval, RemoveOnStop: s.RemoveOnStop}
+// withDefaults fills the zero values: a Settings built in code (tests,
+// tools) need only name what it changes.
+func (s Settings) withDefaults() Settings {
+	if s.Metric == 0 {
+		s.Metric = DefaultMetric
+	}
+	if s.Table == 0 {
+		s.Table = DefaultTable
+	}
+	if s.StaleTimeout == 0 {
+		s.StaleTimeout = DefaultStaleTimeout
+	}
+	if s.ResyncInterval == 0 {
+		s.ResyncInterval = DefaultResyncInterval
+	}
+	return s
 }

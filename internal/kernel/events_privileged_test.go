@@ -1,4 +1,4 @@
-package kernel
+package kernel_test
 
 import (
 	"fmt"
@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xrouter/xrouter/internal/kernel"
 	"github.com/xrouter/xrouter/internal/testbed"
 )
 
@@ -26,9 +27,9 @@ func vethNS(t *testing.T) *testbed.Netns {
 	return ns
 }
 
-func subscribe(t *testing.T, ns *testbed.Netns, f Filter) *Subscription {
+func subscribe(t *testing.T, ns *testbed.Netns, f kernel.Filter) *kernel.Subscription {
 	t.Helper()
-	s, err := Subscribe(ns.Path(), f)
+	s, err := kernel.Subscribe(ns.Path(), f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,16 +38,16 @@ func subscribe(t *testing.T, ns *testbed.Netns, f Filter) *Subscription {
 }
 
 // routesSeen collects the route events of s for d, by destination.
-func routesSeen(s *Subscription, d time.Duration) (map[string]RouteInfo, int) {
-	got, lost := map[string]RouteInfo{}, 0
+func routesSeen(s *kernel.Subscription, d time.Duration) (map[string]kernel.RouteInfo, int) {
+	got, lost := map[string]kernel.RouteInfo{}, 0
 	deadline := time.After(d)
 	for {
 		select {
 		case e := <-s.Events():
 			switch e.Kind {
-			case Route:
+			case kernel.Route:
 				got[e.Route.Dst.String()] = e.Route
-			case Lost:
+			case kernel.Lost:
 				lost++
 			}
 		case <-deadline:
@@ -62,16 +63,16 @@ func routesSeen(s *Subscription, d time.Duration) (map[string]RouteInfo, int) {
 func TestOwnRoutesReachOnlyThoseWhoWantThemPrivileged(t *testing.T) {
 	testbed.RequireRoot(t)
 	ns := vethNS(t)
-	tracker := subscribe(t, ns, Filter{Kinds: Route | Link | Addr, IgnoreProtocol: 186})
-	if tracker.hub.filtered != 186 {
-		t.Errorf("alone, the subscriber ignoring protocol 186 left the socket unfiltered (%d)", tracker.hub.filtered)
+	tracker := subscribe(t, ns, kernel.Filter{Kinds: kernel.Route | kernel.Link | kernel.Addr, IgnoreProtocol: 186})
+	if kernel.HubFiltered(tracker) != 186 {
+		t.Errorf("alone, the subscriber ignoring protocol 186 left the socket unfiltered (%d)", kernel.HubFiltered(tracker))
 	}
-	all := subscribe(t, ns, Filter{Kinds: All})
-	if all.hub != tracker.hub {
+	all := subscribe(t, ns, kernel.Filter{Kinds: kernel.All})
+	if !kernel.SameHub(all, tracker) {
 		t.Fatal("two subscriptions in one namespace opened two sockets")
 	}
-	if all.hub.filtered != 0 {
-		t.Errorf("a subscriber wants every route but the socket still filters protocol %d", all.hub.filtered)
+	if kernel.HubFiltered(all) != 0 {
+		t.Errorf("a subscriber wants every route but the socket still filters protocol %d", kernel.HubFiltered(all))
 	}
 	ns.IP(t, "route", "add", "10.60.0.0/16", "via", "10.5.0.2", "proto", "186")
 	ns.IP(t, "route", "add", "10.61.0.0/16", "via", "10.5.0.2", "proto", "static")
@@ -98,7 +99,7 @@ func TestOwnRoutesReachOnlyThoseWhoWantThemPrivileged(t *testing.T) {
 
 	// The subscriber of every route leaves: the kernel filters again.
 	all.Close()
-	if f := tracker.hub.filtered; f != 186 {
+	if f := kernel.HubFiltered(tracker); f != 186 {
 		t.Errorf("after the last subscriber of our routes left, filter = %d", f)
 	}
 	ns.IP(t, "link", "set", "v1", "mtu", "1400")
@@ -106,7 +107,7 @@ func TestOwnRoutesReachOnlyThoseWhoWantThemPrivileged(t *testing.T) {
 	for seen := false; !seen; {
 		select {
 		case e := <-tracker.Events():
-			seen = e.Kind == Link && e.Link.Attrs().Name == "v1" && e.Link.Attrs().MTU == 1400
+			seen = e.Kind == kernel.Link && e.Link.Attrs().Name == "v1" && e.Link.Attrs().MTU == 1400
 		case <-deadline:
 			t.Fatal("link event not delivered")
 		}
@@ -118,10 +119,10 @@ func TestOwnRoutesReachOnlyThoseWhoWantThemPrivileged(t *testing.T) {
 func TestOverrunTellsEverySubscriberPrivileged(t *testing.T) {
 	testbed.RequireRoot(t)
 	ns := vethNS(t)
-	a := subscribe(t, ns, Filter{Kinds: Route, Queue: 1 << 16})
-	b := subscribe(t, ns, Filter{Kinds: Link, Queue: 1 << 16})
+	a := subscribe(t, ns, kernel.Filter{Kinds: kernel.Route, Queue: 1 << 16})
+	b := subscribe(t, ns, kernel.Filter{Kinds: kernel.Link, Queue: 1 << 16})
 	// Shrink the buffer far below one burst.
-	if err := unix.SetsockoptInt(a.hub.fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1024); err != nil {
+	if err := unix.SetsockoptInt(kernel.HubFD(a), unix.SOL_SOCKET, unix.SO_RCVBUF, 1024); err != nil {
 		t.Fatal(err)
 	}
 	var sb strings.Builder
@@ -133,9 +134,9 @@ func TestOverrunTellsEverySubscriberPrivileged(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns.IP(t, "-batch", batch)
-	for _, s := range []*Subscription{a, b} {
+	for name, s := range map[string]*kernel.Subscription{"route": a, "link": b} {
 		if _, lost := routesSeen(s, time.Second); lost == 0 {
-			t.Errorf("2000 route events into a 1 KiB socket buffer: subscriber %v not told of the loss", s.filter.Kinds)
+			t.Errorf("2000 route events into a 1 KiB socket buffer: %s subscriber not told of the loss", name)
 		}
 	}
 }
@@ -145,8 +146,8 @@ func TestOverrunTellsEverySubscriberPrivileged(t *testing.T) {
 func TestFullQueueIsLostPrivileged(t *testing.T) {
 	testbed.RequireRoot(t)
 	ns := vethNS(t)
-	slow := subscribe(t, ns, Filter{Kinds: Route, Queue: 1})
-	fast := subscribe(t, ns, Filter{Kinds: Route, Queue: 64})
+	slow := subscribe(t, ns, kernel.Filter{Kinds: kernel.Route, Queue: 1})
+	fast := subscribe(t, ns, kernel.Filter{Kinds: kernel.Route, Queue: 64})
 	for i := range 3 {
 		ns.IP(t, "route", "add", netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 80, byte(i), 0}), 24).String(), "via", "10.5.0.2")
 	}
@@ -165,17 +166,17 @@ func TestFullQueueIsLostPrivileged(t *testing.T) {
 func TestSubscriptionInCallersNamespacePrivileged(t *testing.T) {
 	testbed.RequireRoot(t)
 	ns1, ns2 := vethNS(t), vethNS(t)
-	var s1 *Subscription
+	var s1 *kernel.Subscription
 	if err := ns1.Do(func() error {
 		var err error
-		s1, err = Subscribe("", Filter{Kinds: Route})
+		s1, err = kernel.Subscribe("", kernel.Filter{Kinds: kernel.Route})
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s1.Close)
-	s2 := subscribe(t, ns2, Filter{Kinds: Route})
-	if s1.hub == s2.hub {
+	s2 := subscribe(t, ns2, kernel.Filter{Kinds: kernel.Route})
+	if kernel.SameHub(s1, s2) {
 		t.Fatal("two namespaces share one socket")
 	}
 	ns1.IP(t, "route", "add", "10.90.0.0/16", "via", "10.5.0.2")
@@ -196,22 +197,22 @@ func TestDecodeWhatSubscribersNeedPrivileged(t *testing.T) {
 	testbed.RequireRoot(t)
 	ns := vethNS(t)
 	ns.IP(t, "addr", "add", "fd00:5::1/64", "dev", "v0", "nodad")
-	s := subscribe(t, ns, Filter{Kinds: Route | Rule})
+	s := subscribe(t, ns, kernel.Filter{Kinds: kernel.Route | kernel.Rule})
 	ns.IP(t, "route", "add", "10.63.0.0/16", "via", "10.5.0.2", "realm", "7")
 	ns.IP(t, "route", "add", "10.64.0.0/16", "nexthop", "via", "10.5.0.2", "realm", "3", "nexthop", "via", "10.5.0.3")
 	ns.IP(t, "route", "add", "10.65.0.0/16", "via", "10.5.0.2", "mtu", "1400", "metric", "77")
 	ns.IP(t, "-6", "route", "add", "fd00:64::/48", "from", "fd00:99::/48", "via", "fd00:5::2")
 	ns.IP(t, "rule", "add", "to", "10.57.0.0/16", "lookup", "100", "realms", "5")
-	routes := map[string]RouteInfo{}
-	var rules []RuleInfo
+	routes := map[string]kernel.RouteInfo{}
+	var rules []kernel.RuleInfo
 	deadline := time.After(2 * time.Second)
 	for len(routes) < 4 || len(rules) < 1 {
 		select {
 		case e := <-s.Events():
 			switch {
-			case e.Kind == Route && e.Type == unix.RTM_NEWROUTE:
+			case e.Kind == kernel.Route && e.Type == unix.RTM_NEWROUTE:
 				routes[e.Route.Dst.String()] = e.Route
-			case e.Kind == Rule && e.Type == unix.RTM_NEWRULE:
+			case e.Kind == kernel.Rule && e.Type == unix.RTM_NEWRULE:
 				rules = append(rules, e.Rule)
 			}
 		case <-deadline:

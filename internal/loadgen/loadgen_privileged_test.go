@@ -7,7 +7,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xrouter/xrouter/internal/dataplane"
 	"github.com/xrouter/xrouter/internal/testbed"
 )
 
@@ -100,29 +99,16 @@ func TestGeneratorInterruptPrivileged(t *testing.T) {
 // sinkAndGenerator joins two new namespaces with a veth pair, attaches the
 // counting sink to the peer end and loads a generator for the gen0 end in
 // namespace a. Everything is released at the end of the test.
-func sinkAndGenerator(t *testing.T) (a *testbed.Netns, la, lb testbed.Link, sink *dataplane.Sink, g *Generator) {
+func sinkAndGenerator(t *testing.T) (a *testbed.Netns, la, lb testbed.Link, sink *Sink, g *Generator) {
 	t.Helper()
 	testbed.RequireRoot(t)
 	a = testbed.NewNetns(t, "xrlg-a")
 	b := testbed.NewNetns(t, "xrlg-b")
 	la, lb = testbed.Veth(t, a, "gen0", b, "peer0")
 
-	sink, err := dataplane.LoadSink(64, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sink.Close() })
-	if err := b.Do(func() error {
-		l, err := AttachXDP(sink.Program(), lb.Index)
-		if err == nil {
-			t.Cleanup(func() { l.Close() })
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	sink = SinkOn(t, b, lb.Name, 64, true)
 
-	g, err = LoadGenerator()
+	g, err := LoadGenerator()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,19 +31,10 @@ import (
 	"github.com/xrouter/xrouter/internal/kernel"
 )
 
-// Config configures the next-hop cache's invalidation.
-type Config struct {
-	// Enabled turns the cache on; off, the generation stays 0.
-	Enabled bool
-	// MaxAge is the period of the unconditional bump (PMTU exceptions
-	// and anything else the kernel does not announce).
-	MaxAge time.Duration
-}
-
 // Invalidator owns the cache's generation. It is the only writer of the
 // xr_cache_gen map and of the multipath tries.
 type Invalidator struct {
-	cfg Config
+	cfg dataplane.CacheSettings
 	dp  *dataplane.Dataplane
 	log *slog.Logger
 
@@ -74,8 +65,11 @@ const nudValid = unix.NUD_PERMANENT | unix.NUD_NOARP | unix.NUD_REACHABLE | unix
 
 // NewInvalidator takes over the cache's control block and turns the cache
 // off until Start has read the kernel's state: a control block left by an
-// earlier run (even one killed) must not validate anything.
-func NewInvalidator(cfg Config, dp *dataplane.Dataplane, log *slog.Logger) (*Invalidator, error) {
+// earlier run (even one killed) must not validate anything. Of cfg it
+// reads Enabled (off, the generation stays 0) and MaxAge, the period of the
+// unconditional bump (PMTU exceptions and anything else the kernel does
+// not announce; 0: 2 s).
+func NewInvalidator(cfg dataplane.CacheSettings, dp *dataplane.Dataplane, log *slog.Logger) (*Invalidator, error) {
 	if cfg.MaxAge <= 0 {
 		cfg.MaxAge = 2 * time.Second
 	}

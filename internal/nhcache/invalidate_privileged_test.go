@@ -174,7 +174,7 @@ func TestLostEventsResyncPrivileged(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dp.Close() })
-	v, err := NewInvalidator(Config{Enabled: true, MaxAge: time.Hour}, dp, slog.New(slog.DiscardHandler))
+	v, err := NewInvalidator(dataplane.CacheSettings{Enabled: true, MaxAge: time.Hour}, dp, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

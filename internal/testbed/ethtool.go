@@ -1,9 +1,7 @@
 package testbed
 
 import (
-	"bytes"
 	"fmt"
-	"sync"
 
 	"github.com/xrouter/xrouter/internal/ethtool"
 )
@@ -21,22 +19,4 @@ func (n *Netns) SetEthtool(dev string, cmd uint32, on bool) error {
 		return fmt.Errorf("netns %s: %w", n.name, err)
 	}
 	return nil
-}
-
-// LockedBuffer collects a child process's output while a test reads it.
-type LockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *LockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *LockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

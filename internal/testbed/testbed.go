@@ -2,7 +2,7 @@
 // real kernel: namespaces, veth pairs, addresses, routes, neighbours and
 // sysctls. It drives iproute2 (`ip`) rather than a netlink library so that
 // test setup reads like the commands an operator would type, and so that
-// only internal/devmap and internal/fib import netlink.
+// only the packages that own a kernel interface import netlink.
 //
 // Everything a helper creates is registered with t.Cleanup. Helpers fail the
 // test on error; they never leave half-built topologies behind.
@@ -12,20 +12,19 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/xrouter/xrouter/internal/kernel"
 )
 
 // BPFFS is where tests pin BPF objects.
@@ -162,77 +161,25 @@ func (n *Netns) IP(t testing.TB, args ...string) string {
 
 func bytesTrim(b []byte) string { return strings.TrimSpace(string(b)) }
 
-// errGoexit reports a fn that left its goroutine without returning.
-var errGoexit = errors.New("testbed: function passed to Do exited its goroutine without returning (t.FailNow or runtime.Goexit from inside Do?)")
-
 // Do runs fn on a new goroutine locked to an OS thread that has entered the
-// namespace, and returns fn's error. The caller's thread never changes
-// namespace. Things resolved by ifindex in "the current namespace" (devmap
-// updates, XDP attach, BPF_PROG_RUN's ingress_ifindex, netlink and
-// /proc/sys/net) must happen inside fn. Goroutines that fn starts run in the
-// host namespace. fn must report failures by returning an error: t.Fatal
-// is only allowed on the test's own goroutine.
+// namespace, and returns fn's error (kernel.InNamespace). The caller's
+// thread never changes namespace. Things resolved by ifindex in "the
+// current namespace" (devmap updates, XDP attach, BPF_PROG_RUN's
+// ingress_ifindex, netlink and /proc/sys/net) must happen inside fn.
+// Goroutines that fn starts run in the host namespace. fn must report
+// failures by returning an error: t.Fatal is only allowed on the test's own
+// goroutine (from fn it returns kernel.ErrGoexit).
 func (n *Netns) Do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		returned := false
-		defer func() {
-			if !returned {
-				errc <- errGoexit
-			}
-		}()
-		// Never unlocked unless the original namespace is restored: a
-		// thread left in the wrong namespace must exit with the goroutine
-		// rather than go back to the scheduler's pool.
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			returned = true
-			errc <- fmt.Errorf("opening current network namespace: %w", err)
-			runtime.UnlockOSThread()
-			return
-		}
-		defer orig.Close()
-		if err := n.setThread(); err != nil {
-			returned = true
-			errc <- err
-			runtime.UnlockOSThread()
-			return
-		}
-		defer func() {
-			if err := netns.Set(orig); err == nil {
-				runtime.UnlockOSThread()
-			}
-		}()
-
-		err = fn()
-		returned = true
-		errc <- err
-	}()
-	return <-errc
+	return kernel.InNamespace(n.Path(), fn)
 }
 
 // Enter locks the calling goroutine to its OS thread and moves the thread
-// into the namespace for good, for a worker that lives there (a traffic
-// generator's thread). The thread is never unlocked, so it ends with the
-// goroutine instead of going back to the scheduler's pool in the wrong
-// namespace; that holds on error too.
+// into the namespace for good (kernel.EnterNamespace), for a worker that
+// lives there (a traffic generator's thread). The thread is never
+// unlocked, so it ends with the goroutine instead of going back to the
+// scheduler's pool in the wrong namespace; that holds on error too.
 func (n *Netns) Enter() error {
-	runtime.LockOSThread()
-	return n.setThread()
-}
-
-// setThread moves the calling, locked thread into the namespace.
-func (n *Netns) setThread() error {
-	target, err := netns.GetFromPath(n.Path())
-	if err != nil {
-		return fmt.Errorf("opening network namespace %s: %w", n.name, err)
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		return fmt.Errorf("entering network namespace %s: %w", n.name, err)
-	}
-	return nil
+	return kernel.EnterNamespace(n.Path())
 }
 
 // Sysctl writes value to the namespace's sysctl key, in dotted form
@@ -319,6 +266,30 @@ func (n *Netns) Addrs(t testing.TB, dev string) []netip.Prefix {
 		}
 	}
 	return ps
+}
+
+// XDPLinks lists the interfaces in the namespace that have an XDP program
+// attached, in any mode (`ip -j link show`: the "xdp" object), in the
+// kernel's order.
+func (n *Netns) XDPLinks() ([]string, error) {
+	out, err := n.IPExec("-j", "link", "show")
+	if err != nil {
+		return nil, err
+	}
+	var links []struct {
+		Name string          `json:"ifname"`
+		XDP  json.RawMessage `json:"xdp"`
+	}
+	if err := json.Unmarshal([]byte(out), &links); err != nil {
+		return nil, fmt.Errorf("netns %s: parsing `ip -j link show` (%v): %s", n.name, err, out)
+	}
+	var names []string
+	for _, l := range links {
+		if len(l.XDP) > 0 {
+			names = append(names, l.Name)
+		}
+	}
+	return names, nil
 }
 
 // SetUp brings an interface up.

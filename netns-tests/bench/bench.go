@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -472,7 +471,7 @@ func (r *runner) countAtSinks() (uint64, []uint64, error) {
 
 func (r *runner) startMode(mode string) (*active, error) {
 	tp := r.tp
-	if on, err := tp.routerXDP(); err != nil || len(on) > 0 {
+	if on, err := tp.Router.XDPLinks(); err != nil || len(on) > 0 {
 		return nil, fmt.Errorf("router interfaces still have XDP from the previous mode: %v %v", on, err)
 	}
 	a := &active{name: mode, stop: func() error { return nil }, count: r.countAtSinks}
@@ -489,7 +488,7 @@ func (r *runner) startMode(mode string) (*active, error) {
 		if err != nil {
 			return nil, err
 		}
-		a.stop, a.pin = d.stop, tp.pin
+		a.stop, a.pin = d.Stop, tp.pin
 		if mode == ModeBaseline {
 			a.pin = r.basePin
 		}
@@ -594,45 +593,19 @@ func (r *runner) checkModes() (string, error) {
 	return "", nil
 }
 
-type lockedBuffer = testbed.LockedBuffer
-
-// daemon is one `xrouter run` on the router, started as deployed: the real
+// startDaemon starts `xrouter run` on the router as deployed: the real
 // binary with its own config file, in the router's namespace through
-// nsenter (which keeps the host's bpffs mount for the pins).
-type daemon struct {
-	cmd  *exec.Cmd
-	log  *lockedBuffer
-	done chan struct{}
-	err  error
-}
-
-func (r *runner) startDaemon(mode string) (*daemon, error) {
+// nsenter (which keeps the host's bpffs mount for the pins, and execs
+// xrouter in place, so testbed.Daemon's PID is the daemon's).
+func (r *runner) startDaemon(mode string) (*testbed.Daemon, error) {
 	cfg, err := r.daemonConfig(mode)
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{log: &lockedBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command("nsenter", "--net="+r.tp.Router.Path(), r.binary(mode), "run", "-c", cfg)
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	// nsenter execs xrouter in place, so this is the daemon's PID; it must
-	// not outlive the benchmark if that dies without cleaning up.
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := d.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting xrouter run: %w", err)
+	d, err := testbed.StartDaemon(r.t, exec.Command("nsenter", "--net="+r.tp.Router.Path(), r.binary(mode), "run", "-c", cfg))
+	if err != nil {
+		return nil, err
 	}
-	go func() {
-		d.err = d.cmd.Wait()
-		close(d.done)
-	}()
-	pid := d.cmd.Process.Pid
-	r.t.Cleanup(func() {
-		select {
-		case <-d.done:
-		default:
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			<-d.done
-		}
-	})
 	// Measure the daemon in its steady state: with the cache on, that is
 	// after the cache's invalidator has read the kernel's tables (with 1M
 	// routes, about a second after "running"); until then every packet
@@ -641,39 +614,11 @@ func (r *runner) startDaemon(mode string) (*daemon, error) {
 	if mode != ModeNoCache {
 		ready = "next-hop cache enabled"
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(d.log.String(), ready) {
-		select {
-		case <-d.done:
-			return nil, fmt.Errorf("xrouter run exited (%v) before it was running; log:\n%s", d.err, d.log.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			return nil, fmt.Errorf("xrouter run: no %q after 20 s; log:\n%s", ready, d.log.String())
-		}
+	if err := d.WaitLog(ready, 20*time.Second); err != nil {
+		d.Kill()
+		return nil, err
 	}
 	return d, nil
-}
-
-// stop sends SIGTERM and waits; detach_on_exit removes the program.
-func (d *daemon) stop() error {
-	pid := d.cmd.Process.Pid
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		return fmt.Errorf("kill -TERM %d: %w", pid, err)
-	}
-	select {
-	case <-d.done:
-	case <-time.After(15 * time.Second):
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-		<-d.done
-		return fmt.Errorf("xrouter run (pid %d) did not stop within 15 s of SIGTERM; log:\n%s", pid, d.log.String())
-	}
-	var ee *exec.ExitError
-	if d.err != nil && !(errors.As(d.err, &ee) && ee.ExitCode() == 0) {
-		return fmt.Errorf("xrouter run exited with %v; log:\n%s", d.err, d.log.String())
-	}
-	return nil
 }
 
 // reading is every counter at one moment.

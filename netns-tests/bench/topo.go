@@ -9,7 +9,6 @@ package bench
 
 import (
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -19,7 +18,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/xrouter/xrouter/internal/dataplane"
 	"github.com/xrouter/xrouter/internal/loadgen"
 	"github.com/xrouter/xrouter/internal/testbed"
 )
@@ -47,8 +45,7 @@ var (
 // sinkPort is a sink program on one of the sink namespace's interfaces.
 type sinkPort struct {
 	dev  string
-	sink *dataplane.Sink
-	link io.Closer
+	sink *loadgen.Sink
 }
 
 // topo is the benchmark topology: testbed.Line plus ecmpLinks more links
@@ -103,20 +100,7 @@ func buildTopo(t testing.TB) *topo {
 	devs := []testbed.Link{tp.DstPort.Link}
 	devs = append(devs, tp.ecmpD...)
 	for _, l := range devs {
-		s, err := dataplane.LoadSink(63, true)
-		if err != nil {
-			t.Fatalf("loading sink for %s: %v", l.Name, err)
-		}
-		sp := &sinkPort{dev: l.Name, sink: s}
-		t.Cleanup(func() { s.Close() })
-		if err := d.Do(func() error {
-			var err error
-			sp.link, err = loadgen.AttachXDP(s.Program(), l.Index)
-			return err
-		}); err != nil {
-			t.Fatalf("netns %s: sink on %s: %v", d.Name(), l.Name, err)
-		}
-		t.Cleanup(func() { sp.link.Close() })
+		sp := &sinkPort{dev: l.Name, sink: loadgen.SinkOn(t, d, l.Name, 63, true)}
 		tp.sinks = append(tp.sinks, sp)
 	}
 	return tp
@@ -167,22 +151,6 @@ func (tp *topo) setGRO(dev string, on bool) error {
 	return tp.Router.SetEthtool(dev, testbed.EthtoolSGRO, on)
 }
 
-// routerXDP lists the router's interfaces that have an XDP program.
-func (tp *topo) routerXDP() ([]string, error) {
-	out, err := tp.Router.IPExec("-o", "link", "show")
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) > 2 && strings.Contains(line, " prog/xdp id ") {
-			names = append(names, strings.SplitN(strings.TrimSuffix(f[1], ":"), "@", 2)[0])
-		}
-	}
-	return names, nil
-}
-
 // genThread is an OS thread inside the source namespace, pinned to one CPU,
 // on which every BPF_PROG_RUN of the generator happens: the generator's
 // ingress_ifindex is resolved in its namespace, and the veth NAPI polls that
@@ -196,18 +164,10 @@ func startGenThread(ns *testbed.Netns, cpu int) (*genThread, error) {
 	g := &genThread{jobs: make(chan func())}
 	ready := make(chan error, 1)
 	go func() {
-		// Never unlocked: the thread leaves the scheduler's pool with this
-		// goroutine, since it stays in the source namespace.
-		runtime.LockOSThread()
-		fd, err := unix.Open(ns.Path(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			ready <- fmt.Errorf("opening %s: %w", ns.Path(), err)
-			return
-		}
-		err = unix.Setns(fd, unix.CLONE_NEWNET)
-		unix.Close(fd)
-		if err != nil {
-			ready <- fmt.Errorf("entering %s: %w", ns.Name(), err)
+		// Enter never unlocks the thread: it leaves the scheduler's pool
+		// with this goroutine, since it stays in the source namespace.
+		if err := ns.Enter(); err != nil {
+			ready <- err
 			return
 		}
 		var set unix.CPUSet
