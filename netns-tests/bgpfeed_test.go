@@ -375,6 +375,14 @@ func sendFeedTable(c feedConfig, send func([]byte, bool) error) (n4, n6, msgs in
 	return n4, n6, msgs, send(nil, true)
 }
 
+// xorshift32 is the next state of Marsaglia's xorshift generator: the
+// prefix generators' cheap, repeatable randomness.
+func xorshift32(x uint32) uint32 {
+	x ^= x << 13
+	x ^= x >> 17
+	return x ^ x<<5
+}
+
 // genPrefixes4 calls fn with n distinct IPv4 prefixes with a length mix
 // like a full table's (about 60% /24, the rest /16 to /23), walking up
 // from 11.0.0.0 in /24 steps, shorter prefixes covering the /24s after
@@ -383,9 +391,7 @@ func genPrefixes4(n int, fn func(netip.Prefix)) {
 	cur := uint32(11) << 24
 	x := uint32(2463534242) // xorshift state
 	for range n {
-		x ^= x << 13
-		x ^= x >> 17
-		x ^= x << 5
+		x = xorshift32(x)
 		var bits int
 		switch r := x % 100; {
 		case r < 60:
@@ -419,9 +425,7 @@ func genPrefixes6(n int, fn func(netip.Prefix)) {
 	cur := uint64(0x2a00) << 48 // the upper 64 bits
 	x := uint32(88675123)
 	for range n {
-		x ^= x << 13
-		x ^= x >> 17
-		x ^= x << 5
+		x = xorshift32(x)
 		var bits int
 		switch r := x % 100; {
 		case r < 50:

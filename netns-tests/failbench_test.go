@@ -582,14 +582,16 @@ bgp:
     - name: all
       entries: [{prefix: 0.0.0.0/0, le: 32}, {prefix: "::/0", le: 128}]
   neighbors:
-%s%s%s`, fbRADev, fbRBDev, fbRSDev, pin, fbRecvAS, fbRS4, sock, nb.String(), failPprof(), os.Getenv("XROUTER_FAILBENCH_XROUTER"))
+%s%s%s`, fbRADev, fbRBDev, fbRSDev, pin, fbRecvAS, fbRS4, sock, nb.String(), pprofSection("XROUTER_FAILBENCH_PROFILE"), os.Getenv("XROUTER_FAILBENCH_XROUTER"))
 	d := startDaemon(t, ft.rcv, writeFile(t, "xrouter.yaml", conf))
 	return failReceiver{pids: []int{d.Cmd.Process.Pid}, grpc: "unix://" + sock}
 }
 
-// failPprof is the config's debug section when a heap profile is wanted.
-func failPprof() string {
-	if os.Getenv("XROUTER_FAILBENCH_PROFILE") == "" {
+// pprofSection is xrouter's config section that serves pprof on
+// benchPprof when the environment variable env (a profile's file name
+// prefix) is set, else nothing.
+func pprofSection(env string) string {
+	if os.Getenv(env) == "" {
 		return ""
 	}
 	return "debug:\n  pprof: " + benchPprof + "\n"

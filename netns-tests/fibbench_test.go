@@ -394,10 +394,7 @@ func startBenchXrouter(t *testing.T, p benchPair, extra string) receiver {
 			t.Logf("cleanup: xrouter detach --pin-path %s: %v: %s", pin, err, strings.TrimSpace(stderr))
 		}
 	})
-	debug := ""
-	if os.Getenv("XROUTER_FIBBENCH_PROFILE") != "" {
-		debug = "debug:\n  pprof: " + benchPprof + "\n"
-	}
+	debug := pprofSection("XROUTER_FIBBENCH_PROFILE")
 	conf := fmt.Sprintf(`dataplane:
   interfaces: [%s]
   mode: native
