@@ -35,7 +35,7 @@ type KernelRoutes struct {
 // ProtocolBGP (ours) are never included; link-local IPv6 subnets neither.
 func ListKernelRoutes() (KernelRoutes, error) {
 	var out KernelRoutes
-	routes, err := netlink.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
+	routes, err := listRedistributable()
 	if err != nil {
 		return out, fmt.Errorf("listing kernel routes: %w", err)
 	}
@@ -49,7 +49,7 @@ func ListKernelRoutes() (KernelRoutes, error) {
 			continue
 		}
 		switch {
-		case r.Protocol == unix.RTPROT_KERNEL && r.Scope == netlink.SCOPE_LINK:
+		case r.Protocol == unix.RTPROT_KERNEL && connected(r):
 			if !seenC[p] {
 				seenC[p] = true
 				out.Connected = append(out.Connected, p)
@@ -63,6 +63,48 @@ func ListKernelRoutes() (KernelRoutes, error) {
 	}
 	sortPrefixes(out.Connected)
 	sortPrefixes(out.Static)
+	return out, nil
+}
+
+// connected reports whether a kernel route (protocol kernel) is an
+// address's subnet: scope link in IPv4; IPv6 routes all have scope
+// universe, so there it is one without a gateway.
+func connected(r netlink.Route) bool {
+	if r.Family == netlink.FAMILY_V6 {
+		return r.Gw == nil && len(r.MultiPath) == 0
+	}
+	return r.Scope == netlink.SCOPE_LINK
+}
+
+// redistributableProtocols are the route protocols ListKernelRoutes keeps.
+var redistributableProtocols = []netlink.RouteProtocol{unix.RTPROT_KERNEL, unix.RTPROT_STATIC, unix.RTPROT_BOOT}
+
+// listRedistributable dumps the main table's routes of the protocols
+// ListKernelRoutes keeps. With strict checking the kernel filters the dump
+// by protocol itself, so the BGP table (a million routes at the edge) is
+// not copied to user space and parsed on every resync, which during a
+// failover is after every event-socket overrun. Without strict checking
+// (kernels before 4.20) it is the whole table, filtered here.
+func listRedistributable() ([]netlink.Route, error) {
+	main := &netlink.Route{Table: unix.RT_TABLE_MAIN}
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	if h.SetStrictCheck(true) != nil {
+		return h.RouteListFiltered(netlink.FAMILY_ALL, main, netlink.RT_FILTER_TABLE)
+	}
+	var out []netlink.Route
+	for _, proto := range redistributableProtocols {
+		f := *main
+		f.Protocol = proto
+		rs, err := h.RouteListFiltered(netlink.FAMILY_ALL, &f, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rs...)
+	}
 	return out, nil
 }
 
