@@ -65,8 +65,14 @@ func (k *KernelWriter) Refresh() []netip.Addr {
 		if r.same(old) {
 			continue
 		}
-		changed = append(changed, nh)
 		k.cache[nh] = r
+		// A next hop with an object moves by one replace of the object;
+		// its routes are rewritten only when it comes back from
+		// unresolved (they were removed meanwhile).
+		if k.repoint(nh, r) && old.err == nil {
+			continue
+		}
+		changed = append(changed, nh)
 	}
 	return changed
 }
