@@ -42,7 +42,9 @@ func realParts() parts {
 // newKernelRoutes is the route table BGP fills: fib.Routes over a netlink
 // writer, which release closes.
 func newKernelRoutes(s fib.Settings, log *slog.Logger) (routeTable, func(), error) {
-	kw, err := fib.NewKernelWriter(fib.KernelConfig{Metric: s.Metric, Table: s.Table})
+	kc := s.Kernel()
+	kc.Log = log
+	kw, err := fib.NewKernelWriter(kc)
 	if err != nil {
 		return nil, nil, fmt.Errorf("fib: %w", err)
 	}

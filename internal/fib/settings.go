@@ -22,6 +22,10 @@ type Settings struct {
 	// RemoveOnStop removes xrouter's routes on a clean stop; by default
 	// they stay for graceful restart.
 	RemoveOnStop bool `mapstructure:"remove_on_stop"`
+	// NexthopObjects puts xrouter's routes on shared kernel nexthop
+	// objects (when the kernel has them); off, every route carries its
+	// own gateways.
+	NexthopObjects bool `mapstructure:"nexthop_objects"`
 }
 
 // Validate checks the values without touching the system; errors name
@@ -41,7 +45,7 @@ func (s Settings) Validate() error {
 
 // Kernel is the KernelWriter's part of the settings.
 func (s Settings) Kernel() KernelConfig {
-	return KernelConfig{Metric: s.Metric, Table: s.Table}
+	return KernelConfig{Metric: s.Metric, Table: s.Table, PerRouteNexthops: !s.NexthopObjects}
 }
 
 // Routes is the route table's part of the settings.
