@@ -17,7 +17,8 @@ import (
 // object crosses in XDP (xrouter's forwarded grows, the kernel's
 // ForwDatagrams does not) and hits the cache; once the object is replaced
 // to another gateway (one RTM_NEWNEXTHOP, no route event), the next
-// packets go to the new gateway; flows to a route on a 4-way group take
+// packets go to the new gateway; once it is deleted (taking its route
+// with it), none are forwarded; flows to a route on a 4-way group take
 // the next hop the kernel picks for each, and use all four.
 func TestCacheNexthopObjectsPrivileged(t *testing.T) {
 	r := newCacheRouter(t, "")
@@ -68,6 +69,19 @@ func TestCacheNexthopObjectsPrivileged(t *testing.T) {
 		id := r.send(t, step.dst, 0, 20, 100)
 		r.expect(t, id, 20, cacheHops[1].mac, 0)
 	}
+
+	// The object goes, and with it the kernel's route on it (for IPv4
+	// without a route event: RTM_DELNEXTHOP is what invalidates). The
+	// cache held the destination; the next packets are not forwarded.
+	r.settle(t, dst, 100)
+	bumps = r.statusBumps(t)
+	rt.IP(t, "nexthop", "del", "id", "100")
+	r.waitBumped(t, bumps, "object 100 deleted")
+	want := r.kernelHop(t, dst, 0)
+	if want != "" {
+		t.Fatalf("the kernel still sends %s to %s after its object was deleted", dst, want)
+	}
+	r.expect(t, r.send(t, dst, 0, 10, 100), 10, want, 0)
 
 	// A group of four objects: flows spread as the kernel spreads them.
 	rt.Sysctl(t, "net.ipv4.fib_multipath_hash_policy", "1") // L4: ports count
