@@ -423,7 +423,9 @@ func (k *KernelWriter) Prune(used func(id uint32) bool) {
 			deleted++
 			for _, m := range g.members {
 				m.inGroups--
-				if m.inGroups == 0 && !used(m.id) {
+				// A member the kernel deleted is no longer ours: its id
+				// may be another object's now.
+				if m.inGroups == 0 && !used(m.id) && k.objs.byID[m.id] == m {
 					singles = append(singles, m)
 				}
 			}
@@ -498,6 +500,71 @@ func (k *KernelWriter) repoint(addr netip.Addr, r resolution) bool {
 		}
 	}
 	return true
+}
+
+// syncObjects forgets the objects of ours the kernel no longer holds (it
+// deletes an object, and the routes on it, when the object's device goes
+// down or loses its carrier) and returns the BGP next hops of the objects
+// forgotten, members of groups included: their routes must be written
+// again.
+func (k *KernelWriter) syncObjects() []netip.Addr {
+	if k.objs == nil || len(k.objs.byID) == 0 {
+		return nil
+	}
+	have := map[uint32]bool{}
+	body := make([]byte, sizeofNhmsg)
+	err := k.sock.dump(unix.RTM_GETNEXTHOP, body, func() { clear(have) }, func(typ uint16, b []byte) {
+		if typ != unix.RTM_NEWNEXTHOP || len(b) < sizeofNhmsg || b[2] != ProtocolBGP {
+			return
+		}
+		attrs(b[sizeofNhmsg:], func(t uint16, v []byte) {
+			if t == unix.NHA_ID && len(v) == 4 {
+				have[binary.NativeEndian.Uint32(v)] = true
+			}
+		})
+	})
+	if err != nil {
+		k.log.Warn("listing nexthop objects", "err", err)
+		return nil
+	}
+	var addrs []netip.Addr
+	for id, o := range k.objs.byID {
+		if have[id] {
+			continue
+		}
+		delete(k.objs.byID, id)
+		delete(k.objs.moved, id)
+		if o.group() {
+			for key, g := range k.objs.groups {
+				if g == o {
+					delete(k.objs.groups, key)
+				}
+			}
+			for _, m := range o.members {
+				m.inGroups--
+				addrs = append(addrs, m.addr)
+			}
+			continue
+		}
+		if k.objs.single[o.addr] == o {
+			delete(k.objs.single, o.addr)
+		}
+		addrs = append(addrs, o.addr)
+		// The kernel took it out of the groups holding it: those now
+		// hold fewer next hops than their key says. Their routes move
+		// to a new group when written again; the old ones are pruned
+		// once unused.
+		for key, g := range k.objs.groups {
+			if slices.Contains(g.members, o) {
+				delete(k.objs.groups, key)
+			}
+		}
+	}
+	if len(addrs) > 0 {
+		k.log.Info("the kernel deleted nexthop objects of ours (their device went down); their routes wait for the next hop", "next_hops", len(addrs))
+	}
+	slices.SortFunc(addrs, func(a, b netip.Addr) int { return a.Compare(b) })
+	return slices.Compact(addrs)
 }
 
 // objectKernel is the next hops the kernel holds for a route on object

@@ -363,3 +363,46 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestNexthopObjectsLinkDownPrivileged: when a device loses its carrier,
+// the kernel deletes the objects on it and every route on them; the
+// worker notices (nexthop events), forgets them, and once the link is back
+// every route is in the kernel again, on a new object.
+func TestNexthopObjectsLinkDownPrivileged(t *testing.T) {
+	ns := routesNetns(t)
+	w, err := NewKernelWriter(KernelConfig{NetNS: "/run/netns/" + ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	r := NewRoutes(w, RoutesConfig{ResyncInterval: -1}, quiet())
+	stop := runRoutes(t, r)
+	defer stop()
+	eventually(t, "watch running", w.tracking.Load)
+	ps := nPrefixes(11, 100)
+	for _, p := range ps {
+		r.Set(p, []netip.Addr{netip.MustParseAddr("10.78.0.2")})
+	}
+	eventually(t, "routes installed", func() bool { return len(listBGPRoutes(t, ns, "-4")) == len(ps) })
+	first := listBGPRoutes(t, ns, "-4")["11.0.0.0/24"].NHID
+
+	ipCmd(t, "-n", ns, "link", "set", "r1", "down")
+	eventually(t, "the kernel deleted the object", func() bool { _, ok := listNexthops(t, ns)[first]; return !ok })
+	ipCmd(t, "-n", ns, "link", "set", "r1", "up")
+	eventually(t, "routes back", func() bool {
+		routes := listBGPRoutes(t, ns, "-4")
+		if len(routes) != len(ps) {
+			return false
+		}
+		objs := listNexthops(t, ns)
+		for _, rt := range routes {
+			if o, ok := objs[rt.NHID]; !ok || o.Gateway != "10.78.0.2" {
+				return false
+			}
+		}
+		return true
+	})
+	if s := r.Stats(); s.Installed != len(ps) {
+		t.Errorf("stats %+v, want %d installed", s, len(ps))
+	}
+}
