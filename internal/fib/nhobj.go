@@ -70,11 +70,14 @@ type nhObjects struct {
 	// moved are the objects whose kernel next hops changed in place since
 	// Moved was last called.
 	moved map[uint32][]Nexthop
+	// down are next hops whose object the kernel deleted or refused
+	// because its device lost the carrier; retried at every Refresh.
+	down map[netip.Addr]bool
 }
 
 func newNhObjects() *nhObjects {
 	return &nhObjects{byID: map[uint32]*nhObj{}, single: map[netip.Addr]*nhObj{},
-		groups: map[string]*nhObj{}, next: nhIDFirst, moved: map[uint32][]Nexthop{}}
+		groups: map[string]*nhObj{}, next: nhIDFirst, moved: map[uint32][]Nexthop{}, down: map[netip.Addr]bool{}}
 }
 
 func groupKey(addrs []netip.Addr) string {
@@ -264,15 +267,39 @@ func (k *KernelWriter) singleObj(addr netip.Addr) (*nhObj, error) {
 		}
 		return o, nil
 	}
-	if r.err != nil {
-		return nil, r.err
+	if k.objs.down[addr] {
+		// Refresh tries again at the next link or route change.
+		return nil, fmt.Errorf("next hop %s: %w (its device has no carrier)", addr, ErrNextHopUnresolved)
 	}
 	o := &nhObj{addr: addr, kernel: r.one}
 	if err := k.createObj(o); err != nil {
+		if errors.Is(err, syscall.ENETDOWN) {
+			// Unlike a route, an object is refused on a device
+			// without carrier.
+			k.objs.down[addr] = true
+			return nil, fmt.Errorf("next hop %s: %w (%v)", addr, ErrNextHopUnresolved, err)
+		}
 		return nil, err
 	}
 	k.objs.single[addr] = o
 	return o, nil
+}
+
+// retryDown tries again to create the objects of the next hops whose
+// device had no carrier, and returns those that now have one: their routes
+// (and the groups holding them) are to be written again.
+func (k *KernelWriter) retryDown() []netip.Addr {
+	if k.objs == nil || len(k.objs.down) == 0 {
+		return nil
+	}
+	var back []netip.Addr
+	for addr := range k.objs.down {
+		delete(k.objs.down, addr)
+		if _, err := k.singleObj(addr); err == nil {
+			back = append(back, addr)
+		}
+	}
+	return back
 }
 
 // groupObj returns the group object of the (sorted, distinct) BGP next
@@ -502,14 +529,15 @@ func (k *KernelWriter) repoint(addr netip.Addr, r resolution) bool {
 	return true
 }
 
-// syncObjects forgets the objects of ours the kernel no longer holds (it
+// syncObjects forgets the objects of ours the kernel no longer holds: it
 // deletes an object, and the routes on it, when the object's device goes
-// down or loses its carrier) and returns the BGP next hops of the objects
-// forgotten, members of groups included: their routes must be written
-// again.
-func (k *KernelWriter) syncObjects() []netip.Addr {
+// down or loses its carrier, and takes it out of the groups holding it
+// (whose routes keep forwarding through the other members). Their next
+// hops wait in down until retryDown succeeds; then their routes are
+// written again, onto a new object (and new full groups).
+func (k *KernelWriter) syncObjects() {
 	if k.objs == nil || len(k.objs.byID) == 0 {
-		return nil
+		return
 	}
 	have := map[uint32]bool{}
 	body := make([]byte, sizeofNhmsg)
@@ -525,7 +553,7 @@ func (k *KernelWriter) syncObjects() []netip.Addr {
 	})
 	if err != nil {
 		k.log.Warn("listing nexthop objects", "err", err)
-		return nil
+		return
 	}
 	var addrs []netip.Addr
 	for id, o := range k.objs.byID {
@@ -542,13 +570,13 @@ func (k *KernelWriter) syncObjects() []netip.Addr {
 			}
 			for _, m := range o.members {
 				m.inGroups--
-				addrs = append(addrs, m.addr)
 			}
 			continue
 		}
 		if k.objs.single[o.addr] == o {
 			delete(k.objs.single, o.addr)
 		}
+		k.objs.down[o.addr] = true
 		addrs = append(addrs, o.addr)
 		// The kernel took it out of the groups holding it: those now
 		// hold fewer next hops than their key says. Their routes move
@@ -561,10 +589,8 @@ func (k *KernelWriter) syncObjects() []netip.Addr {
 		}
 	}
 	if len(addrs) > 0 {
-		k.log.Info("the kernel deleted nexthop objects of ours (their device went down); their routes wait for the next hop", "next_hops", len(addrs))
+		k.log.Info("the kernel deleted nexthop objects of ours with the routes on them (their device went down); they come back with the carrier", "next_hops", addrs)
 	}
-	slices.SortFunc(addrs, func(a, b netip.Addr) int { return a.Compare(b) })
-	return slices.Compact(addrs)
 }
 
 // objectKernel is the next hops the kernel holds for a route on object

@@ -365,11 +365,21 @@ func (s *syncBuffer) String() string {
 }
 
 // TestNexthopObjectsLinkDownPrivileged: when a device loses its carrier,
-// the kernel deletes the objects on it and every route on them; the
-// worker notices (nexthop events), forgets them, and once the link is back
-// every route is in the kernel again, on a new object.
+// the kernel deletes the objects on it with every route on them, and takes
+// them out of groups (whose routes keep forwarding through the other
+// members). The worker leaves the group routes alone, and once the carrier
+// is back every route is in the kernel again, the ECMP ones on a full
+// group.
 func TestNexthopObjectsLinkDownPrivileged(t *testing.T) {
 	ns := routesNetns(t)
+	for _, args := range [][]string{
+		{"link", "add", "r2", "type", "veth", "peer", "name", "r3"},
+		{"link", "set", "r2", "up"},
+		{"link", "set", "r3", "up"},
+		{"addr", "add", "10.79.0.1/24", "dev", "r2"},
+	} {
+		ipCmd(t, append([]string{"-n", ns}, args...)...)
+	}
 	w, err := NewKernelWriter(KernelConfig{NetNS: "/run/netns/" + ns})
 	if err != nil {
 		t.Fatal(err)
@@ -379,30 +389,54 @@ func TestNexthopObjectsLinkDownPrivileged(t *testing.T) {
 	stop := runRoutes(t, r)
 	defer stop()
 	eventually(t, "watch running", w.tracking.Load)
-	ps := nPrefixes(11, 100)
-	for _, p := range ps {
-		r.Set(p, []netip.Addr{netip.MustParseAddr("10.78.0.2")})
+	a, b := netip.MustParseAddr("10.78.0.2"), netip.MustParseAddr("10.79.0.2")
+	single, ecmp := nPrefixes(11, 100), nPrefixes(12, 100)
+	for _, p := range single {
+		r.Set(p, []netip.Addr{a})
 	}
-	eventually(t, "routes installed", func() bool { return len(listBGPRoutes(t, ns, "-4")) == len(ps) })
-	first := listBGPRoutes(t, ns, "-4")["11.0.0.0/24"].NHID
+	for _, p := range ecmp {
+		r.Set(p, []netip.Addr{a, b})
+	}
+	n := len(single) + len(ecmp)
+	eventually(t, "routes installed", func() bool { return len(listBGPRoutes(t, ns, "-4")) == n })
+	routes := listBGPRoutes(t, ns, "-4")
+	first, group := routes["11.0.0.0/24"].NHID, routes["12.0.0.0/24"].NHID
 
-	ipCmd(t, "-n", ns, "link", "set", "r1", "down")
+	ipCmd(t, "-n", ns, "link", "set", "r1", "down") // r0 loses its carrier
 	eventually(t, "the kernel deleted the object", func() bool { _, ok := listNexthops(t, ns)[first]; return !ok })
+	time.Sleep(300 * time.Millisecond) // the worker has seen it
+	routes = listBGPRoutes(t, ns, "-4")
+	if len(routes) != len(ecmp) || routes["12.0.0.0/24"].NHID != group {
+		t.Errorf("carrier lost: %d routes, 12.0.0.0/24 on %d; want the %d ECMP routes left on their group %d",
+			len(routes), routes["12.0.0.0/24"].NHID, len(ecmp), group)
+	}
+	if out := ipCmd(t, "-n", ns, "route", "get", "12.0.5.1"); !strings.Contains(out, "via 10.79.0.2") {
+		t.Errorf("ECMP prefix with one member down: %s", out)
+	}
+
 	ipCmd(t, "-n", ns, "link", "set", "r1", "up")
 	eventually(t, "routes back", func() bool {
 		routes := listBGPRoutes(t, ns, "-4")
-		if len(routes) != len(ps) {
+		if len(routes) != n {
 			return false
 		}
 		objs := listNexthops(t, ns)
-		for _, rt := range routes {
-			if o, ok := objs[rt.NHID]; !ok || o.Gateway != "10.78.0.2" {
+		for dst, rt := range routes {
+			o, ok := objs[rt.NHID]
+			if !ok {
+				return false
+			}
+			if strings.HasPrefix(dst, "12.") && len(o.Group) != 2 {
+				return false
+			}
+			if strings.HasPrefix(dst, "11.") && o.Gateway != "10.78.0.2" {
 				return false
 			}
 		}
 		return true
 	})
-	if s := r.Stats(); s.Installed != len(ps) {
-		t.Errorf("stats %+v, want %d installed", s, len(ps))
+	eventually(t, "the short group pruned", func() bool { _, ok := listNexthops(t, ns)[group]; return !ok })
+	if s := r.Stats(); s.Installed != n {
+		t.Errorf("stats %+v, want %d installed", s, n)
 	}
 }

@@ -71,14 +71,9 @@ func followChanges(ctx context.Context, sub *kernel.Subscription, changed func(k
 // Refresh resolves every cached next hop again and returns those whose
 // resolution changed.
 func (k *KernelWriter) Refresh() []netip.Addr {
-	// Next hops whose object the kernel deleted: their routes went with
-	// it and are written again (on a new object) once they resolve.
-	changed := k.syncObjects()
+	k.syncObjects()
+	var changed []netip.Addr
 	for nh, old := range k.cache {
-		if slices.Contains(changed, nh) {
-			k.cache[nh] = k.resolveNow(nh)
-			continue
-		}
 		r := k.resolveNow(nh)
 		if r.same(old) {
 			continue
@@ -91,6 +86,13 @@ func (k *KernelWriter) Refresh() []netip.Addr {
 			continue
 		}
 		changed = append(changed, nh)
+	}
+	// Next hops whose device has its carrier back: their routes were
+	// deleted with their object, or sit on groups short of them.
+	for _, nh := range k.retryDown() {
+		if !slices.Contains(changed, nh) {
+			changed = append(changed, nh)
+		}
 	}
 	return changed
 }
