@@ -549,6 +549,9 @@ func (r *Routes) renexthop(ctx context.Context, tr NexthopTracker) {
 	}
 	var ops []Op
 	r.stateMu.Lock()
+	// An object made again for a next hop back from no carrier may have
+	// no route left to use it: prune after the writes.
+	r.unused = true
 	for k, e := range r.routes {
 		for _, a := range e.want {
 			if moved[a] {
