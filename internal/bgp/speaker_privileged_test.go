@@ -38,7 +38,7 @@ func runHelper(cfgJSON string) int {
 		log.Error("helper: bad config", "err", err)
 		return 2
 	}
-	w, err := fib.NewKernelWriter(fib.Settings{}, "")
+	w, err := fib.NewKernelWriter(fib.Settings{}, "", nil)
 	if err != nil {
 		log.Error("helper: netlink", "err", err)
 		return 1

@@ -184,6 +184,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("fib.stale_timeout", "2m")
 	v.SetDefault("fib.resync_interval", "5m")
 	v.SetDefault("fib.remove_on_stop", false)
+	v.SetDefault("fib.nexthop_objects", true)
 	v.SetDefault("debug.pprof", "")
 	v.SetDefault("debug.allow_remote", false)
 	v.SetDefault("runtime.memory_limit", "")

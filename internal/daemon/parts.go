@@ -42,7 +42,7 @@ func realParts() parts {
 // newKernelRoutes is the route table BGP fills: fib.Routes over a netlink
 // writer, which release closes.
 func newKernelRoutes(s fib.Settings, log *slog.Logger) (routeTable, func(), error) {
-	kw, err := fib.NewKernelWriter(s, "")
+	kw, err := fib.NewKernelWriter(s, "", log)
 	if err != nil {
 		return nil, nil, fmt.Errorf("fib: %w", err)
 	}

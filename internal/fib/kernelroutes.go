@@ -137,7 +137,7 @@ func WatchKernelRoutes(ctx context.Context, settle time.Duration, log *slog.Logg
 	updates := make(chan struct{}, 1)
 	go func() {
 		defer sub.Close()
-		err := followChanges(ctx, sub, func() {
+		err := followChanges(ctx, sub, func(kernel.Event) {
 			select {
 			case updates <- struct{}{}:
 			default:

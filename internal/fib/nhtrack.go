@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xrouter/xrouter/internal/kernel"
 )
@@ -29,29 +32,38 @@ type NexthopTracker interface {
 // no other subscriber wants them), so a full table written by us does not
 // wake it a million times. Lost events count as a change.
 func (k *KernelWriter) Watch(ctx context.Context, changed func()) error {
-	sub, err := kernel.Subscribe(k.nsPath, kernel.Filter{Kinds: kernel.Route | kernel.Link | kernel.Addr, IgnoreProtocol: ProtocolBGP})
+	// Nexthop events too: the kernel deletes objects (and every route on
+	// them) itself when their device goes down or loses its carrier.
+	sub, err := kernel.Subscribe(k.nsPath, kernel.Filter{Kinds: kernel.Route | kernel.Link | kernel.Addr | kernel.Nexthop, IgnoreProtocol: ProtocolBGP})
 	if err != nil {
 		return fmt.Errorf("subscribing to route changes: %w", err)
 	}
 	defer sub.Close()
 	k.tracking.Store(true)
 	defer k.tracking.Store(false)
-	return followChanges(ctx, sub, changed)
+	return followChanges(ctx, sub, func(ev kernel.Event) {
+		// A new object changes no resolution (and is mostly our own);
+		// a deleted one may be ours, deleted by the kernel.
+		if ev.Kind == kernel.Nexthop && ev.Type == unix.RTM_NEWNEXTHOP {
+			return
+		}
+		changed()
+	})
 }
 
 // followChanges calls changed for every event of sub, Lost included (a
 // change may have been missed: look again), until ctx is done or the
 // subscription fails.
-func followChanges(ctx context.Context, sub *kernel.Subscription, changed func()) error {
+func followChanges(ctx context.Context, sub *kernel.Subscription, changed func(kernel.Event)) error {
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case _, ok := <-sub.Events():
+		case ev, ok := <-sub.Events():
 			if !ok {
 				return fmt.Errorf("reading route changes: %w", sub.Err())
 			}
-			changed()
+			changed(ev)
 		}
 	}
 }
@@ -59,14 +71,28 @@ func followChanges(ctx context.Context, sub *kernel.Subscription, changed func()
 // Refresh resolves every cached next hop again and returns those whose
 // resolution changed.
 func (k *KernelWriter) Refresh() []netip.Addr {
+	k.syncObjects()
 	var changed []netip.Addr
 	for nh, old := range k.cache {
 		r := k.resolveNow(nh)
 		if r.same(old) {
 			continue
 		}
-		changed = append(changed, nh)
 		k.cache[nh] = r
+		// A next hop with an object moves by one replace of the object;
+		// its routes are rewritten only when it comes back from
+		// unresolved (they were removed meanwhile).
+		if k.repoint(nh, r) && old.err == nil {
+			continue
+		}
+		changed = append(changed, nh)
+	}
+	// Next hops whose device has its carrier back: their routes were
+	// deleted with their object, or sit on groups short of them.
+	for _, nh := range k.retryDown() {
+		if !slices.Contains(changed, nh) {
+			changed = append(changed, nh)
+		}
 	}
 	return changed
 }

@@ -90,6 +90,9 @@ func (s *routeSocket) close() { unix.Close(s.fd) }
 type routeMsg struct {
 	prefix netip.Prefix
 	kernel []Nexthop // nil: delete
+	// nhid, when not 0, is the nexthop object the route uses instead of
+	// kernel's gateways (which then only say it is a replace).
+	nhid uint32
 }
 
 // exchange sends msgs in batches and returns the outcome of each: nil, or
@@ -97,12 +100,20 @@ type routeMsg struct {
 // as ENOBUFS (transient: the request may or may not have been applied, and
 // replace and delete are both safe to repeat).
 func (s *routeSocket) exchange(rc routeConf, msgs []routeMsg, errs []error) {
-	for start := 0; start < len(msgs); {
+	s.exchangeFn(len(msgs), func(b []byte, i int, seq uint32) []byte {
+		return appendRouteMsg(b, rc, msgs[i], seq)
+	}, errs)
+}
+
+// exchangeFn is exchange for any n requests, request i appended to the
+// batch by appendMsg with its sequence number.
+func (s *routeSocket) exchangeFn(n int, appendMsg func(b []byte, i int, seq uint32) []byte, errs []error) {
+	for start := 0; start < n; {
 		s.sbuf = s.sbuf[:0]
 		first := s.seq
 		end := start
-		for end < len(msgs) && end-start < batchWindow && len(s.sbuf) < batchBytes {
-			s.sbuf = appendRouteMsg(s.sbuf, rc, msgs[end], s.seq)
+		for end < n && end-start < batchWindow && len(s.sbuf) < batchBytes {
+			s.sbuf = appendMsg(s.sbuf, end, s.seq)
 			s.seq++
 			end++
 		}
@@ -291,6 +302,8 @@ func appendRouteMsg(b []byte, rc routeConf, m routeMsg, seq uint32) []byte {
 	b = appendAttr(b, unix.RTA_DST, addr.AsSlice())
 	b = appendAttrU32(b, unix.RTA_PRIORITY, rc.metric)
 	switch {
+	case m.nhid != 0:
+		b = appendAttrU32(b, rtaNHID, m.nhid)
 	case len(m.kernel) == 1:
 		b = appendAttr(b, unix.RTA_GATEWAY, m.kernel[0].Gateway.AsSlice())
 		b = appendAttrU32(b, unix.RTA_OIF, uint32(m.kernel[0].LinkIndex))

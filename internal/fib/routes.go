@@ -53,6 +53,8 @@ type InstalledRoute struct {
 	NextHops []netip.Addr `json:"next_hops,omitempty"`
 	// Kernel are the next hops the kernel holds, after resolution.
 	Kernel []Nexthop `json:"kernel"`
+	// NHID is the nexthop object the route uses (0: its own gateways).
+	NHID uint32 `json:"nhid,omitempty"`
 }
 
 // Op is one write into the FIB: NextHops nil deletes our route for Prefix.
@@ -65,7 +67,9 @@ type Op struct {
 // a replace), or the error. Errors are classified with IsTransient.
 type Result struct {
 	Kernel []Nexthop
-	Err    error
+	// NHID is the nexthop object the route was put on (0: none).
+	NHID uint32
+	Err  error
 }
 
 // Writer writes our routes into a FIB. The kernel implementation is
@@ -144,6 +148,11 @@ type Routes struct {
 	shared     map[sharedKey]*inst
 	stale      map[pkey]struct{}
 	stats      RoutesStats
+	// refs counts the installed routes per nexthop object (ObjectWriter);
+	// unused is set when a count fell to 0 or an object may have been
+	// made for a route that failed: the writer then prunes.
+	refs   map[uint32]int
+	unused bool
 
 	// backoff is the wait before retry i (i from 0); a variable so tests run fast.
 	backoff func(i int) time.Duration
@@ -174,6 +183,7 @@ func NewRoutes(w Writer, s Settings, log *slog.Logger) *Routes {
 		routes:  make(map[pkey]entry),
 		shared:  make(map[sharedKey]*inst),
 		stale:   make(map[pkey]struct{}),
+		refs:    make(map[uint32]int),
 		backoff: func(i int) time.Duration { return 10 * time.Millisecond << (2 * i) },
 	}
 }
@@ -225,7 +235,7 @@ func (r *Routes) Installed() []InstalledRoute {
 	out := make([]InstalledRoute, 0, r.nInstalled)
 	for k, e := range r.routes {
 		if e.have != nil {
-			out = append(out, InstalledRoute{Prefix: k.prefix(), NextHops: e.have.nh, Kernel: e.have.kernel})
+			out = append(out, InstalledRoute{Prefix: k.prefix(), NextHops: e.have.nh, Kernel: e.have.kernel, NHID: e.have.nhid})
 		}
 	}
 	slices.SortFunc(out, func(a, b InstalledRoute) int { return comparePrefix(a.Prefix, b.Prefix) })
@@ -342,7 +352,7 @@ func (r *Routes) load() error {
 	defer r.stateMu.Unlock()
 	for _, ir := range found {
 		k := keyOf(ir.Prefix)
-		r.setHave(k, &inst{kernel: ir.Kernel})
+		r.setHave(k, &inst{kernel: ir.Kernel, nhid: ir.NHID})
 		r.stale[k] = struct{}{}
 	}
 	if len(found) > 0 {
@@ -431,6 +441,7 @@ func (r *Routes) write(ctx context.Context, ops []Op) []failure {
 		failed = r.writeChunk(ctx, ops[:n], res, failed)
 		ops = ops[n:]
 	}
+	r.prune()
 	if len(failed) > maxLoggedFailures {
 		waiting := 0
 		for _, f := range failed {
@@ -457,12 +468,14 @@ func (r *Routes) writeChunk(ctx context.Context, ops []Op, res []Result, failed 
 				r.setHave(keyOf(op.Prefix), nil)
 			case rs.Err == nil:
 				r.stats.Replaces++
-				r.setHave(keyOf(op.Prefix), r.share(op.NextHops, rs.Kernel))
+				r.setHave(keyOf(op.Prefix), r.share(op.NextHops, rs.Kernel, rs.NHID))
 			case IsTransient(rs.Err) && attempt < retries:
 				r.stats.Retries++
 				again = append(again, op)
 			default:
 				r.stats.Failures++
+				// An object made for it may be used by nothing.
+				r.unused = r.unused || op.NextHops != nil
 				failed = append(failed, failure{op, rs.Err})
 				if len(failed) <= maxLoggedFailures {
 					switch {
@@ -503,6 +516,9 @@ func (r *Routes) writeChunk(ctx context.Context, ops []Op, res []Result, failed 
 // wanted: it comes back when the next hop resolves again.
 func (r *Routes) renexthop(ctx context.Context, tr NexthopTracker) {
 	changed := tr.Refresh()
+	if ow, ok := r.w.(ObjectWriter); ok {
+		r.objectsMoved(ow.Moved())
+	}
 	if len(changed) == 0 {
 		return
 	}
@@ -512,6 +528,9 @@ func (r *Routes) renexthop(ctx context.Context, tr NexthopTracker) {
 	}
 	var ops []Op
 	r.stateMu.Lock()
+	// An object made again for a next hop back from no carrier may have
+	// no route left to use it: prune after the writes.
+	r.unused = true
 	for k, e := range r.routes {
 		for _, a := range e.want {
 			if moved[a] {
@@ -548,6 +567,8 @@ func (r *Routes) sweepStale(ctx context.Context) {
 		}
 	}
 	clear(r.stale)
+	// Objects of an earlier run no route uses go too.
+	r.unused = true
 	r.stateMu.Unlock()
 	if len(gone) > 0 {
 		r.log.Info("removing routes of an earlier run the RIB did not confirm", "routes", len(gone))
@@ -557,6 +578,41 @@ func (r *Routes) sweepStale(ctx context.Context) {
 		ops[i] = Op{Prefix: p}
 	}
 	r.write(ctx, ops)
+}
+
+// prune lets an ObjectWriter delete the nexthop objects no installed
+// route uses, when a count fell to 0 since the last time.
+func (r *Routes) prune() {
+	ow, ok := r.w.(ObjectWriter)
+	if !ok || !r.unused {
+		return
+	}
+	r.unused = false
+	// refs is written by this goroutine only (under stateMu, for the
+	// readers of the installed state).
+	ow.Prune(func(id uint32) bool { return r.refs[id] > 0 })
+}
+
+// objectsMoved records that the kernel next hops of objects changed in
+// place (one replace of the object moved all their routes): the installed
+// state of those routes follows, without a write.
+func (r *Routes) objectsMoved(moved map[uint32][]Nexthop) {
+	if len(moved) == 0 {
+		return
+	}
+	r.stateMu.Lock()
+	defer r.stateMu.Unlock()
+	n := 0
+	for k, e := range r.routes {
+		if e.have == nil || e.have.nhid == 0 {
+			continue
+		}
+		if kernel, ok := moved[e.have.nhid]; ok {
+			r.setHave(k, r.share(e.have.nh, kernel, e.have.nhid))
+			n++
+		}
+	}
+	r.log.Info("next hops resolve differently: nexthop objects replaced, no route rewritten", "objects", len(moved), "routes", n)
 }
 
 // Resync is the full diff: it lists the kernel and brings it, and the
@@ -569,9 +625,9 @@ func (r *Routes) Resync(ctx context.Context) {
 		r.log.Error("resync: listing our routes", "err", err)
 		return
 	}
-	inKernel := make(map[pkey][]Nexthop, len(found))
+	inKernel := make(map[pkey]InstalledRoute, len(found))
 	for _, ir := range found {
-		inKernel[keyOf(ir.Prefix)] = ir.Kernel
+		inKernel[keyOf(ir.Prefix)] = ir
 	}
 
 	var fixes []Op
@@ -580,21 +636,21 @@ func (r *Routes) Resync(ctx context.Context) {
 		if e.have == nil {
 			continue
 		}
-		kernel, ok := inKernel[p]
+		ir, ok := inKernel[p]
 		if !ok {
 			// Gone behind our back: forget it, reinstall below if wanted.
 			r.setHave(p, nil)
 			continue
 		}
-		if !slices.Equal(kernel, e.have.kernel) {
+		if ir.NHID != e.have.nhid || !slices.Equal(ir.Kernel, e.have.kernel) {
 			// Changed behind our back: rewrite below.
-			r.setHave(p, &inst{kernel: kernel})
+			r.setHave(p, &inst{kernel: ir.Kernel, nhid: ir.NHID})
 		}
 	}
-	for p, kernel := range inKernel {
+	for p, ir := range inKernel {
 		if r.routes[p].have == nil {
 			// Ours but unknown (a write we thought failed went through).
-			r.setHave(p, &inst{kernel: kernel})
+			r.setHave(p, &inst{kernel: ir.Kernel, nhid: ir.NHID})
 		}
 	}
 	for p, e := range r.routes {
@@ -656,6 +712,7 @@ func (k pkey) prefix() netip.Prefix {
 type inst struct {
 	nh     []netip.Addr
 	kernel []Nexthop
+	nhid   uint32 // the nexthop object the route is on (0: none)
 }
 
 // entry is what the worker knows of one prefix: the next hops BGP wants
@@ -690,6 +747,15 @@ func (r *Routes) count(e entry, d int) {
 
 func (r *Routes) setHave(k pkey, in *inst) {
 	e := r.routes[k]
+	if e.have != nil && e.have.nhid != 0 {
+		if r.refs[e.have.nhid]--; r.refs[e.have.nhid] <= 0 {
+			delete(r.refs, e.have.nhid)
+			r.unused = true
+		}
+	}
+	if in != nil && in.nhid != 0 {
+		r.refs[in.nhid]++
+	}
 	e.have = in
 	r.put(k, e)
 }
@@ -702,21 +768,22 @@ type sharedKey struct {
 	nhLen  int
 	kernel *Nexthop
 	kLen   int
+	nhid   uint32
 }
 
 // maxShared bounds the table of shared installed states; past it the table
 // starts over (states already handed out stay valid).
 const maxShared = 1 << 16
 
-func (r *Routes) share(nh []netip.Addr, kernel []Nexthop) *inst {
-	key := sharedKey{unsafe.SliceData(nh), len(nh), unsafe.SliceData(kernel), len(kernel)}
+func (r *Routes) share(nh []netip.Addr, kernel []Nexthop, nhid uint32) *inst {
+	key := sharedKey{unsafe.SliceData(nh), len(nh), unsafe.SliceData(kernel), len(kernel), nhid}
 	if in, ok := r.shared[key]; ok {
 		return in
 	}
 	if len(r.shared) >= maxShared {
 		clear(r.shared)
 	}
-	in := &inst{nh: nh, kernel: kernel}
+	in := &inst{nh: nh, kernel: kernel, nhid: nhid}
 	r.shared[key] = in
 	return in
 }

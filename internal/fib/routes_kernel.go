@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -34,6 +35,12 @@ type KernelWriter struct {
 	metric int
 	table  int
 	nsPath string
+	log    *slog.Logger
+
+	// objs are our nexthop objects (nil: the kernel has none); objectsOn
+	// says whether routes are put on them (off: per-route gateways).
+	objs      *nhObjects
+	objectsOn bool
 
 	tracking atomic.Bool
 	// cache holds resolutions (kept across Apply calls only while
@@ -63,8 +70,9 @@ func (r resolution) same(o resolution) bool {
 // NewKernelWriter opens rtnetlink sockets in the network namespace at
 // nsPath (/run/netns/NAME; empty is the calling thread's). Of s it reads
 // Metric (default DefaultMetric; it must differ from the metric of any
-// operator route we must not overwrite) and Table (default DefaultTable).
-func NewKernelWriter(s Settings, nsPath string) (*KernelWriter, error) {
+// operator route we must not overwrite), Table (default DefaultTable) and
+// NexthopObjects. log receives the writer's notices (nil: slog.Default()).
+func NewKernelWriter(s Settings, nsPath string, log *slog.Logger) (*KernelWriter, error) {
 	s = s.withDefaults()
 	if s.Metric < 0 || s.Table < 0 {
 		return nil, fmt.Errorf("route metric %d and table %d must not be negative", s.Metric, s.Table)
@@ -90,13 +98,38 @@ func NewKernelWriter(s Settings, nsPath string) (*KernelWriter, error) {
 		h.Close()
 		return nil, fmt.Errorf("opening rtnetlink for route writes: %w", err)
 	}
-	return &KernelWriter{
-		h: h, sock: sock, metric: s.Metric, table: s.Table, nsPath: nsPath,
+	if log == nil {
+		log = slog.Default()
+	}
+	k := &KernelWriter{
+		h: h, sock: sock, metric: s.Metric, table: s.Table, nsPath: nsPath, log: log,
 		rc:           routeConf{table: uint32(s.Table), metric: uint32(s.Metric)},
 		cache:        map[netip.Addr]resolution{},
 		sharedKernel: map[string][]Nexthop{},
-	}, nil
+	}
+	// Our objects of an earlier run are adopted whether or not new routes
+	// use objects: their routes keep forwarding, and they are deleted
+	// once no route of ours uses them.
+	switch err := adoptObjects(k); {
+	case err == nil:
+		k.objectsOn = s.NexthopObjects
+	case objectsRefused(err):
+		k.log.Warn("the kernel has no nexthop objects; installing routes with per-route gateways", "err", err)
+	default:
+		k.log.Warn("reading nexthop objects failed; installing routes with per-route gateways", "err", err)
+	}
+	if !k.objectsOn && k.objs != nil && !s.NexthopObjects {
+		k.log.Info("nexthop objects off (fib.nexthop_objects): installing routes with per-route gateways")
+	}
+	return k, nil
 }
+
+// adoptObjects is KernelWriter.adoptObjects; a variable so that a test can
+// play a kernel without nexthop objects.
+var adoptObjects = (*KernelWriter).adoptObjects
+
+// NexthopObjects reports whether new routes go on nexthop objects.
+func (k *KernelWriter) NexthopObjects() bool { return k.objectsOn }
 
 // Close releases the netlink sockets; the routes stay.
 func (k *KernelWriter) Close() {
@@ -177,6 +210,22 @@ func (k *KernelWriter) Apply(ops []Op, res []Result) {
 			msgs = append(msgs, routeMsg{prefix: op.Prefix})
 			where = append(where, i)
 			continue
+		}
+		if k.objectsOn {
+			o, err := k.objectFor(op)
+			switch {
+			case err == nil:
+				res[i].Kernel, res[i].NHID = o.kernel, o.id
+				msgs = append(msgs, routeMsg{prefix: op.Prefix, kernel: o.kernel, nhid: o.id})
+				where = append(where, i)
+				continue
+			case objectsRefused(err):
+				k.objectsOn = false
+				k.log.Warn("the kernel refuses nexthop objects; installing routes with per-route gateways", "err", err)
+			default:
+				res[i].Err = err
+				continue
+			}
 		}
 		kernel, err := k.kernelNexthops(op)
 		if err != nil {
@@ -268,36 +317,100 @@ func (k *KernelWriter) Delete(prefix netip.Prefix) error {
 	return res[0].Err
 }
 
-// List returns our routes: our protocol, table and metric.
+// List returns our routes: our protocol, table and metric. A route on one
+// of our nexthop objects has NHID set and the object's next hops.
 func (k *KernelWriter) List() ([]InstalledRoute, error) {
-	filter := &netlink.Route{Protocol: ProtocolBGP, Table: k.table, Priority: k.metric}
-	mask := netlink.RT_FILTER_PROTOCOL | netlink.RT_FILTER_TABLE | netlink.RT_FILTER_PRIORITY
-	routes, err := k.h.RouteListFiltered(netlink.FAMILY_ALL, filter, mask)
+	var out []InstalledRoute
+	body := make([]byte, unix.SizeofRtMsg) // AF_UNSPEC: both families
+	err := k.sock.dump(unix.RTM_GETROUTE, body, func() { out = out[:0] }, func(typ uint16, b []byte) {
+		if ir, ok := k.parseRoute(typ, b); ok {
+			out = append(out, ir)
+		}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("listing routes of protocol %d table %d: %w", ProtocolBGP, k.table, err)
 	}
-	out := make([]InstalledRoute, 0, len(routes))
-	for _, rt := range routes {
-		if rt.Dst == nil {
-			continue
-		}
-		p, ok := ipNetPrefix(rt.Dst)
-		if !ok {
-			continue
-		}
-		ir := InstalledRoute{Prefix: p}
-		if rt.Gw != nil {
-			gw, _ := netip.AddrFromSlice(rt.Gw)
-			ir.Kernel = append(ir.Kernel, Nexthop{Gateway: gw.Unmap(), LinkIndex: rt.LinkIndex})
-		}
-		for _, nh := range rt.MultiPath {
-			gw, _ := netip.AddrFromSlice(nh.Gw)
-			ir.Kernel = append(ir.Kernel, Nexthop{Gateway: gw.Unmap(), LinkIndex: nh.LinkIndex})
-		}
-		ir.Kernel = sortNexthops(ir.Kernel)
-		out = append(out, ir)
-	}
 	return out, nil
+}
+
+// parseRoute reads one dumped route; ok only for one of ours.
+func (k *KernelWriter) parseRoute(typ uint16, b []byte) (InstalledRoute, bool) {
+	if typ != unix.RTM_NEWROUTE || len(b) < unix.SizeofRtMsg || b[5] != ProtocolBGP {
+		return InstalledRoute{}, false
+	}
+	family, bits, table := b[0], int(b[1]), uint32(b[4])
+	var dst, gw netip.Addr
+	var oif int
+	var metric uint32
+	var multipath []Nexthop
+	var nhid uint32
+	attrs(b[unix.SizeofRtMsg:], func(t uint16, v []byte) {
+		switch t {
+		case unix.RTA_TABLE:
+			if len(v) == 4 {
+				table = binary.NativeEndian.Uint32(v)
+			}
+		case unix.RTA_DST:
+			dst, _ = netip.AddrFromSlice(v)
+		case unix.RTA_PRIORITY:
+			if len(v) == 4 {
+				metric = binary.NativeEndian.Uint32(v)
+			}
+		case unix.RTA_GATEWAY:
+			gw, _ = netip.AddrFromSlice(v)
+		case unix.RTA_OIF:
+			if len(v) == 4 {
+				oif = int(binary.NativeEndian.Uint32(v))
+			}
+		case rtaNHID:
+			if len(v) == 4 {
+				nhid = binary.NativeEndian.Uint32(v)
+			}
+		case unix.RTA_MULTIPATH:
+			for len(v) >= unix.SizeofRtNexthop {
+				l := int(binary.NativeEndian.Uint16(v[0:2]))
+				if l < unix.SizeofRtNexthop || l > len(v) {
+					break
+				}
+				nh := Nexthop{LinkIndex: int(binary.NativeEndian.Uint32(v[4:8]))}
+				attrs(v[unix.SizeofRtNexthop:l], func(t uint16, a []byte) {
+					if t == unix.RTA_GATEWAY {
+						g, _ := netip.AddrFromSlice(a)
+						nh.Gateway = g.Unmap()
+					}
+				})
+				multipath = append(multipath, nh)
+				v = v[min(rtaAlign(l), len(v)):]
+			}
+		}
+	})
+	if table != uint32(k.table) || metric != uint32(k.metric) {
+		return InstalledRoute{}, false
+	}
+	if !dst.IsValid() {
+		switch family {
+		case unix.AF_INET:
+			dst = netip.IPv4Unspecified()
+		case unix.AF_INET6:
+			dst = netip.IPv6Unspecified()
+		default:
+			return InstalledRoute{}, false
+		}
+	}
+	p, err := dst.Unmap().Prefix(bits)
+	if err != nil {
+		return InstalledRoute{}, false
+	}
+	ir := InstalledRoute{Prefix: p, NHID: nhid}
+	if kernel, ok := k.objectKernel(nhid); ok {
+		ir.Kernel = kernel
+		return ir, true
+	}
+	if gw.IsValid() {
+		ir.Kernel = append(ir.Kernel, Nexthop{Gateway: gw.Unmap(), LinkIndex: oif})
+	}
+	ir.Kernel = sortNexthops(append(ir.Kernel, multipath...))
+	return ir, true
 }
 
 // sortNexthops orders and deduplicates next hops: two BGP next hops behind

@@ -22,6 +22,10 @@ type Settings struct {
 	// RemoveOnStop removes xrouter's routes on a clean stop; by default
 	// they stay for graceful restart.
 	RemoveOnStop bool `mapstructure:"remove_on_stop"`
+	// NexthopObjects puts xrouter's routes on shared kernel nexthop
+	// objects (when the kernel has them); off, every route carries its
+	// own gateways.
+	NexthopObjects bool `mapstructure:"nexthop_objects"`
 }
 
 // Validate checks the values without touching the system; errors name

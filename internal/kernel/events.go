@@ -104,6 +104,45 @@ type Event struct {
 	Neigh *netlink.Neigh
 	// Rule is set for Rule events.
 	Rule RuleInfo
+	// Nexthop is set for Nexthop events.
+	Nexthop NexthopInfo
+}
+
+// NexthopInfo is what a nexthop object event (or dump) says about the
+// object.
+type NexthopInfo struct {
+	ID uint32
+	// Group: the object is a group (NHA_GROUP); the kernel never turns a
+	// single object into a group or back under the same id.
+	Group    bool
+	Protocol uint8
+}
+
+// sizeofNhmsg is struct nhmsg's size.
+const sizeofNhmsg = 8
+
+// DecodeNexthop reads a nexthop message's body (struct nhmsg and
+// attributes), from an event or a dump.
+func DecodeNexthop(b []byte) (NexthopInfo, bool) {
+	if len(b) < sizeofNhmsg {
+		return NexthopInfo{}, false
+	}
+	n := NexthopInfo{Protocol: b[2]}
+	attrs, err := nl.ParseRouteAttr(b[sizeofNhmsg:])
+	if err != nil {
+		return NexthopInfo{}, false
+	}
+	for _, a := range attrs {
+		switch a.Attr.Type & nl.NLA_TYPE_MASK {
+		case unix.NHA_ID:
+			if len(a.Value) == 4 {
+				n.ID = nl.NativeEndian().Uint32(a.Value)
+			}
+		case unix.NHA_GROUP:
+			n.Group = true
+		}
+	}
+	return n, n.ID != 0
 }
 
 // RouteInfo is what a route event (or a route dump) says about the route,
@@ -125,6 +164,8 @@ type RouteInfo struct {
 	MTU uint32
 	// Multipath: RTA_MULTIPATH, or a nexthop object (which may be a group).
 	Multipath bool
+	// NHID is the nexthop object the route uses (RTA_NH_ID; 0: none).
+	NHID uint32
 	// Realms: a realm (RTA_FLOW) on the route or on one of its paths.
 	Realms bool
 }
@@ -179,6 +220,9 @@ func DecodeRoute(b []byte) (RouteInfo, bool) {
 			r.Realms = r.Realms || pathRealms(a.Value)
 		case rtaNHID:
 			r.Multipath = true
+			if len(a.Value) == 4 {
+				r.NHID = nl.NativeEndian().Uint32(a.Value)
+			}
 		}
 	}
 	if sp, err := src.Prefix(int(r.SrcLen)); err == nil {
@@ -696,6 +740,12 @@ func decode(kind Kind, hdr *unix.NlMsghdr, data []byte) (Event, bool) {
 			return ev, false
 		}
 		ev.Rule = r
+	case Nexthop:
+		n, ok := DecodeNexthop(data)
+		if !ok {
+			return ev, false
+		}
+		ev.Nexthop = n
 	case Neigh:
 		if len(data) < unix.SizeofNdMsg {
 			return ev, false

@@ -48,6 +48,10 @@ type Invalidator struct {
 	tosRoutes4, srcRoutes6     bool
 	neigh                      map[neighKey]neighVal
 	fib                        fibState
+	// singleNH are the nexthop objects known not to be groups: a route
+	// on one has one next hop and is cached like a plain route. A route
+	// on an object not known here counts as multipath.
+	singleNH map[uint32]bool
 }
 
 type neighKey struct {
@@ -88,7 +92,7 @@ func NewInvalidator(cfg dataplane.CacheSettings, dp *dataplane.Dataplane, log *s
 		return nil, fmt.Errorf("next-hop cache: %w", err)
 	}
 	return &Invalidator{cfg: cfg, dp: dp, log: log, state: st, neigh: map[neighKey]neighVal{},
-		fib: fibState{mtus: map[rtKey]uint32{}}}, nil
+		fib: fibState{mtus: map[rtKey]uint32{}}, singleNH: map[uint32]bool{}}, nil
 }
 
 // State returns the control block as last written.
@@ -369,6 +373,11 @@ func (v *Invalidator) event(ev kernel.Event) string {
 	case kernel.Rule:
 		return "rule" // apply re-reads the rules
 	case kernel.Nexthop:
+		if ev.Type == unix.RTM_DELNEXTHOP || ev.Nexthop.Group {
+			delete(v.singleNH, ev.Nexthop.ID)
+		} else {
+			v.singleNH[ev.Nexthop.ID] = true
+		}
 		return "nexthop"
 	case kernel.Netconf:
 		return "netconf"
@@ -379,7 +388,7 @@ func (v *Invalidator) event(ev kernel.Event) string {
 // noteRoute records what a new route means for the cache. Called with
 // v.mu held, before the bump.
 func (v *Invalidator) noteRoute(r kernel.RouteInfo) {
-	if r.Multipath {
+	if multipath(r, v.singleNH) {
 		if err := v.dp.AddMultipath(r.Dst); err != nil {
 			// Without the prefix in the trie the cache could pin
 			// flows of this route: stop caching the family.
@@ -446,6 +455,12 @@ func neighEntry(n *netlink.Neigh) (neighKey, neighVal) {
 
 // resync re-reads everything the event stream maintains, then bumps.
 func (v *Invalidator) resync(reason string) error {
+	// Objects first: a route on an object made after this dump counts
+	// as multipath (safe, only slower) until the next re-read.
+	singles, err := listSingleNexthops()
+	if err != nil {
+		return err
+	}
 	routes, err := listRoutes()
 	if err != nil {
 		return err
@@ -457,7 +472,7 @@ func (v *Invalidator) resync(reason string) error {
 	var mpath []netip.Prefix
 	tos4, src6 := false, false
 	for _, r := range routes {
-		if r.Multipath {
+		if multipath(r, singles) {
 			mpath = append(mpath, r.Dst)
 		}
 		tos4 = tos4 || (r.Family == unix.AF_INET && r.Tos != 0)
@@ -481,6 +496,7 @@ func (v *Invalidator) resync(reason string) error {
 	}
 	v.tosRoutes4, v.srcRoutes6 = tos4, src6
 	v.neigh = nt
+	v.singleNH = singles
 	v.readRules()
 	v.ready = true
 	v.bumpLocked(reason)
@@ -596,6 +612,49 @@ func listRoutes() ([]kernel.RouteInfo, error) {
 	}
 	return out, nil
 }
+
+// multipath reports whether the kernel may pick one of several next hops
+// for a route: RTA_MULTIPATH, or a nexthop object not known to be single.
+func multipath(r kernel.RouteInfo, singleNH map[uint32]bool) bool {
+	if r.NHID != 0 && singleNH[r.NHID] {
+		return false
+	}
+	return r.Multipath
+}
+
+// listSingleNexthops reads the ids of the nexthop objects that are not
+// groups. A kernel without nexthop objects has none.
+func listSingleNexthops() (map[uint32]bool, error) {
+	out := map[uint32]bool{}
+	var err error
+	for range dumpAttempts {
+		clear(out)
+		req := nl.NewNetlinkRequest(unix.RTM_GETNEXTHOP, unix.NLM_F_DUMP)
+		req.AddData(nhmsg{}) // AF_UNSPEC: every family
+		err = req.ExecuteIter(unix.NETLINK_ROUTE, unix.RTM_NEWNEXTHOP, func(b []byte) bool {
+			if n, ok := kernel.DecodeNexthop(b); ok && !n.Group {
+				out[n.ID] = true
+			}
+			return true
+		})
+		if !errors.Is(err, nl.ErrDumpInterrupted) {
+			break
+		}
+	}
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing nexthop objects: %w", err)
+	}
+	return out, nil
+}
+
+// nhmsg is a zeroed struct nhmsg, the header of a nexthop dump request.
+type nhmsg struct{}
+
+func (nhmsg) Len() int          { return 8 }
+func (nhmsg) Serialize() []byte { return make([]byte, 8) }
 
 // listNeighs reads every neighbour entry.
 func listNeighs() ([]netlink.Neigh, error) {

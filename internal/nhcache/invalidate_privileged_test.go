@@ -85,6 +85,9 @@ func TestRouteClassesPrivileged(t *testing.T) {
 		{"-6", "route", "append", "fd00:61::/48", "via", "fd00:5::3"},
 		{"nexthop", "add", "id", "7", "via", "10.5.0.2", "dev", "v0"},
 		{"route", "add", "10.62.0.0/16", "nhid", "7"},
+		{"nexthop", "add", "id", "9", "via", "10.5.0.3", "dev", "v0"},
+		{"nexthop", "add", "id", "8", "group", "7/9"},
+		{"route", "add", "10.66.0.0/16", "nhid", "8"},
 		{"route", "add", "10.63.0.0/16", "tos", "0x10", "via", "10.5.0.2"},
 		{"-6", "route", "add", "fd00:64::/48", "from", "fd00:99::/48", "via", "fd00:5::2"},
 		{"route", "add", "10.65.0.0/16", "via", "10.5.0.2"},
@@ -92,8 +95,12 @@ func TestRouteClassesPrivileged(t *testing.T) {
 		ns.IP(t, args...)
 	}
 	var routes []kernel.RouteInfo
+	var singles map[uint32]bool
 	if err := ns.Do(func() error {
 		var err error
+		if singles, err = listSingleNexthops(); err != nil {
+			return err
+		}
 		routes, err = listRoutes()
 		return err
 	}); err != nil {
@@ -111,7 +118,9 @@ func TestRouteClassesPrivileged(t *testing.T) {
 		{"10.60.0.0/16", true, false, false},
 		{"fd00:60::/48", true, false, false},
 		{"fd00:61::/48", true, false, false},
-		{"10.62.0.0/16", true, false, false},
+		// On a single nexthop object: one next hop, cacheable.
+		{"10.62.0.0/16", false, false, false},
+		{"10.66.0.0/16", true, false, false},
 		{"10.63.0.0/16", false, true, false},
 		{"fd00:64::/48", false, false, true},
 		{"10.65.0.0/16", false, false, false},
@@ -121,7 +130,7 @@ func TestRouteClassesPrivileged(t *testing.T) {
 			t.Errorf("%s: not in the dump", c.prefix)
 			continue
 		}
-		if r.Multipath != c.multipath || (r.Tos != 0) != c.tos || (r.SrcLen != 0) != c.srcSpecific {
+		if multipath(r, singles) != c.multipath || (r.Tos != 0) != c.tos || (r.SrcLen != 0) != c.srcSpecific {
 			t.Errorf("%s: parsed %+v, want multipath %v tos %v source-specific %v", c.prefix, r, c.multipath, c.tos, c.srcSpecific)
 		}
 	}
