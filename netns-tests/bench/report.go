@@ -154,7 +154,7 @@ stats map and of the bare programs) was at least %.1f%% in this run.
   - *bare redirect*: bpf/bare.c — rewrite both MACs to fixed values and redirect through a devmap to one fixed egress; no parsing,
     lookup or TTL. The upper bound of any XDP forwarder on this harness.
   - *bare drop*: bpf/bare.c — count and drop at the router's ingress. The ceiling of the harness itself.
-- **Rerun**: `+"`make bench`"+` (about 5 minutes on 2 cores); `+"`make bench BENCH_FLAGS=\"-rounds 7 -duration 1s\"`"+` for more and longer
+- **Rerun**: `+"`make bench`"+` (about 5 minutes on 2 cores for these scenarios; the FlowSpec ones, in their own section, add about 2); `+"`make bench BENCH_FLAGS=\"-rounds 7 -duration 1s\"`"+` for more and longer
   rounds, `+"`-table N`"+` for another table size. Ctrl-C stops it and removes everything it created.
 - **Statistics**: every cell is the median over the rounds with the min–max range; a ratio is the median (range) of the ratios taken
   round by round, never a ratio of medians.
