@@ -392,10 +392,17 @@ func (r *runner) fsScenarios(base4 loadgen.Traffic) []*Scenario {
 				traffic: t})
 		}
 		if n == r.o.FlowSpecFwd {
+			// To a host no rule names (the classifier's lookup misses),
+			// and to the attacked host (every rule naming it is tried).
 			t := base4
-			t.Dsts, t.Dport = []netip.Addr{fsVictim}, fsLegitPort
+			t.Dsts, t.Dport = []netip.Addr{oneRoute4.Addr().Next()}, fsLegitPort
 			out = append(out, &Scenario{Name: "fs-fwd-" + count(n), FrameLen: 64, Rules: n, modes: []string{ModeXrouter, ModeFSXrouter},
-				Desc: fmt.Sprintf("IPv4 forwarded to %s port %d, 256 flows, with 0 and with %s FlowSpec rules it does not match (%d of them name its destination)",
+				Desc: fmt.Sprintf("IPv4 forwarded to %s port %d, 256 flows, with 0 and with %s FlowSpec rules, none naming its destination",
+					t.Dsts[0], fsLegitPort, count(n)),
+				traffic: t})
+			t.Dsts = []netip.Addr{fsVictim}
+			out = append(out, &Scenario{Name: "fs-fwd-victim-" + count(n), FrameLen: 64, Rules: n, modes: []string{ModeXrouter, ModeFSXrouter},
+				Desc: fmt.Sprintf("IPv4 forwarded to the attacked host %s on port %d, 256 flows, with 0 and with %s FlowSpec rules, %d of them naming its address (tried in turn, none matching)",
 					fsVictim, fsLegitPort, count(n), min(n, 1+len(fsVictimRules))),
 				traffic: t})
 		}
