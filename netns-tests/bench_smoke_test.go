@@ -66,9 +66,11 @@ func TestBenchSmokePrivileged(t *testing.T) {
 					sink += v
 				}
 				// Every attack frame reaches the rule (one CPU: the
-				// generator waits for the router's work), and none the
-				// sink but the router's own IPv6 chatter.
-				if s.Counted != s.Generated || sink > 10 {
+				// generator waits for the router's work; 1% slack for
+				// softirq work that a busy machine defers to ksoftirqd
+				// past the final reading), and none the sink but the
+				// router's own IPv6 chatter.
+				if s.Counted > s.Generated || float64(s.Counted) < 0.99*float64(s.Generated) || sink > 10 {
 					t.Errorf("%s, mode %s: generated %d, dropped at the router %d, at the sink %d", sc.Name, m, s.Generated, s.Counted, sink)
 				}
 				continue
