@@ -9,7 +9,9 @@
  *
  * What varies per frame, as gen_cfg says: the destination (from gen_dsts,
  * in sequence or chosen at random), the UDP source port (nflows flows), and
- * whether the frame is a slow-path frame with TTL / hop limit 1. */
+ * whether the frame is a slow-path frame with TTL / hop limit 1, and (IPv4,
+ * src_bits > 0) the low src_bits bits of the source address, from the PRNG:
+ * spoofed sources, as in a flood. */
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -36,7 +38,8 @@ struct gen_cfg {
 	__u16 sport_base;
 	__u16 dport;
 	__u8 ttl;          /* TTL / hop limit of the other frames */
-	__u8 pad[3];
+	__u8 src_bits;     /* IPv4: this many low bits of src random per frame */
+	__u8 pad[2];
 };
 
 struct gen_dst {
@@ -139,6 +142,12 @@ int xrouter_gen(struct xdp_md *ctx)
 		iph->protocol = IPPROTO_UDP;
 		iph->check = 0;
 		__builtin_memcpy(&iph->saddr, cfg->src, 4);
+		if (cfg->src_bits) {
+			__u32 bits = cfg->src_bits < 32 ? cfg->src_bits : 32;
+			__u32 mask = bits == 32 ? ~0u : (1u << bits) - 1;
+
+			iph->saddr = bpf_htonl(bpf_ntohl(iph->saddr) | (bpf_get_prandom_u32() & mask));
+		}
 		__builtin_memcpy(&iph->daddr, dst->addr, 4);
 #pragma unroll
 		for (int i = 0; i < 10; i++)

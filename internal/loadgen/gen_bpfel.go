@@ -26,7 +26,8 @@ type genGenCfg struct {
 	SportBase uint16
 	Dport     uint16
 	Ttl       uint8
-	Pad       [3]uint8
+	SrcBits   uint8
+	Pad       [2]uint8
 }
 
 type genGenDst struct {

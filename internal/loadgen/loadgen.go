@@ -39,6 +39,9 @@ type Traffic struct {
 	// SlowEvery makes every SlowEvery-th frame a slow-path frame with TTL 1
 	// (0: none).
 	SlowEvery int
+	// SrcBits, for IPv4, sets this many low bits of the source address at
+	// random per frame (0: Src as it is): spoofed sources, as in a flood.
+	SrcBits int
 }
 
 // Generator is the live-frames traffic generator (bpf/gen.c).
@@ -109,6 +112,10 @@ func (g *Generator) Configure(tr Traffic) error {
 		c.Random = 1
 	}
 	c.Nflows = uint32(max(tr.Flows, 1))
+	if tr.SrcBits < 0 || tr.SrcBits > 32 || (tr.SrcBits > 0 && !tr.Src.Is4()) {
+		return fmt.Errorf("generator: SrcBits %d (want 0 to 32, IPv4 only)", tr.SrcBits)
+	}
+	c.SrcBits = uint8(tr.SrcBits)
 	c.SlowEvery = uint32(tr.SlowEvery)
 	c.SportBase, c.Dport, c.Ttl = tr.SportBase, tr.Dport, tr.TTL
 	if err := g.objs.GenConfig.Put(uint32(0), &c); err != nil {

@@ -115,3 +115,87 @@ func sinkAndGenerator(t *testing.T) (a *testbed.Netns, la, lb testbed.Link, sink
 	t.Cleanup(func() { g.Close() })
 	return a, la, lb, sink, g
 }
+
+// TestGeneratorSpoofsSourcesPrivileged checks SrcBits: the frames carry
+// sources inside Src's /(32-SrcBits), many different ones, and a valid IPv4
+// header checksum. The peer passes them to a packet socket that reads them.
+func TestGeneratorSpoofsSourcesPrivileged(t *testing.T) {
+	testbed.RequireRoot(t)
+	a := testbed.NewNetns(t, "xrlg-a")
+	b := testbed.NewNetns(t, "xrlg-b")
+	la, lb := testbed.Veth(t, a, "gen0", b, "peer0")
+	sink, err := LoadSink(64, false) // pass: the socket reads them
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	var fd int
+	if err := b.Do(func() error {
+		l, err := AttachXDP(sink.Program(), lb.Index)
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { l.Close() })
+		proto := int(htons(unix.ETH_P_IP))
+		if fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, proto); err != nil {
+			return err
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20); err != nil {
+			return err
+		}
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: uint16(proto), Ifindex: lb.Index})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	g, err := LoadGenerator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Close() })
+	spoof := netip.MustParsePrefix("100.64.0.0/16")
+	if err := g.Configure(Traffic{DstMAC: lb.MAC, SrcMAC: la.MAC, Src: spoof.Addr(), SrcBits: 32 - spoof.Bits(),
+		Dsts: []netip.Addr{netip.MustParseAddr("198.18.0.1")}, Dport: 53, TTL: 64}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 2000
+	if err := a.Do(func() error { return g.Run(la.Index, 64, n, 64) }); err != nil {
+		t.Fatal(err)
+	}
+	tv := unix.NsecToTimeval(int64(time.Second))
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[netip.Addr]bool{}
+	buf := make([]byte, 2048)
+	got := 0
+	for got < n {
+		k, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			break // timeout: fewer than n arrived, said below
+		}
+		got++
+		h := buf[:k]
+		if k < 20 || h[0] != 0x45 {
+			t.Fatalf("frame %d: not an IPv4 header: % x", got, h)
+		}
+		var sum uint32
+		for i := 0; i < 20; i += 2 {
+			sum += uint32(h[i])<<8 | uint32(h[i+1])
+		}
+		for sum > 0xffff {
+			sum = sum&0xffff + sum>>16
+		}
+		src := netip.AddrFrom4([4]byte(h[12:16]))
+		if sum != 0xffff || !spoof.Contains(src) {
+			t.Fatalf("frame %d: source %s (want inside %s), header checksum sum %#x (want 0xffff)", got, src, spoof, sum)
+		}
+		seen[src] = true
+	}
+	// 2000 draws from 65536 addresses: about 1970 distinct.
+	if got < n || len(seen) < n*9/10 {
+		t.Errorf("read %d of %d frames, %d distinct sources", got, n, len(seen))
+	}
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }

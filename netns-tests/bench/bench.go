@@ -48,6 +48,16 @@ type Options struct {
 	// mode's config (its own pin directory) in every scenario xrouter runs
 	// in; BaselineName labels it in the report.
 	Baseline, BaselineName string
+	// FlowSpec are the rule counts of the FlowSpec attack-drop scenarios
+	// (fs-drop-N: xrouter's XDP classifier against nftables in the
+	// forward hook); FlowSpecFwd the rule count of the forwarding
+	// scenario with rules the traffic does not match (fs-fwd-N, xrouter
+	// without and with them); 0 or empty: none.
+	FlowSpec    []int
+	FlowSpecFwd int
+	// NoForwarding leaves out the forwarding scenarios: only the FlowSpec
+	// ones run.
+	NoForwarding bool
 }
 
 // DefaultOptions is `make bench`: 5 rounds, 0.7 s per measurement, 1M
@@ -57,6 +67,7 @@ func DefaultOptions(xr string) Options {
 		XR: xr, Rounds: 5, Duration: 700 * time.Millisecond, Warmup: 100 * time.Millisecond,
 		Table: 1_000_000, Sweep: []int{10_000, 100_000}, Active: 20_000,
 		CPU: runtime.NumCPU() - 1, Progress: os.Stdout,
+		FlowSpec: []int{1, 100, 10_000}, FlowSpecFwd: 100,
 	}
 }
 
@@ -117,7 +128,13 @@ type Scenario struct {
 	// Size is the table size it stands for.
 	SizeSweep bool
 	Size      int
-	modes     []string
+	// Rules is the FlowSpec rule count the scenario runs under (0: none);
+	// Drop marks an attack scenario, whose frames the router drops: they
+	// are counted at the router (xrouter's flowspec_drop, the nftables
+	// rule's counter), and the sinks should see none.
+	Rules int
+	Drop  bool
+	modes []string
 }
 
 // Sample is one measurement. Mpps is measured over the window of Seconds;
@@ -155,8 +172,11 @@ type Results struct {
 	// LoadAvg is /proc/loadavg's first three fields at the start and the
 	// end: how busy the machine was besides the benchmark.
 	LoadAvg [2]string
-	Started time.Time
-	Elapsed time.Duration
+	// FlowSpec describes the rule set of each FlowSpec phase, by rule
+	// count.
+	FlowSpec map[int]FlowSpecSet
+	Started  time.Time
+	Elapsed  time.Duration
 }
 
 // runner holds the live state of one benchmark run.
@@ -173,6 +193,8 @@ type runner struct {
 	// basePin is the baseline daemon's pin directory: its own, since an
 	// older build's pinned maps may not fit today's object.
 	basePin string
+	// fs is the FlowSpec rule set of the phase under way (nil: none).
+	fs *fsSet
 }
 
 // Run runs the benchmark. Everything it creates is removed when t ends;
@@ -237,26 +259,30 @@ func Run(ctx context.Context, t testing.TB, o Options) (*Results, error) {
 	}
 
 	r.res.Scenarios = r.scenarios()
-	// Phases by table size: the table only grows.
-	var sizes []int
-	for _, sc := range r.res.Scenarios {
-		if len(sizes) == 0 || sizes[len(sizes)-1] != sc.Routes {
-			sizes = append(sizes, sc.Routes)
+	r.res.FlowSpec = map[int]FlowSpecSet{}
+	// Phases: runs of scenarios with the same table size (the table only
+	// grows) and FlowSpec rule count, in scenario order.
+	scs := r.res.Scenarios
+	for len(scs) > 0 {
+		n := 1
+		for n < len(scs) && scs[n].Routes == scs[0].Routes && scs[n].Rules == scs[0].Rules {
+			n++
 		}
-	}
-	for _, size := range sizes {
-		if err := r.growTable(size); err != nil {
+		if err := r.growTable(scs[0].Routes); err != nil {
 			return nil, err
 		}
-		var scs []*Scenario
-		for _, sc := range r.res.Scenarios {
-			if sc.Routes == size {
-				scs = append(scs, sc)
+		r.fs = nil
+		if k := scs[0].Rules; k > 0 {
+			if r.fs, err = makeFSRules(k); err != nil {
+				return nil, err
 			}
+			r.res.FlowSpec[k] = FlowSpecSet{Rules: k, AttackPos: r.fs.attackPos, VictimRules: r.fs.victimRules}
+			r.progress("FlowSpec phase: %d rules; the attack's rule is #%d in FlowSpec order, %d rules name the victim", k, r.fs.attackPos, r.fs.victimRules)
 		}
-		if err := r.phase(ctx, scs); err != nil {
+		if err := r.phase(ctx, scs[:n]); err != nil {
 			return nil, err
 		}
+		scs = scs[n:]
 	}
 	r.res.Elapsed = time.Since(r.res.Started)
 	r.res.LoadAvg[1] = loadAvg()
@@ -292,6 +318,9 @@ func (r *runner) scenarios() []*Scenario {
 
 	with := func(b loadgen.Traffic, f func(*loadgen.Traffic)) loadgen.Traffic { f(&b); return b }
 	var out []*Scenario
+	if r.o.NoForwarding {
+		return r.fsScenarios(base4)
+	}
 	add := func(sc *Scenario) {
 		if sc.modes == nil {
 			sc.modes = AllModes
@@ -324,6 +353,8 @@ func (r *runner) scenarios() []*Scenario {
 			t.Dsts = activeDsts([]netip.Prefix{oneRoute4}, r.o.Active, 1)
 			t.Random = true
 		})})
+	// The FlowSpec scenarios run while the table is empty.
+	out = append(out, r.fsScenarios(base4)...)
 	for _, n := range r.o.Sweep {
 		add(&Scenario{Name: "size-" + count(n), Desc: fmt.Sprintf("IPv4, %s routes, %d active destinations", count(n), r.o.Active),
 			FrameLen: 64, Routes: n, SizeSweep: true, Size: n, modes: lookupModes,
@@ -336,6 +367,45 @@ func (r *runner) scenarios() []*Scenario {
 	add(&Scenario{Name: "full-random", Desc: fmt.Sprintf("IPv4, %s routes, uniformly random destinations (one per prefix, picked at random)", count(n)),
 		FrameLen: 64, Routes: n,
 		traffic: with(base4, func(t *loadgen.Traffic) { t.Dsts = onePerPrefix(r.table, 4); t.Random = true })})
+	return out
+}
+
+// fsScenarios are the FlowSpec scenarios: the attack under every rule
+// count, and legitimate traffic (to the attacked host, on a port no rule
+// names) forwarded with FlowSpecFwd rules and without.
+func (r *runner) fsScenarios(base4 loadgen.Traffic) []*Scenario {
+	var out []*Scenario
+	counts := slices.Clone(r.o.FlowSpec)
+	if r.o.FlowSpecFwd > 0 && !slices.Contains(counts, r.o.FlowSpecFwd) {
+		counts = append(counts, r.o.FlowSpecFwd)
+	}
+	slices.Sort(counts)
+	for _, n := range counts {
+		if slices.Contains(r.o.FlowSpec, n) {
+			t := base4
+			t.Src, t.SrcBits = fsSpoof, fsSpoofBits
+			t.Dsts, t.Dport = []netip.Addr{fsVictim}, fsAttackPort
+			out = append(out, &Scenario{Name: "fs-drop-" + count(n), FrameLen: 64, Rules: n, Drop: true, modes: FlowSpecModes,
+				Desc: fmt.Sprintf("UDP flood to %s port %d from spoofed sources (%s/%d), %s FlowSpec rules, the flood matching one (drop)",
+					fsVictim, fsAttackPort, fsSpoof, 32-fsSpoofBits, count(n)),
+				traffic: t})
+		}
+		if n == r.o.FlowSpecFwd {
+			// To a host no rule names (the classifier's lookup misses),
+			// and to the attacked host (every rule naming it is tried).
+			t := base4
+			t.Dsts, t.Dport = []netip.Addr{oneRoute4.Addr().Next()}, fsLegitPort
+			out = append(out, &Scenario{Name: "fs-fwd-" + count(n), FrameLen: 64, Rules: n, modes: []string{ModeXrouter, ModeFSXrouter},
+				Desc: fmt.Sprintf("IPv4 forwarded to %s port %d, 256 flows, with 0 and with %s FlowSpec rules, none naming its destination",
+					t.Dsts[0], fsLegitPort, count(n)),
+				traffic: t})
+			t.Dsts = []netip.Addr{fsVictim}
+			out = append(out, &Scenario{Name: "fs-fwd-victim-" + count(n), FrameLen: 64, Rules: n, modes: []string{ModeXrouter, ModeFSXrouter},
+				Desc: fmt.Sprintf("IPv4 forwarded to the attacked host %s on port %d, 256 flows, with 0 and with %s FlowSpec rules, %d of them naming its address (tried in turn, none matching)",
+					fsVictim, fsLegitPort, count(n), min(n, 1+len(fsVictimRules))),
+				traffic: t})
+		}
+	}
 	return out
 }
 
@@ -377,7 +447,7 @@ func (r *runner) phase(ctx context.Context, scs []*Scenario) error {
 		}
 	}
 	var order []string
-	for _, m := range runModes(r.o) {
+	for _, m := range slices.Concat(runModes(r.o), FlowSpecModes) {
 		if modes[m] && r.res.Skipped[m] == "" {
 			order = append(order, m)
 		}
@@ -398,7 +468,10 @@ type active struct {
 	name  string
 	stop  func() error
 	count func() (uint64, []uint64, error) // frames counted, and per CPU
-	pin   string                           // xrouter's pin directory, if it runs
+	// drop counts the frames the router dropped, for the attack
+	// scenarios (Scenario.Drop).
+	drop func() (uint64, []uint64, error)
+	pin  string // xrouter's pin directory, if it runs
 }
 
 func (r *runner) runMode(ctx context.Context, mode string, round int, scs []*Scenario) error {
@@ -429,7 +502,9 @@ func (r *runner) runMode(ctx context.Context, mode string, round int, scs []*Sce
 		s.Round = round
 		r.record(sc, mode, s)
 		line := fmt.Sprintf("[round %d/%d] %s %s: %.2f Mpps", round+1, r.o.Rounds, sc.Name, mode, s.Mpps)
-		if s.HasXR {
+		if sc.Drop {
+			line += fmt.Sprintf(" dropped (generated %d, dropped %d, sink %d)", s.Generated, s.Counted, sum(s.PerSink))
+		} else if s.HasXR {
 			line += fmt.Sprintf(" (sink %d, xrouter forwarded %d", s.Counted, s.XRForwarded)
 			if s.Slow > 0 {
 				line += fmt.Sprintf(", ttl_exceeded %d of %d TTL-1 frames", s.XRTTL, s.Slow)
@@ -475,7 +550,24 @@ func (r *runner) startMode(mode string) (*active, error) {
 		return nil, fmt.Errorf("router interfaces still have XDP from the previous mode: %v %v", on, err)
 	}
 	a := &active{name: mode, stop: func() error { return nil }, count: r.countAtSinks}
+	a.drop = func() (uint64, []uint64, error) { return 0, nil, fmt.Errorf("mode %s counts no drops", mode) }
 	switch mode {
+	case ModeNftLinear, ModeNftSet:
+		if r.fs == nil {
+			return nil, fmt.Errorf("mode %s outside a FlowSpec phase", mode)
+		}
+		if err := tp.setGRO(testbed.LineRouterSrcDev, true); err != nil {
+			return nil, err
+		}
+		if err := tp.installNft(r.fs, mode == ModeNftSet); err != nil {
+			_ = tp.setGRO(testbed.LineRouterSrcDev, false)
+			return nil, fmt.Errorf("installing %d nftables rules: %w", len(r.fs.rules), err)
+		}
+		a.stop = func() error {
+			err := tp.removeNft()
+			return errors.Join(err, tp.setGRO(testbed.LineRouterSrcDev, false))
+		}
+		a.drop = tp.nftAttackCount
 	case ModeKernel:
 		// Frames sent with XDP_TX into the router's ingress veth are only
 		// received when that veth has NAPI on: XDP attached, or GRO.
@@ -483,7 +575,10 @@ func (r *runner) startMode(mode string) (*active, error) {
 			return nil, err
 		}
 		a.stop = func() error { return tp.setGRO(testbed.LineRouterSrcDev, false) }
-	case ModeXrouter, ModeNoCache, ModeBaseline:
+	case ModeXrouter, ModeNoCache, ModeBaseline, ModeFSXrouter:
+		if mode == ModeFSXrouter && r.fs == nil {
+			return nil, fmt.Errorf("mode %s outside a FlowSpec phase", mode)
+		}
 		d, err := r.startDaemon(mode)
 		if err != nil {
 			return nil, err
@@ -491,6 +586,11 @@ func (r *runner) startMode(mode string) (*active, error) {
 		a.stop, a.pin = d.Stop, tp.pin
 		if mode == ModeBaseline {
 			a.pin = r.basePin
+		}
+		pin := a.pin
+		a.drop = func() (uint64, []uint64, error) {
+			per, err := loadgen.PinnedPerCPU(filepath.Join(pin, dataplane.StatsMapName), uint32(dataplane.FlowspecDrop))
+			return sum(per), per, err
 		}
 	case ModeRedirect, ModeDrop:
 		var b *loadgen.Bare
@@ -548,6 +648,10 @@ func (r *runner) daemonConfig(mode string) (string, error) {
 	}
 	b.WriteString("api:\n  socket: \"\"\n")
 	b.WriteString("log:\n  level: info\n")
+	if mode == ModeFSXrouter && r.fs != nil {
+		b.WriteString(r.fs.yaml())
+		name = "xrouter-fs.yaml"
+	}
 	path := filepath.Join(tp.dir, name)
 	return path, os.WriteFile(path, []byte(b.String()), 0o644)
 }
@@ -610,15 +714,28 @@ func (r *runner) startDaemon(mode string) (*testbed.Daemon, error) {
 	// after the cache's invalidator has read the kernel's tables (with 1M
 	// routes, about a second after "running"); until then every packet
 	// takes the plain lookup.
-	ready := "xrouter running"
+	ready := []string{"xrouter running"}
 	if mode != ModeNoCache {
-		ready = "next-hop cache enabled"
+		ready = []string{"next-hop cache enabled"}
 	}
-	if err := d.WaitLog(ready, 20*time.Second); err != nil {
-		d.Kill()
-		return nil, err
+	if mode == ModeFSXrouter {
+		ready = append(ready, "flowspec rules installed")
+	}
+	for _, r := range ready {
+		if err := d.WaitLog(r, 20*time.Second); err != nil {
+			d.Kill()
+			return nil, err
+		}
 	}
 	return d, nil
+}
+
+func sum(vs []uint64) uint64 {
+	var n uint64
+	for _, v := range vs {
+		n += v
+	}
+	return n
 }
 
 // reading is every counter at one moment.
@@ -632,10 +749,10 @@ type reading struct {
 	xrFwdCPU     []uint64
 }
 
-func (r *runner) read(a *active) (reading, error) {
+func (r *runner) read(a *active, count func() (uint64, []uint64, error)) (reading, error) {
 	var rd reading
 	var err error
-	if rd.counted, rd.perCPU, err = a.count(); err != nil {
+	if rd.counted, rd.perCPU, err = count(); err != nil {
 		return rd, err
 	}
 	if _, rd.ttlOK, rd.perSink, err = r.tp.sinkCounts(); err != nil {
@@ -685,9 +802,13 @@ func (r *runner) measure(ctx context.Context, sc *Scenario, a *active) (*Sample,
 	if err := r.gen.Configure(sc.traffic); err != nil {
 		return nil, err
 	}
+	count := a.count
+	if sc.Drop {
+		count = a.drop
+	}
 	// Readings with no traffic at all, before and after the run, for the
 	// exact cross-checks; the rate comes from the readings in between.
-	q0, err := r.read(a)
+	q0, err := r.read(a, count)
 	if err != nil {
 		return nil, err
 	}
@@ -754,7 +875,7 @@ func (r *runner) measure(ctx context.Context, sc *Scenario, a *active) (*Sample,
 		return nil, err
 	}
 	t1 := time.Now()
-	before, err := r.read(a)
+	before, err := r.read(a, count)
 	if err != nil {
 		return nil, err
 	}
@@ -762,7 +883,7 @@ func (r *runner) measure(ctx context.Context, sc *Scenario, a *active) (*Sample,
 		return nil, err
 	}
 	t2 := time.Now()
-	after, err := r.read(a)
+	after, err := r.read(a, count)
 	if err != nil {
 		return nil, err
 	}
@@ -771,7 +892,7 @@ func (r *runner) measure(ctx context.Context, sc *Scenario, a *active) (*Sample,
 	}
 	// Let the last frames' softirq work finish before the final reading.
 	time.Sleep(10 * time.Millisecond)
-	q1, err := r.read(a)
+	q1, err := r.read(a, count)
 	if err != nil {
 		return nil, err
 	}

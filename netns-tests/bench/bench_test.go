@@ -3,9 +3,11 @@ package bench
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,6 +23,9 @@ var (
 	table    = flag.Int("table", 1_000_000, "full table size")
 	command  = flag.String("command", "make bench", "the command line to record in the docs")
 	dev      = flag.Bool("dev", false, "mark the docs as a development run on a shared machine")
+	fsRules  = flag.String("flowspec", "1,100,10000", "rule counts of the FlowSpec attack-drop scenarios, comma-separated (empty: none)")
+	fsFwd    = flag.Int("flowspec-fwd", 100, "rule count of the FlowSpec forwarding scenario (0: none)")
+	fsOnly   = flag.Bool("flowspec-only", false, "run only the FlowSpec scenarios (docs: only their section)")
 
 	// make bench-compare: a second xrouter build as one more mode.
 	baseline     = flag.String("baseline", "", "a second xrouter binary (another commit's build) to measure as one more mode, with the xrouter mode's config; the docs get only the comparison section")
@@ -48,6 +53,10 @@ func TestBenchPrivileged(t *testing.T) {
 	}
 	o := DefaultOptions(xr)
 	o.Rounds, o.Duration, o.Table = *rounds, *duration, *table
+	if o.FlowSpec, err = parseCounts(*fsRules); err != nil {
+		t.Fatalf("-flowspec: %v", err)
+	}
+	o.FlowSpecFwd, o.NoForwarding = *fsFwd, *fsOnly
 	if *baseline != "" {
 		if o.Baseline, err = filepath.Abs(*baseline); err != nil {
 			t.Fatal(err)
@@ -56,6 +65,9 @@ func TestBenchPrivileged(t *testing.T) {
 			t.Fatalf("baseline binary: %v", err)
 		}
 		o.BaselineName = *baselineName
+		// A comparison is about forwarding: the FlowSpec scenarios
+		// would only make it longer.
+		o.FlowSpec, o.FlowSpecFwd = nil, 0
 	}
 	if o.Table < 100_000 {
 		o.Sweep = []int{o.Table / 100, o.Table / 10}
@@ -87,13 +99,33 @@ func TestBenchPrivileged(t *testing.T) {
 		}
 		return
 	}
-	md := res.Markdown(*command, *dev)
-	os.Stdout.WriteString("\n" + md + "\n")
+	if !o.NoForwarding {
+		os.Stdout.WriteString("\n" + res.Markdown(*command, *dev) + "\n")
+	}
+	if len(o.FlowSpec) > 0 || o.FlowSpecFwd > 0 {
+		os.Stdout.WriteString("\n" + res.FlowSpecMarkdown(*command, *dev) + "\n")
+	}
 	if *docs != "" {
 		img := filepath.Join(filepath.Dir(*docs), "img")
 		if err := res.WriteDocs(*docs, img, *command, *dev); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("wrote %s and %s", *docs, strings.Join([]string{filepath.Join(img, "bench-modes.png"), filepath.Join(img, "bench-table-size.png")}, ", "))
+		t.Logf("wrote %s and the plots in %s", *docs, img)
 	}
+}
+
+// parseCounts parses "1,100,10000".
+func parseCounts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q: want a positive rule count", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }

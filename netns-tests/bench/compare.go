@@ -112,9 +112,10 @@ func (res *Results) CompareMarkdown(c Compare, development bool) string {
 			fmtSpread(res.ratio(sc.Name, ModeXrouter, ModeKernel), "×"), fmtSpread(res.ratio(sc.Name, ModeBaseline, ModeKernel), "×"))
 	}
 	w("\nScenarios as in [Forwarding throughput](#forwarding-throughput):")
-	for i, sc := range res.Scenarios {
+	fwd := res.fwdScenarios()
+	for i, sc := range fwd {
 		sep := ";"
-		if i == len(res.Scenarios)-1 {
+		if i == len(fwd)-1 {
 			sep = "."
 		}
 		w(" `%s`: %s, %d-byte frames%s", sc.Name, sc.Desc, sc.FrameLen, sep)

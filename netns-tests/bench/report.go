@@ -110,6 +110,7 @@ var ratios = []struct{ num, den, label string }{
 // Markdown renders the forwarding section (without the markers).
 func (res *Results) Markdown(command string, development bool) string {
 	o := res.Opts
+	scs := res.fwdScenarios()
 	var b bytes.Buffer
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("## Forwarding throughput\n\n")
@@ -153,7 +154,7 @@ stats map and of the bare programs) was at least %.1f%% in this run.
   - *bare redirect*: bpf/bare.c — rewrite both MACs to fixed values and redirect through a devmap to one fixed egress; no parsing,
     lookup or TTL. The upper bound of any XDP forwarder on this harness.
   - *bare drop*: bpf/bare.c — count and drop at the router's ingress. The ceiling of the harness itself.
-- **Rerun**: `+"`make bench`"+` (about 5 minutes on 2 cores); `+"`make bench BENCH_FLAGS=\"-rounds 7 -duration 1s\"`"+` for more and longer
+- **Rerun**: `+"`make bench`"+` (about 5 minutes on 2 cores for these scenarios; the FlowSpec ones, in their own section, add about 2); `+"`make bench BENCH_FLAGS=\"-rounds 7 -duration 1s\"`"+` for more and longer
   rounds, `+"`-table N`"+` for another table size. Ctrl-C stops it and removes everything it created.
 - **Statistics**: every cell is the median over the rounds with the min–max range; a ratio is the median (range) of the ratios taken
   round by round, never a ratio of medians.
@@ -187,7 +188,7 @@ stats map and of the bare programs) was at least %.1f%% in this run.
 		w("---|")
 	}
 	w("\n")
-	for _, sc := range res.Scenarios {
+	for _, sc := range scs {
 		w("| %s |", sc.Name)
 		for _, m := range AllModes {
 			w(" %s |", fmtSpread(spreadOf(res.Mpps(sc.Name, m)), ""))
@@ -198,7 +199,7 @@ stats map and of the bare programs) was at least %.1f%% in this run.
 		w("\n")
 	}
 	w("\nScenarios:\n\n")
-	for _, sc := range res.Scenarios {
+	for _, sc := range scs {
 		w("- `%s`: %s; %d-byte frames.\n", sc.Name, sc.Desc, sc.FrameLen)
 	}
 
@@ -213,7 +214,7 @@ stats map and of the bare programs) was at least %.1f%% in this run.
 		w("---|")
 	}
 	w("\n")
-	for _, sc := range res.Scenarios {
+	for _, sc := range scs {
 		if res.Mpps(sc.Name, ModeDrop) == nil {
 			continue
 		}
@@ -235,7 +236,7 @@ stats map and of the bare programs) was at least %.1f%% in this run.
 		w(" %s |", modeLabel[m])
 	}
 	w(" xrouter ÷ kernel |\n|---|---|---|---|---|\n")
-	for _, sc := range res.Scenarios {
+	for _, sc := range scs {
 		if !sc.SizeSweep {
 			continue
 		}
@@ -265,7 +266,7 @@ stats map and of the bare programs) was at least %.1f%% in this run.
 
 	w("\n### Counters cross-checked\n\nExact totals over whole generator runs (warm-up included, read while no traffic flowed), summed over the rounds. *sink* is what the sinks counted, *TTL ok* how many of those arrived with TTL/hop limit 63 (forwarded exactly once), *xrouter forwarded* and *ttl_exceeded* are xrouter's own counters (pinned stats map), *TTL-1 sent* the generator's slow-path frames. *generated* equal to *sink* (plus the TTL-1 frames) means nothing was lost on the way: on one CPU the generator only runs again once the router's and the sink's softirq work for its last batch is done.\n\n")
 	w("| scenario | mode | generated | sink | TTL ok | xrouter forwarded | sink ÷ forwarded | TTL-1 sent | ttl_exceeded |\n|---|---|---|---|---|---|---|---|---|\n")
-	for _, sc := range res.Scenarios {
+	for _, sc := range scs {
 		for _, m := range lookupModes {
 			t := res.totals(sc.Name, m)
 			if t.n == 0 {
@@ -295,7 +296,7 @@ stats map and of the bare programs) was at least %.1f%% in this run.
 		w("---|")
 	}
 	w("\n")
-	for _, sc := range res.Scenarios {
+	for _, sc := range scs {
 		for _, m := range AllModes {
 			vs := res.Mpps(sc.Name, m)
 			if vs == nil {
@@ -362,7 +363,22 @@ func (res *Results) minCPUShare() float64 {
 
 // WriteDocs replaces the forwarding section of docsFile (creating the file
 // with both sections' markers if needed) and writes the plots into imgDir.
+//
+// The FlowSpec section (its own markers, and its plot) is written too when
+// the run had FlowSpec scenarios; a run with only those writes only it.
 func (res *Results) WriteDocs(docsFile, imgDir, command string, development bool) error {
+	if len(res.fwdScenarios()) > 0 {
+		if err := res.writeForwardingDocs(docsFile, imgDir, command, development); err != nil {
+			return err
+		}
+	}
+	if len(res.fsScenarioList()) > 0 {
+		return res.writeFlowSpecDocs(docsFile, imgDir, command, development)
+	}
+	return nil
+}
+
+func (res *Results) writeForwardingDocs(docsFile, imgDir, command string, development bool) error {
 	if err := os.MkdirAll(imgDir, 0o755); err != nil {
 		return err
 	}
@@ -411,7 +427,7 @@ func (res *Results) plotModes(file string) error {
 	p.Title.Text = "Mpps per mode by scenario (median of rounds, one core)"
 	p.Y.Label.Text = "Mpps"
 	var names []string
-	for _, sc := range res.Scenarios {
+	for _, sc := range res.fwdScenarios() {
 		if !sc.SizeSweep || sc.Size == 1 || sc.Size == res.Opts.Table {
 			names = append(names, sc.Name)
 		}
@@ -457,7 +473,7 @@ func (res *Results) plotSizes(file string) error {
 	p.Y.Label.Text = "Mpps"
 	p.X.Scale = plot.LogScale{}
 	var ticks []plot.Tick
-	for _, sc := range res.Scenarios {
+	for _, sc := range res.fwdScenarios() {
 		if sc.SizeSweep {
 			ticks = append(ticks, plot.Tick{Value: float64(sc.Size), Label: count(sc.Size)})
 		}
@@ -469,7 +485,7 @@ func (res *Results) plotSizes(file string) error {
 		}
 		var xys plotter.XYs
 		var errs plotter.YErrors
-		for _, sc := range res.Scenarios {
+		for _, sc := range res.fwdScenarios() {
 			if !sc.SizeSweep {
 				continue
 			}

@@ -90,6 +90,9 @@ func buildTopo(t testing.TB) *topo {
 	}
 
 	r.IP(t, "route", "add", oneRoute4.String(), "via", tableNH[0])
+	// The FlowSpec attack's spoofed sources route back to the source, as
+	// at an edge router (reverse-path filtering would pass them).
+	r.IP(t, "route", "add", fsSpoofBack.String(), "via", tp.SrcPort.Addr4.Addr().String())
 	r.IP(t, "-6", "route", "add", oneRoute6.String(), "via", nh6)
 	args := []string{"route", "add", ecmpRoute.String(), "nexthop", "via", tableNH[1], "dev", testbed.LineRouterDstDev}
 	for i := range tp.ecmpR {
