@@ -13,7 +13,7 @@ import (
 // TestFlowspecTimingPrivileged prints ns per packet of the program with the
 // FlowSpec classifier: no rules; 1, 100 and 10000 rules indexed by
 // destination (each rule its own /32, the packet's destination among them,
-// its port not matching); the same counts with no destination, so that
+// its port not matching, or not among them); the same counts with no destination, so that
 // every rule is a candidate (a linear scan); and a packet that a rule
 // drops. BPF_PROG_RUN on one CPU, next-hop cache on, the best of three
 // rounds. It asserts nothing about speed; it runs only with XR_TIMING=1:
@@ -29,6 +29,8 @@ func TestFlowspecTimingPrivileged(t *testing.T) {
 	dst := mustAddr("10.90.1.1")
 	hot := frame4(ip4(to4(dst), func(h *ipv4Hdr) { h.TTL = 255 }), udp(1, 2, payload(18)))
 	drop := frame4(ip4(to4(dst), func(h *ipv4Hdr) { h.TTL = 255 }), udp(1, 53, payload(18)))
+	// To a destination no rule names: the classifier's lookup misses.
+	other := frame4(ip4(to4(mustAddr("10.90.1.2")), func(h *ipv4Hdr) { h.TTL = 255 }), udp(1, 2, payload(18)))
 
 	indexed := func(n int) []flowspec.Rule {
 		rules := []flowspec.Rule{fs4(flowspec.Match{Dst: netip.PrefixFrom(dst, 32), Proto: eq(17), DstPort: eq(53)}, fsDrop)}
@@ -74,6 +76,7 @@ func TestFlowspecTimingPrivileged(t *testing.T) {
 	for _, n := range []int{1, 100, 10000} {
 		rows = append(rows, row{fmt.Sprintf("%d rules by dst, forwarded", n), indexed(n), hot, xdpRedirect})
 		rows = append(rows, row{fmt.Sprintf("%d rules by dst, dropped", n), indexed(n), drop, xdpDrop})
+		rows = append(rows, row{fmt.Sprintf("%d rules by dst, none for it, forwarded", n), indexed(n), other, xdpRedirect})
 		rows = append(rows, row{fmt.Sprintf("%d rules no dst (linear), forwarded", n), linear(n), hot, xdpRedirect})
 		rows = append(rows, row{fmt.Sprintf("%d rules no dst (linear), dropped", n), linear(n), drop, xdpDrop})
 	}

@@ -385,7 +385,7 @@ func (r *runner) fsScenarios(base4 loadgen.Traffic) []*Scenario {
 			t := base4
 			t.Src, t.SrcBits = fsSpoof, fsSpoofBits
 			t.Dsts, t.Dport = []netip.Addr{fsVictim}, fsAttackPort
-			out = append(out, &Scenario{Name: "fs-drop-" + count(n), FrameLen: 64, Rules: n, Drop: true, modes: FlowSpecModes,
+			out = append(out, &Scenario{Name: "fs-drop-" + count(n), FrameLen: 64, Rules: n, Drop: true, modes: fsDropModes,
 				Desc: fmt.Sprintf("UDP flood to %s port %d from spoofed sources (%s/%d), %s FlowSpec rules, the flood matching one (drop)",
 					fsVictim, fsAttackPort, fsSpoof, 32-fsSpoofBits, count(n)),
 				traffic: t})
@@ -447,8 +447,8 @@ func (r *runner) phase(ctx context.Context, scs []*Scenario) error {
 		}
 	}
 	var order []string
-	for _, m := range slices.Concat(runModes(r.o), FlowSpecModes) {
-		if modes[m] && r.res.Skipped[m] == "" {
+	for _, m := range slices.Concat(runModes(r.o), FlowSpecModes, []string{ModeDrop}) {
+		if modes[m] && r.res.Skipped[m] == "" && !slices.Contains(order, m) {
 			order = append(order, m)
 		}
 	}
@@ -610,12 +610,9 @@ func (r *runner) startMode(mode string) (*active, error) {
 		if mode == ModeDrop {
 			a.count = func() (uint64, []uint64, error) {
 				per, err := b.Seen()
-				var sum uint64
-				for _, v := range per {
-					sum += v
-				}
-				return sum, per, err
+				return sum(per), per, err
 			}
+			a.drop = a.count // what it drops is what it saw
 		}
 	default:
 		return nil, fmt.Errorf("unknown mode %q", mode)

@@ -39,6 +39,10 @@ const (
 // FlowSpecModes in report order.
 var FlowSpecModes = []string{ModeFSXrouter, ModeNftLinear, ModeNftSet}
 
+// fsDropModes are the attack scenarios' modes: the FlowSpec modes and the
+// bare drop, the harness's own cost, which the router's is measured above.
+var fsDropModes = slices.Concat(FlowSpecModes, []string{ModeDrop})
+
 func init() {
 	modeLabel[ModeFSXrouter] = "xrouter, FlowSpec rules (XDP)"
 	modeLabel[ModeNftLinear] = "nftables, one rule per FlowSpec rule"

@@ -79,6 +79,25 @@ func (res *Results) ratio(scenario, num, den string) spread {
 	return spreadOf(rs)
 }
 
+// costRatio is, per round, costNs(num) ÷ costNs(den): how many times the
+// router's own work per packet in mode num is that in mode den. A round in
+// which den's cost is not positive (noise) has no ratio.
+func (res *Results) costRatio(scenario, num, den string) spread {
+	a, b, d := res.Mpps(scenario, num), res.Mpps(scenario, den), res.Mpps(scenario, ModeDrop)
+	if a == nil || b == nil || d == nil {
+		return spreadOf(nil)
+	}
+	rs := make([]float64, len(a))
+	for i := range a {
+		ca, cb := 1000/a[i]-1000/d[i], 1000/b[i]-1000/d[i]
+		rs[i] = math.NaN()
+		if cb > 0 {
+			rs[i] = ca / cb
+		}
+	}
+	return spreadOf(rs)
+}
+
 // costNs is, per round, the nanoseconds per packet a mode takes beyond
 // the bare drop: 1000/Mpps(mode) - 1000/Mpps(drop).
 func (res *Results) costNs(scenario, mode string) spread {

@@ -196,6 +196,24 @@ Modes are interleaved as there: each round runs every mode of a rule count once,
 			}
 			w("\n")
 		}
+		haveBare := false
+		for _, sc := range drops {
+			haveBare = haveBare || res.Mpps(sc.Name, ModeDrop) != nil
+		}
+		if haveBare {
+			w("\nThe router's own cost per attack packet: the nanoseconds above the bare drop (bpf/bare.c at the router's ingress, interleaved with the others: generator, veth hop and a drop, nothing else), round by round, median (range); the ratio is nftables' cost over xrouter's, round by round:\n\n")
+			w("| rules | bare drop (ns, whole pipeline) | %s (ns above) | %s (ns above) | %s (ns above) | nftables rules ÷ xrouter | nftables set ÷ xrouter |\n|---|---|---|---|---|---|---|\n",
+				modeLabel[ModeFSXrouter], modeLabel[ModeNftLinear], modeLabel[ModeNftSet])
+			for _, sc := range drops {
+				var bare []float64
+				for _, v := range res.Mpps(sc.Name, ModeDrop) {
+					bare = append(bare, 1000/v)
+				}
+				w("| %d | %s | %s | %s | %s | %s | %s |\n", sc.Rules, fmtNs(spreadOf(bare)),
+					fmtNs(res.costNs(sc.Name, ModeFSXrouter)), fmtNs(res.costNs(sc.Name, ModeNftLinear)), fmtNs(res.costNs(sc.Name, ModeNftSet)),
+					fmtSpread(res.costRatio(sc.Name, ModeNftLinear, ModeFSXrouter), "×"), fmtSpread(res.costRatio(sc.Name, ModeNftSet, ModeFSXrouter), "×"))
+			}
+		}
 		if sc := res.scenarioNamed("fs-drop-" + count(fsGoalRules)); sc != nil {
 			lin, set := res.ratio(sc.Name, ModeFSXrouter, ModeNftLinear), res.ratio(sc.Name, ModeFSXrouter, ModeNftSet)
 			goal := func(v float64) bool { return v >= fsGoalRatio }
@@ -203,7 +221,13 @@ Modes are interleaved as there: each round runs every mode of a rule count once,
 			w("\nGoal (issue 12): xrouter ≥ %.0f× nftables per core with %d rules. Measured %s against the linear chain (%s; best rounds %s), %s against the set (%s; best rounds %s).",
 				fsGoalRatio, fsGoalRules, fmtSpread(lin, "×"), verdict(lin, goal), fmtX(x/res.best(sc.Name, ModeNftLinear)),
 				fmtSpread(set, "×"), verdict(set, goal), fmtX(x/res.best(sc.Name, ModeNftSet)))
-			w(" The rates are the whole pipeline's on one core: the generator and the veth hop take their share in every mode, which caps xrouter's figure near the bare drop's (see the forwarding section) and so understates the router's own difference.\n")
+			w(" The rates are the whole pipeline's on one core: the generator and the veth hop take their share in every mode, which caps xrouter's figure near the bare drop's and so understates the router's own difference.")
+			if c := res.costRatio(sc.Name, ModeNftLinear, ModeFSXrouter); c.N > 0 {
+				cs := res.costRatio(sc.Name, ModeNftSet, ModeFSXrouter)
+				w(" The router's own cost, above the bare drop: nftables takes %s xrouter's with one rule per FlowSpec rule (%s), %s with the set (%s).",
+					fmtSpread(c, "×"), verdict(c, goal), fmtSpread(cs, "×"), verdict(cs, goal))
+			}
+			w("\n")
 		}
 	}
 
