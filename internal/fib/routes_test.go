@@ -510,7 +510,7 @@ func TestRoutesShareNexthopSets(t *testing.T) {
 	r := NewRoutes(newFakeWriter(), Settings{}, quiet())
 	r.Set(pfxA, []netip.Addr{nh2, nh1})
 	r.Set(pfxB, []netip.Addr{nh1, nh2, nh1})
-	a, b := r.pending[keyOf(pfxA)], r.pending[keyOf(pfxB)]
+	a, b := r.pending[keyOf(pfxA)].nh, r.pending[keyOf(pfxB)].nh
 	if !slices.Equal(a, []netip.Addr{nh1, nh2}) || &a[0] != &b[0] {
 		t.Errorf("next-hop sets %v and %v: want one shared sorted set", a, b)
 	}
