@@ -125,7 +125,7 @@ func newFailTopo(t *testing.T) *failTopo {
 type failReceiver struct {
 	name string
 	pids []int
-	grpc string // xrouter: GoBGP's API (unix:///…)
+	grpc string  // xrouter: GoBGP's API (unix:///…)
 	d    *daemon // xrouter
 }
 

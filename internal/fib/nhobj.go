@@ -72,7 +72,7 @@ type nhObjects struct {
 	groups map[string]*nhObj // by groupKey of the members' addrs
 	// protected are the protected objects not failed over (pic.go).
 	protected map[pairKey]*nhObj
-	next   uint32
+	next      uint32
 	// moved are the objects whose kernel next hops changed in place since
 	// Moved was last called.
 	moved map[uint32][]Nexthop
