@@ -759,6 +759,12 @@ func (s *Speaker) onPeerUp(neighbor string) {
 }
 
 func (s *Speaker) onPeerDown(neighbor, reason string) {
+	s.mu.Lock()
+	stopped := s.stopped
+	s.mu.Unlock()
+	if stopped {
+		return // our own stop: the routes stay as they are (see Stop)
+	}
 	if a, err := netip.ParseAddr(neighbor); err == nil && s.pic != nil {
 		s.pic.peerDown(a.Unmap(), reason == "graceful-restart")
 	}

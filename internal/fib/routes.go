@@ -504,6 +504,8 @@ func (r *Routes) drain(ctx context.Context) {
 		if len(ops) == writeChunk {
 			r.write(ctx, ops)
 			ops = ops[:0]
+			// A failover does not wait for a long drain.
+			r.doFailover()
 		}
 	}
 	r.write(ctx, ops)
