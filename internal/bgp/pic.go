@@ -51,7 +51,7 @@ type ProtectingSink interface {
 
 // maxPICPeers is how many neighbours the per-prefix masks track; a
 // neighbour past it is never a backup.
-const maxPICPeers = 64
+const maxPICPeers = 32
 
 // picPeer is what PIC knows of a neighbour.
 type picPeer struct {
@@ -72,8 +72,10 @@ func fam(a netip.Addr) int {
 	return 1
 }
 
-// picKey is a prefix as a map key (17 bytes).
-type picKey struct {
+// picKey6 is an IPv6 prefix as a map key (17 bytes); an IPv4 prefix is
+// a uint64 (address << 8 | length), so that the IPv4 table's map slots
+// are 16 bytes.
+type picKey6 struct {
 	a    [16]byte
 	bits uint8
 }
@@ -84,7 +86,7 @@ type picKey struct {
 // one, -1: not, or not known yet) and the backup handed to the sink (-1:
 // none).
 type picEntry struct {
-	mask   uint64
+	mask   uint32
 	cand   int8
 	best   int8
 	backup int8
@@ -93,15 +95,18 @@ type picEntry struct {
 // picTable is the PIC state; its lock also orders the sink calls made
 // from the two watchers (best paths, adj-RIB-in).
 type picTable struct {
-	mu       sync.Mutex
-	sink     ProtectingSink
-	peers    []picPeer
-	byAddr   map[netip.Addr]int
-	prefixes map[picKey]picEntry
+	mu     sync.Mutex
+	sink   ProtectingSink
+	peers  []picPeer
+	byAddr map[netip.Addr]int
+	// The prefixes' entries, by family: at a million prefixes, every
+	// byte per entry is a megabyte.
+	v4 map[uint64]picEntry
+	v6 map[picKey6]picEntry
 }
 
 func newPICTable(sink ProtectingSink, neighbors []Neighbor) *picTable {
-	t := &picTable{sink: sink, byAddr: map[netip.Addr]int{}, prefixes: map[picKey]picEntry{}}
+	t := &picTable{sink: sink, byAddr: map[netip.Addr]int{}, v4: map[uint64]picEntry{}, v6: map[picKey6]picEntry{}}
 	for _, n := range neighbors {
 		if a, err := netip.ParseAddr(n.Address); err == nil {
 			t.index(a.Unmap())
@@ -110,8 +115,41 @@ func newPICTable(sink ProtectingSink, neighbors []Neighbor) *picTable {
 	return t
 }
 
-func picKeyOf(p netip.Prefix) picKey {
-	return picKey{a: p.Addr().As16(), bits: uint8(p.Bits())}
+// get returns prefix's entry (a new one if it has none).
+func (t *picTable) get(p netip.Prefix) picEntry {
+	var e picEntry
+	var ok bool
+	if p.Addr().Is4() {
+		a := p.Addr().As4()
+		e, ok = t.v4[uint64(a[0])<<32|uint64(a[1])<<24|uint64(a[2])<<16|uint64(a[3])<<8|uint64(p.Bits())]
+	} else {
+		e, ok = t.v6[picKey6{p.Addr().As16(), uint8(p.Bits())}]
+	}
+	if !ok {
+		e = picEntry{cand: -1, best: -1, backup: -1}
+	}
+	return e
+}
+
+// store stores prefix's entry, or deletes it when it holds nothing.
+func (t *picTable) store(p netip.Prefix, e picEntry) {
+	keep := e.mask != 0 || e.cand >= 0
+	if p.Addr().Is4() {
+		a := p.Addr().As4()
+		k := uint64(a[0])<<32 | uint64(a[1])<<24 | uint64(a[2])<<16 | uint64(a[3])<<8 | uint64(p.Bits())
+		if keep {
+			t.v4[k] = e
+		} else {
+			delete(t.v4, k)
+		}
+		return
+	}
+	k := picKey6{p.Addr().As16(), uint8(p.Bits())}
+	if keep {
+		t.v6[k] = e
+	} else {
+		delete(t.v6, k)
+	}
 }
 
 // index returns the neighbour's index, giving it one if there is room
@@ -147,11 +185,7 @@ func (t *picTable) backupFor(e picEntry, best, f int) int8 {
 func (t *picTable) wish(prefix netip.Prefix, nh []netip.Addr, peer netip.Addr) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	k := picKeyOf(prefix)
-	e, ok := t.prefixes[k]
-	if !ok {
-		e = picEntry{cand: -1, best: -1, backup: -1}
-	}
+	e := t.get(prefix)
 	e.cand, e.best, e.backup = -1, -1, -1
 	f := fam(prefix.Addr())
 	if len(nh) == 1 {
@@ -163,7 +197,7 @@ func (t *picTable) wish(prefix netip.Prefix, nh []netip.Addr, peer netip.Addr) {
 			}
 		}
 	}
-	t.store(k, e)
+	t.store(prefix, e)
 	switch {
 	case len(nh) == 0:
 		t.sink.Delete(prefix)
@@ -172,14 +206,6 @@ func (t *picTable) wish(prefix netip.Prefix, nh []netip.Addr, peer netip.Addr) {
 	default:
 		t.sink.Set(prefix, nh)
 	}
-}
-
-func (t *picTable) store(k picKey, e picEntry) {
-	if e.mask == 0 && e.cand < 0 {
-		delete(t.prefixes, k)
-		return
-	}
-	t.prefixes[k] = e
 }
 
 // adjIn records the paths of one post-policy adj-RIB-in event, and
@@ -203,11 +229,7 @@ func (t *picTable) adjIn(paths []*api.Path) {
 		if err != nil {
 			continue
 		}
-		k := picKeyOf(prefix)
-		e, ok := t.prefixes[k]
-		if !ok {
-			e = picEntry{cand: -1, best: -1, backup: -1}
-		}
+		e := t.get(prefix)
 		offers := false
 		f := fam(prefix.Addr())
 		var nh netip.Addr
@@ -250,7 +272,7 @@ func (t *picTable) adjIn(paths []*api.Path) {
 				}
 			}
 		}
-		t.store(k, e)
+		t.store(prefix, e)
 	}
 }
 
@@ -293,10 +315,10 @@ func (t *picTable) peerDown(a netip.Addr, graceful bool) {
 		}
 		t.sink.Failover(nh, repoint)
 	}
-	bit := uint64(1) << i
-	for k, e := range t.prefixes {
+	bit := uint32(1) << i
+	forget := func(e picEntry) (picEntry, bool) {
 		if e.mask&bit == 0 && int(e.backup) != i {
-			continue
+			return e, false
 		}
 		e.mask &^= bit
 		if int(e.backup) == i {
@@ -304,6 +326,24 @@ func (t *picTable) peerDown(a netip.Addr, graceful bool) {
 			// wish for the prefix gives it a new backup.
 			e.backup = -1
 		}
-		t.store(k, e)
+		return e, true
+	}
+	for k, e := range t.v4 {
+		if e, changed := forget(e); changed {
+			if e.mask == 0 && e.cand < 0 {
+				delete(t.v4, k)
+			} else {
+				t.v4[k] = e
+			}
+		}
+	}
+	for k, e := range t.v6 {
+		if e, changed := forget(e); changed {
+			if e.mask == 0 && e.cand < 0 {
+				delete(t.v6, k)
+			} else {
+				t.v6[k] = e
+			}
+		}
 	}
 }
