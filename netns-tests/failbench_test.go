@@ -125,7 +125,8 @@ func newFailTopo(t *testing.T) *failTopo {
 type failReceiver struct {
 	name string
 	pids []int
-	grpc string // xrouter: GoBGP's API (unix:///…)
+	grpc string  // xrouter: GoBGP's API (unix:///…)
+	d    *daemon // xrouter
 }
 
 func failOptsFromEnv(t *testing.T) failOpts {
@@ -584,7 +585,7 @@ bgp:
   neighbors:
 %s%s%s`, fbRADev, fbRBDev, fbRSDev, pin, fbRecvAS, fbRS4, sock, nb.String(), pprofSection("XROUTER_FAILBENCH_PROFILE"), os.Getenv("XROUTER_FAILBENCH_XROUTER"))
 	d := startDaemon(t, ft.rcv, writeFile(t, "xrouter.yaml", conf))
-	return failReceiver{pids: []int{d.Cmd.Process.Pid}, grpc: "unix://" + sock}
+	return failReceiver{pids: []int{d.Cmd.Process.Pid}, grpc: "unix://" + sock, d: d}
 }
 
 // pprofSection is xrouter's config section that serves pprof on

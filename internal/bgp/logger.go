@@ -19,6 +19,11 @@ type gobgpLogger struct {
 	// onPrefixLimit, when set, is told of GoBGP's "prefix limit reached"
 	// (it has just sent the Cease NOTIFICATION): GoBGP has no event for it.
 	onPrefixLimit func(neighbor, family string)
+	// onPeerUp and onPeerDown, when set, are told of GoBGP's "Peer Up"
+	// and "Peer Down" (with its reason), which its FSM goroutine logs
+	// before the server handles the change.
+	onPeerUp   func(neighbor string)
+	onPeerDown func(neighbor, reason string)
 }
 
 func (l *gobgpLogger) emit(level slog.Level, msg string, fields gobgplog.Fields) {
@@ -60,10 +65,16 @@ func (l *gobgpLogger) Warn(msg string, fields gobgplog.Fields) {
 }
 
 func (l *gobgpLogger) Info(msg string, fields gobgplog.Fields) {
-	if msg == "Peer Up" {
+	switch {
+	case msg == "Peer Up":
 		l.mu.Lock()
 		delete(l.dialFailure, fmt.Sprint(fields["Key"]))
 		l.mu.Unlock()
+		if l.onPeerUp != nil {
+			l.onPeerUp(fmt.Sprint(fields["Key"]))
+		}
+	case msg == "Peer Down" && l.onPeerDown != nil:
+		l.onPeerDown(fmt.Sprint(fields["Key"]), fmt.Sprint(fields["Reason"]))
 	}
 	l.emit(slog.LevelInfo, msg, fields)
 }

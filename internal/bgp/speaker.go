@@ -116,6 +116,10 @@ type Speaker struct {
 	// hints says why a neighbour's session may not come up, under mu.
 	hints map[netip.Addr]string
 
+	// pic tracks which neighbours offer each prefix, for fast failover
+	// (pic.go); nil when the sink does not protect routes.
+	pic *picTable
+
 	// scratch and nhBuf are the watcher callback's reused buffers (it
 	// runs in one goroutine).
 	scratch []decoded
@@ -170,7 +174,11 @@ func (s *Speaker) Start(ctx context.Context) (err error) {
 		s.log.Warn("this binary was built without tools/gobgppatch (build with make): a malformed FlowSpec NLRI from any established neighbour makes GoBGP v3.37 panic and ends the daemon")
 	}
 	var opts []server.ServerOption
-	opts = append(opts, server.LoggerOption(&gobgpLogger{log: s.log.With("component", "gobgp"), onPrefixLimit: s.onPrefixLimit}))
+	if ps, ok := s.sink.(ProtectingSink); ok && ps.Protects() {
+		s.pic = newPICTable(ps, s.cfg.Neighbors)
+	}
+	opts = append(opts, server.LoggerOption(&gobgpLogger{log: s.log.With("component", "gobgp"),
+		onPrefixLimit: s.onPrefixLimit, onPeerUp: s.onPeerUp, onPeerDown: s.onPeerDown}))
 	var sock *grpcSocket
 	switch path := grpcSocketPath(s.cfg.GRPCAddress); {
 	case path != "":
@@ -229,6 +237,21 @@ func (s *Speaker) Start(ctx context.Context) (err error) {
 	}, s.onEvent); err != nil {
 		return fmt.Errorf("watching best paths: %w", err)
 	}
+	if s.pic != nil {
+		// Its own watcher (goroutine and queue): the best paths do not
+		// wait for it.
+		if err := s.srv.WatchEvent(wctx, &api.WatchEventRequest{
+			Table: &api.WatchEventRequest_Table{Filters: []*api.WatchEventRequest_Table_Filter{
+				{Type: api.WatchEventRequest_Table_Filter_POST_POLICY},
+			}},
+		}, func(r *api.WatchEventResponse) {
+			if t := r.GetTable(); t != nil {
+				s.pic.adjIn(t.Paths)
+			}
+		}); err != nil {
+			return fmt.Errorf("watching received paths (fib.pic): %w", err)
+		}
+	}
 
 	s.opMu.Lock()
 	defer s.opMu.Unlock()
@@ -250,7 +273,7 @@ func (s *Speaker) Start(ctx context.Context) (err error) {
 	go s.watchMD5(wctx)
 	s.log.Info("bgp started", "as", s.cfg.AS, "router_id", s.cfg.RouterID, "grpc_address", s.cfg.GRPCAddress,
 		"listen_port", s.cfg.ListenPort, "neighbors", len(s.cfg.Neighbors), "networks", len(s.cfg.Networks),
-		"graceful_restart", s.cfg.GracefulRestart.Enabled, "restarting", s.restarting)
+		"graceful_restart", s.cfg.GracefulRestart.Enabled, "restarting", s.restarting, "fast_failover", s.pic != nil)
 	return nil
 }
 
@@ -510,6 +533,8 @@ type decoded struct {
 	valid bool
 	// local: xrouter originated the path.
 	local bool
+	// peer is the neighbour the path came from.
+	peer netip.Addr
 }
 
 // onPaths turns one watcher event into one wish per prefix, in the order
@@ -568,19 +593,24 @@ func (s *Speaker) onPaths(paths []*api.Path) {
 func (s *Speaker) wish(ds []decoded) {
 	nh := s.nhBuf[:0]
 	local := false
+	var peer netip.Addr
 	for _, d := range ds {
 		local = local || d.local
 		if d.valid {
 			nh = append(nh, d.nh)
+			peer = d.peer
 		}
 	}
 	s.nhBuf = nh[:0]
 	if local {
 		nh = nil // our own network is best: never route it to a peer
 	}
-	if len(nh) == 0 {
+	switch {
+	case s.pic != nil:
+		s.pic.wish(ds[0].prefix, nh, peer)
+	case len(nh) == 0:
 		s.sink.Delete(ds[0].prefix)
-	} else {
+	default:
 		s.sink.Set(ds[0].prefix, nh)
 	}
 	s.fs.unicastChanged(ds[0].prefix)
@@ -608,6 +638,9 @@ func (s *Speaker) decode(p *api.Path) (decoded, bool) {
 		return d, true
 	}
 	d.nh, d.valid = nh, true
+	if a, err := netip.ParseAddr(p.NeighborIp); err == nil {
+		d.peer = a.Unmap()
+	}
 	return d, true
 }
 
@@ -714,4 +747,25 @@ func peerAPI(cfg Config, n Neighbor, restarting bool) *api.Peer {
 		p.AfiSafis = append(p.AfiSafis, af)
 	}
 	return p
+}
+
+// onPeerUp and onPeerDown run in GoBGP's FSM goroutines, from its "Peer
+// Up" and "Peer Down" log lines: before GoBGP's server has handled the
+// change (and, for a session loss, recomputed every best path).
+func (s *Speaker) onPeerUp(neighbor string) {
+	if a, err := netip.ParseAddr(neighbor); err == nil && s.pic != nil {
+		s.pic.peerUp(a.Unmap())
+	}
+}
+
+func (s *Speaker) onPeerDown(neighbor, reason string) {
+	s.mu.Lock()
+	stopped := s.stopped
+	s.mu.Unlock()
+	if stopped {
+		return // our own stop: the routes stay as they are (see Stop)
+	}
+	if a, err := netip.ParseAddr(neighbor); err == nil && s.pic != nil {
+		s.pic.peerDown(a.Unmap(), reason == "graceful-restart")
+	}
 }

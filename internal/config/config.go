@@ -185,6 +185,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("fib.resync_interval", "5m")
 	v.SetDefault("fib.remove_on_stop", false)
 	v.SetDefault("fib.nexthop_objects", true)
+	v.SetDefault("fib.pic", true)
 	v.SetDefault("debug.pprof", "")
 	v.SetDefault("debug.allow_remote", false)
 	v.SetDefault("runtime.memory_limit", "")

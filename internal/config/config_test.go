@@ -168,7 +168,7 @@ func TestKeysListsEveryField(t *testing.T) {
 	want := []string{"dataplane.interfaces", "dataplane.interface_pattern", "dataplane.mode", "dataplane.pin_path",
 		"dataplane.detach_on_exit", "dataplane.manage_forwarding", "dataplane.resync_interval",
 		"log.level", "log.format", "metrics.listen", "api.socket", "fib.metric", "fib.table",
-		"fib.stale_timeout", "fib.resync_interval", "fib.remove_on_stop", "fib.nexthop_objects", "debug.pprof", "runtime.memory_limit", "runtime.gc_percent", "bgp.grpc_address",
+		"fib.stale_timeout", "fib.resync_interval", "fib.remove_on_stop", "fib.nexthop_objects", "fib.pic", "debug.pprof", "runtime.memory_limit", "runtime.gc_percent", "bgp.grpc_address",
 		"dataplane.cache.enabled", "dataplane.cache.size", "dataplane.cache.max_age", "dataplane.netfilter",
 		"api.group", "metrics.allow_remote", "debug.allow_remote"}
 	got := strings.Join(Keys(), ",")

@@ -56,6 +56,10 @@ type nhObj struct {
 	members []*nhObj // a group's
 	// inGroups counts the groups containing a single object.
 	inGroups int
+	// backup is the backup next hop of a protected object (pic.go), the
+	// zero Addr for any other; failed: it was repointed to the backup.
+	backup netip.Addr
+	failed bool
 }
 
 func (o *nhObj) group() bool { return !o.addr.IsValid() }
@@ -66,7 +70,9 @@ type nhObjects struct {
 	byID   map[uint32]*nhObj
 	single map[netip.Addr]*nhObj
 	groups map[string]*nhObj // by groupKey of the members' addrs
-	next   uint32
+	// protected are the protected objects not failed over (pic.go).
+	protected map[pairKey]*nhObj
+	next      uint32
 	// moved are the objects whose kernel next hops changed in place since
 	// Moved was last called.
 	moved map[uint32][]Nexthop
@@ -77,7 +83,7 @@ type nhObjects struct {
 
 func newNhObjects() *nhObjects {
 	return &nhObjects{byID: map[uint32]*nhObj{}, single: map[netip.Addr]*nhObj{},
-		groups: map[string]*nhObj{}, next: nhIDFirst, moved: map[uint32][]Nexthop{}, down: map[netip.Addr]bool{}}
+		groups: map[string]*nhObj{}, protected: map[pairKey]*nhObj{}, next: nhIDFirst, moved: map[uint32][]Nexthop{}, down: map[netip.Addr]bool{}}
 }
 
 func groupKey(addrs []netip.Addr) string {
@@ -415,9 +421,13 @@ func (k *KernelWriter) objectFor(op Op) (*nhObj, error) {
 	}
 	var o *nhObj
 	var err error
-	if len(op.NextHops) == 1 {
+	switch {
+	case len(op.NextHops) == 1 && op.Backup.IsValid() && op.Backup != op.NextHops[0] &&
+		op.Backup.Is4() == op.Prefix.Addr().Is4():
+		o, err = k.protectedObj(op.NextHops[0], op.Backup)
+	case len(op.NextHops) == 1:
 		o, err = k.singleObj(op.NextHops[0])
-	} else {
+	default:
 		o, err = k.groupObj(op.NextHops)
 	}
 	if err != nil {
@@ -478,13 +488,18 @@ func (k *KernelWriter) deleteObj(o *nhObj) bool {
 	}
 	delete(k.objs.byID, o.id)
 	delete(k.objs.moved, o.id)
-	if o.group() {
+	switch {
+	case o.group():
 		for key, g := range k.objs.groups {
 			if g == o {
 				delete(k.objs.groups, key)
 			}
 		}
-	} else if k.objs.single[o.addr] == o {
+	case o.backup.IsValid():
+		if key := (pairKey{o.addr, o.backup}); k.objs.protected[key] == o {
+			delete(k.objs.protected, key)
+		}
+	case k.objs.single[o.addr] == o:
 		delete(k.objs.single, o.addr)
 	}
 	return true
@@ -520,6 +535,7 @@ func (k *KernelWriter) repoint(addr netip.Addr, r resolution) bool {
 	}
 	o.kernel = r.one
 	k.objs.moved[o.id] = o.kernel
+	k.repointProtected(addr, r)
 	for _, g := range k.objs.byID {
 		if slices.Contains(g.members, o) {
 			g.kernel = groupKernel(g.members)
@@ -572,6 +588,13 @@ func (k *KernelWriter) syncObjects() {
 				m.inGroups--
 			}
 			continue
+		}
+		if o.backup.IsValid() {
+			// Its routes went with it; they are written again (onto a
+			// new object) with the next hop below.
+			if key := (pairKey{o.addr, o.backup}); k.objs.protected[key] == o {
+				delete(k.objs.protected, key)
+			}
 		}
 		if k.objs.single[o.addr] == o {
 			delete(k.objs.single, o.addr)

@@ -55,12 +55,17 @@ type InstalledRoute struct {
 	Kernel []Nexthop `json:"kernel"`
 	// NHID is the nexthop object the route uses (0: its own gateways).
 	NHID uint32 `json:"nhid,omitempty"`
+	// Backup is the next hop the route fails over to (PIC), if any.
+	Backup netip.Addr `json:"backup,omitzero"`
 }
 
 // Op is one write into the FIB: NextHops nil deletes our route for Prefix.
 type Op struct {
 	Prefix   netip.Prefix
 	NextHops []netip.Addr
+	// Backup is the next hop to fail over to (PIC, pic.go) when the
+	// single next hop's peer goes away; the zero Addr for none.
+	Backup netip.Addr
 }
 
 // Result is the outcome of one Op: the next hops the kernel now holds (for
@@ -129,7 +134,13 @@ type Routes struct {
 	cfg Settings
 
 	mu      sync.Mutex
-	pending map[pkey][]netip.Addr // nil slice: delete
+	pending map[pkey]wish
+	// failover are the next hops whose peer went away, for the worker
+	// to fail over (PIC).
+	failover []failoverReq
+	// backups interns backup next hops (few distinct), so that an
+	// entry holds a pointer rather than an address.
+	backups map[netip.Addr]*netip.Addr
 	// recent are next-hop sets handed out lately: a million routes via
 	// one peer share one slice.
 	recent     [8][]netip.Addr
@@ -153,6 +164,9 @@ type Routes struct {
 	// made for a route that failed: the writer then prunes.
 	refs   map[uint32]int
 	unused bool
+	// failed are the objects Failover repointed: a route on one is
+	// rewritten at its next wish, whatever it wants (see pic.go).
+	failed map[uint32]bool
 
 	// backoff is the wait before retry i (i from 0); a variable so tests run fast.
 	backoff func(i int) time.Duration
@@ -177,7 +191,9 @@ func NewRoutes(w Writer, s Settings, log *slog.Logger) *Routes {
 		w:       w,
 		log:     log,
 		cfg:     s.withDefaults(),
-		pending: make(map[pkey][]netip.Addr),
+		pending: make(map[pkey]wish),
+		backups: make(map[netip.Addr]*netip.Addr),
+		failed:  make(map[uint32]bool),
 		kick:    make(chan struct{}, 1),
 		sweep:   make(chan struct{}, 1),
 		routes:  make(map[pkey]entry),
@@ -198,17 +214,100 @@ func (r *Routes) Set(prefix netip.Prefix, nexthops []netip.Addr) {
 	}
 	k := keyOf(prefix.Masked())
 	r.mu.Lock()
-	r.pending[k] = r.intern(nexthops)
+	r.pending[k] = wish{nh: r.intern(nexthops)}
 	r.mu.Unlock()
 	r.wake()
+}
+
+// SetProtected asks for prefix to be routed via nexthop, with backup as
+// the next hop to fail over to when Failover(nexthop) is called (PIC).
+// Callers must check Protects first; backup must be a next hop that
+// offers the prefix.
+func (r *Routes) SetProtected(prefix netip.Prefix, nexthop, backup netip.Addr) {
+	k := keyOf(prefix.Masked())
+	r.mu.Lock()
+	b := r.backups[backup]
+	if b == nil {
+		b = &backup
+		r.backups[backup] = b
+	}
+	r.pending[k] = wish{nh: r.intern([]netip.Addr{nexthop}), backup: b}
+	r.mu.Unlock()
+	r.wake()
+}
+
+// Protects reports whether SetProtected and Failover work: fib.pic is
+// on and routes go on nexthop objects.
+func (r *Routes) Protects() bool {
+	if !r.cfg.PIC {
+		return false
+	}
+	type objects interface{ NexthopObjects() bool }
+	o, ok := r.w.(objects)
+	_, fo := r.w.(failoverWriter)
+	if !ok || !fo || !o.NexthopObjects() {
+		r.log.Info("fast failover (fib.pic) off: it needs routes on nexthop objects (fib.nexthop_objects, Linux 5.3 or later)")
+		return false
+	}
+	return true
+}
+
+// Failover is told that the peer behind next hop nh went away: with
+// repoint, the protected routes via nh move to their backup at once (one
+// object replace per (nh, backup) pair), without waiting for BGP's
+// withdrawals. In every case nh stops being a backup.
+func (r *Routes) Failover(nh netip.Addr, repoint bool) {
+	r.mu.Lock()
+	r.failover = append(r.failover, failoverReq{nh, repoint})
+	r.mu.Unlock()
+	r.wake()
+}
+
+// failoverWriter is a Writer with protected objects (KernelWriter).
+type failoverWriter interface {
+	Failover(nh netip.Addr, repoint bool) []uint32
+}
+
+type failoverReq struct {
+	nh      netip.Addr
+	repoint bool
+}
+
+// doFailover runs the failovers asked for; worker goroutine.
+func (r *Routes) doFailover() {
+	r.mu.Lock()
+	nhs := r.failover
+	r.failover = nil
+	r.mu.Unlock()
+	fw, ok := r.w.(failoverWriter)
+	if !ok || len(nhs) == 0 {
+		return
+	}
+	for _, f := range nhs {
+		ids := fw.Failover(f.nh, f.repoint)
+		r.stateMu.Lock()
+		for _, id := range ids {
+			r.failed[id] = true
+		}
+		r.stateMu.Unlock()
+	}
+	if ow, ok := r.w.(ObjectWriter); ok {
+		r.objectsMoved(ow.Moved())
+	}
 }
 
 // Delete asks for our route for prefix to be removed.
 func (r *Routes) Delete(prefix netip.Prefix) {
 	r.mu.Lock()
-	r.pending[keyOf(prefix.Masked())] = nil
+	r.pending[keyOf(prefix.Masked())] = wish{}
 	r.mu.Unlock()
 	r.wake()
+}
+
+// wish is a pending wish: next hops (nil: delete) and the backup.
+type wish struct {
+	nh     []netip.Addr
+	backup *netip.Addr
 }
 
 // Sweep removes now the routes found in the kernel at start that the RIB did
@@ -235,7 +334,11 @@ func (r *Routes) Installed() []InstalledRoute {
 	out := make([]InstalledRoute, 0, r.nInstalled)
 	for k, e := range r.routes {
 		if e.have != nil {
-			out = append(out, InstalledRoute{Prefix: k.prefix(), NextHops: e.have.nh, Kernel: e.have.kernel, NHID: e.have.nhid})
+			ir := InstalledRoute{Prefix: k.prefix(), NextHops: e.have.nh, Kernel: e.have.kernel, NHID: e.have.nhid}
+			if e.have.backup != nil {
+				ir.Backup = *e.have.backup
+			}
+			out = append(out, ir)
 		}
 	}
 	slices.SortFunc(out, func(a, b InstalledRoute) int { return comparePrefix(a.Prefix, b.Prefix) })
@@ -373,16 +476,17 @@ const maxLoggedFailures = 10
 // drain applies every pending wish, taking the whole map at once so that
 // producers never wait for the kernel.
 func (r *Routes) drain(ctx context.Context) {
+	r.doFailover()
 	r.mu.Lock()
 	batch := r.pending
-	r.pending = make(map[pkey][]netip.Addr)
+	r.pending = make(map[pkey]wish)
 	r.mu.Unlock()
 	ops := make([]Op, 0, min(len(batch), writeChunk))
-	for p, nh := range batch {
+	for p, w := range batch {
 		if ctx.Err() != nil {
 			// Put the rest back: nothing is lost if Run is started again.
 			for _, op := range ops {
-				batch[keyOf(op.Prefix)] = op.NextHops
+				batch[keyOf(op.Prefix)] = wish{nh: op.NextHops, backup: r.backupOf(op.Backup)}
 			}
 			r.mu.Lock()
 			for q, n := range batch {
@@ -394,12 +498,14 @@ func (r *Routes) drain(ctx context.Context) {
 			return
 		}
 		delete(batch, p)
-		if op, ok := r.want(p, nh); ok {
+		if op, ok := r.want(p, w); ok {
 			ops = append(ops, op)
 		}
 		if len(ops) == writeChunk {
 			r.write(ctx, ops)
 			ops = ops[:0]
+			// A failover does not wait for a long drain.
+			r.doFailover()
 		}
 	}
 	r.write(ctx, ops)
@@ -407,21 +513,37 @@ func (r *Routes) drain(ctx context.Context) {
 
 // want records the wish for one prefix (nh nil: delete) and returns the
 // write that brings the kernel there, if one is needed.
-func (r *Routes) want(k pkey, nh []netip.Addr) (Op, bool) {
+func (r *Routes) want(k pkey, w wish) (Op, bool) {
 	r.stateMu.Lock()
 	defer r.stateMu.Unlock()
 	delete(r.stale, k)
 	e := r.routes[k]
-	e.want = nh
+	e.want, e.backup = w.nh, w.backup
 	r.put(k, e)
 	cur := e.have
-	if nh == nil {
+	if w.nh == nil {
 		return Op{Prefix: k.prefix()}, cur != nil
 	}
-	if cur != nil && slices.Equal(cur.nh, nh) {
+	if cur != nil && slices.Equal(cur.nh, w.nh) && cur.backup == w.backup && !r.failed[cur.nhid] {
 		return Op{}, false
 	}
-	return Op{Prefix: k.prefix(), NextHops: nh}, true
+	return e.op(k), true
+}
+
+// backupOf is the interned pointer of backup (nil for none). Called
+// by the worker.
+func (r *Routes) backupOf(backup netip.Addr) *netip.Addr {
+	if !backup.IsValid() {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b := r.backups[backup]
+	if b == nil {
+		b = &backup
+		r.backups[backup] = b
+	}
+	return b
 }
 
 // failure is an op that failed for good, and why.
@@ -468,7 +590,7 @@ func (r *Routes) writeChunk(ctx context.Context, ops []Op, res []Result, failed 
 				r.setHave(keyOf(op.Prefix), nil)
 			case rs.Err == nil:
 				r.stats.Replaces++
-				r.setHave(keyOf(op.Prefix), r.share(op.NextHops, rs.Kernel, rs.NHID))
+				r.setHave(keyOf(op.Prefix), r.share(op.NextHops, rs.Kernel, rs.NHID, r.routes[keyOf(op.Prefix)].backupFor(op)))
 			case IsTransient(rs.Err) && attempt < retries:
 				r.stats.Retries++
 				again = append(again, op)
@@ -532,9 +654,12 @@ func (r *Routes) renexthop(ctx context.Context, tr NexthopTracker) {
 	// no route left to use it: prune after the writes.
 	r.unused = true
 	for k, e := range r.routes {
+		if e.have != nil && r.failed[e.have.nhid] {
+			continue // failed over: BGP's next wish moves it
+		}
 		for _, a := range e.want {
 			if moved[a] {
-				ops = append(ops, Op{Prefix: k.prefix(), NextHops: e.want})
+				ops = append(ops, e.op(k))
 				break
 			}
 		}
@@ -608,7 +733,7 @@ func (r *Routes) objectsMoved(moved map[uint32][]Nexthop) {
 			continue
 		}
 		if kernel, ok := moved[e.have.nhid]; ok {
-			r.setHave(k, r.share(e.have.nh, kernel, e.have.nhid))
+			r.setHave(k, r.share(e.have.nh, kernel, e.have.nhid, e.have.backup))
 			n++
 		}
 	}
@@ -654,8 +779,13 @@ func (r *Routes) Resync(ctx context.Context) {
 		}
 	}
 	for p, e := range r.routes {
-		if e.want != nil && (e.have == nil || !slices.Equal(e.have.nh, e.want)) {
-			fixes = append(fixes, Op{Prefix: p.prefix(), NextHops: e.want})
+		if e.have != nil && r.failed[e.have.nhid] {
+			// Failed over: BGP's next wish moves it (writing what it
+			// wanted before would undo the failover).
+			continue
+		}
+		if e.want != nil && (e.have == nil || !slices.Equal(e.have.nh, e.want) || e.have.backup != e.backup) {
+			fixes = append(fixes, e.op(p))
 		}
 		_, stale := r.stale[p]
 		if e.want == nil && e.have != nil && !stale {
@@ -713,13 +843,35 @@ type inst struct {
 	nh     []netip.Addr
 	kernel []Nexthop
 	nhid   uint32 // the nexthop object the route is on (0: none)
+	// backup is the route's backup next hop (PIC), interned; nil: none.
+	backup *netip.Addr
 }
 
 // entry is what the worker knows of one prefix: the next hops BGP wants
-// (nil: none) and the route installed (nil: none).
+// (nil: none) with their backup (interned; nil: none), and the route
+// installed (nil: none).
 type entry struct {
-	want []netip.Addr
-	have *inst
+	want   []netip.Addr
+	backup *netip.Addr
+	have   *inst
+}
+
+// op is the write that installs what e wants.
+func (e entry) op(k pkey) Op {
+	op := Op{Prefix: k.prefix(), NextHops: e.want}
+	if e.backup != nil {
+		op.Backup = *e.backup
+	}
+	return op
+}
+
+// backupFor is the interned backup of op, as e wants it (nil when op
+// has none).
+func (e entry) backupFor(op Op) *netip.Addr {
+	if e.backup != nil && *e.backup == op.Backup {
+		return e.backup
+	}
+	return nil
 }
 
 // put stores e for k (removing the prefix when it is neither wanted nor
@@ -750,6 +902,7 @@ func (r *Routes) setHave(k pkey, in *inst) {
 	if e.have != nil && e.have.nhid != 0 {
 		if r.refs[e.have.nhid]--; r.refs[e.have.nhid] <= 0 {
 			delete(r.refs, e.have.nhid)
+			delete(r.failed, e.have.nhid)
 			r.unused = true
 		}
 	}
@@ -769,21 +922,22 @@ type sharedKey struct {
 	kernel *Nexthop
 	kLen   int
 	nhid   uint32
+	backup *netip.Addr
 }
 
 // maxShared bounds the table of shared installed states; past it the table
 // starts over (states already handed out stay valid).
 const maxShared = 1 << 16
 
-func (r *Routes) share(nh []netip.Addr, kernel []Nexthop, nhid uint32) *inst {
-	key := sharedKey{unsafe.SliceData(nh), len(nh), unsafe.SliceData(kernel), len(kernel), nhid}
+func (r *Routes) share(nh []netip.Addr, kernel []Nexthop, nhid uint32, backup *netip.Addr) *inst {
+	key := sharedKey{unsafe.SliceData(nh), len(nh), unsafe.SliceData(kernel), len(kernel), nhid, backup}
 	if in, ok := r.shared[key]; ok {
 		return in
 	}
 	if len(r.shared) >= maxShared {
 		clear(r.shared)
 	}
-	in := &inst{nh: nh, kernel: kernel, nhid: nhid}
+	in := &inst{nh: nh, kernel: kernel, nhid: nhid, backup: backup}
 	r.shared[key] = in
 	return in
 }

@@ -1,6 +1,7 @@
 package fib
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -510,8 +512,21 @@ func TestRoutesShareNexthopSets(t *testing.T) {
 	r := NewRoutes(newFakeWriter(), Settings{}, quiet())
 	r.Set(pfxA, []netip.Addr{nh2, nh1})
 	r.Set(pfxB, []netip.Addr{nh1, nh2, nh1})
-	a, b := r.pending[keyOf(pfxA)], r.pending[keyOf(pfxB)]
+	a, b := r.pending[keyOf(pfxA)].nh, r.pending[keyOf(pfxB)].nh
 	if !slices.Equal(a, []netip.Addr{nh1, nh2}) || &a[0] != &b[0] {
 		t.Errorf("next-hop sets %v and %v: want one shared sorted set", a, b)
+	}
+}
+
+// PIC needs a writer with nexthop objects: without, Protects says no (and
+// logs why), whatever fib.pic says.
+func TestRoutesProtectsNeedsObjects(t *testing.T) {
+	var log bytes.Buffer
+	r := NewRoutes(newFakeWriter(), Settings{PIC: true}, slog.New(slog.NewTextHandler(&log, nil)))
+	if r.Protects() {
+		t.Error("Protects() true on a writer without nexthop objects")
+	}
+	if !strings.Contains(log.String(), "fast failover (fib.pic) off") {
+		t.Errorf("no log line saying fast failover is off: %q", log.String())
 	}
 }

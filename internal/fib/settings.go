@@ -26,6 +26,11 @@ type Settings struct {
 	// objects (when the kernel has them); off, every route carries its
 	// own gateways.
 	NexthopObjects bool `mapstructure:"nexthop_objects"`
+	// PIC (prefix-independent convergence) puts routes that have a
+	// backup next hop on "protected" nexthop objects, which a peer's
+	// session loss repoints to the backup at once (see pic.go). It needs
+	// NexthopObjects.
+	PIC bool `mapstructure:"pic"`
 }
 
 // Validate checks the values without touching the system; errors name
