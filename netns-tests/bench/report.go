@@ -516,21 +516,9 @@ func (res *Results) plotSizes(file string) error {
 		if len(xys) == 0 {
 			continue
 		}
-		// Whiskers: the min–max range over the rounds.
-		eb, err := plotter.NewYErrorBars(xyErrors{xys, errs})
-		if err != nil {
+		if err := addModeLine(p, m, xys, errs); err != nil {
 			return err
 		}
-		eb.Color = modeColor[m]
-		p.Add(eb)
-		l, pts, err := plotter.NewLinePoints(xys)
-		if err != nil {
-			return err
-		}
-		l.Color, pts.Color = modeColor[m], modeColor[m]
-		l.Width = vg.Points(2)
-		p.Add(l, pts)
-		p.Legend.Add(modeLabel[m], l, pts)
 	}
 	p.Y.Min = 0
 	p.Y.Max *= 1.2
@@ -546,3 +534,24 @@ type xyErrors struct {
 }
 
 func (e xyErrors) Len() int { return len(e.XYs) }
+
+// addModeLine draws one mode's medians as a line with points, its min–max
+// range over the rounds as whiskers, in the mode's colour, with a legend
+// entry.
+func addModeLine(p *plot.Plot, m string, xys plotter.XYs, errs plotter.YErrors) error {
+	eb, err := plotter.NewYErrorBars(xyErrors{xys, errs})
+	if err != nil {
+		return err
+	}
+	eb.Color = modeColor[m]
+	p.Add(eb)
+	l, pts, err := plotter.NewLinePoints(xys)
+	if err != nil {
+		return err
+	}
+	l.Color, pts.Color = modeColor[m], modeColor[m]
+	l.Width = vg.Points(2)
+	p.Add(l, pts)
+	p.Legend.Add(modeLabel[m], l, pts)
+	return nil
+}

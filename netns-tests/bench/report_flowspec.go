@@ -399,20 +399,9 @@ func (res *Results) plotFlowSpec(file string) error {
 		if len(xys) == 0 {
 			continue
 		}
-		eb, err := plotter.NewYErrorBars(xyErrors{xys, errs})
-		if err != nil {
+		if err := addModeLine(p, m, xys, errs); err != nil {
 			return err
 		}
-		eb.Color = modeColor[m]
-		p.Add(eb)
-		l, pts, err := plotter.NewLinePoints(xys)
-		if err != nil {
-			return err
-		}
-		l.Color, pts.Color = modeColor[m], modeColor[m]
-		l.Width = vg.Points(2)
-		p.Add(l, pts)
-		p.Legend.Add(modeLabel[m], l, pts)
 	}
 	if hi > 0 {
 		// Decades around the data, and room above for the legend.
