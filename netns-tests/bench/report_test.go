@@ -55,6 +55,17 @@ func TestRatioPerRound(t *testing.T) {
 	}
 }
 
+// TestMakeTableFull: the 1M-route table never collides with a route of
+// the topology's own (installing it with ip -batch would fail on the
+// duplicate, as it once did at 100.64.0.0/10).
+func TestMakeTableFull(t *testing.T) {
+	for _, p := range makeTable(1_000_000) {
+		if p.Overlaps(fsSpoofBack) || p.Overlaps(oneRoute4) || p.Overlaps(ecmpRoute) {
+			t.Fatalf("table prefix %s overlaps a topology route", p)
+		}
+	}
+}
+
 func TestMakeTable(t *testing.T) {
 	const n = 20000
 	tab := makeTable(n)

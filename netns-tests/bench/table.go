@@ -65,7 +65,9 @@ func makeTable(n int) []netip.Prefix {
 		a := rng.Uint32()
 		addr := netip.AddrFrom4([4]byte{first, byte(a >> 16), byte(a >> 8), byte(a)})
 		p := netip.PrefixFrom(addr, bits).Masked()
-		if seen[p] {
+		// The route back to the FlowSpec scenarios' spoofed sources is
+		// the topology's: the table may neither repeat nor cover it.
+		if seen[p] || p.Overlaps(fsSpoofBack) {
 			continue
 		}
 		seen[p] = true
