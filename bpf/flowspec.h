@@ -6,8 +6,11 @@
  * Candidates: an LPM trie keyed by bank, family and destination gives the
  * list of rules whose destination prefix covers the packet's (user space
  * builds one list per distinct rule destination, holding every rule whose
- * prefix covers it, in RFC 8955 §5.1 order). The list is walked with
- * bpf_loop; the first rule whose other components all match wins. Its
+ * prefix covers it, in RFC 8955 §5.1 order). A bitmap over the rule
+ * destinations answers first, so a packet no rule names skips the trie.
+ * Each list entry carries a summary of its rule (protocol and destination
+ * port ranges) that screens packets without loading the rule; the first
+ * rule whose components all match wins. Its
  * action: drop, a shared token bucket, or a DSCP rewrite, then the packet
  * goes on to forwarding. */
 #ifndef XROUTER_FLOWSPEC_H
@@ -89,9 +92,16 @@ static __always_inline int fs_bits(const struct xr_fs_bitop *t, __u16 v)
 	return res | grp;
 }
 
-static __always_inline int fs_rule_matches(const struct xr_fs_rule *r, const struct fs_pkt *p)
+/* A global function: the verifier checks it once, on its own, instead of
+ * along every path of its callers (inline, its branches multiply the
+ * walk's states past the verifier's limit). */
+__noinline int fs_rule_matches(const struct xr_fs_rule *r, const struct fs_pkt *p)
 {
-	__u32 need = r->need;
+	__u32 need;
+
+	if (!r || !p)
+		return 0;
+	need = r->need;
 
 	/* A component the packet does not have (ports of ICMP, anything of
 	 * the transport header in a later fragment) never matches. */
@@ -125,21 +135,33 @@ static __always_inline int fs_rule_matches(const struct xr_fs_rule *r, const str
 	return 1;
 }
 
+/* Whether a packet can match the candidate's rule, from the summary alone. */
+static __always_inline int fs_cand_ok(const struct xr_fs_cand *c, const struct fs_pkt *p)
+{
+	return !(c->need_have & ~p->have) && (p->src[0] & c->src_mask0) == c->src0 && p->proto >= c->proto_lo && p->proto <= c->proto_hi &&
+	       p->dport >= c->dport_lo && p->dport <= c->dport_hi;
+}
+
 static long fs_walk_one(__u32 i, void *arg)
 {
 	struct fs_walk *w = arg;
-	__u32 idx = w->start + i, *slot;
+	__u32 idx = w->start + i;
+	struct xr_fs_cand *c;
 	struct xr_fs_rule *r;
 
-	slot = bpf_map_lookup_elem(&xr_fs_cands, &idx);
-	if (!slot)
+	c = bpf_map_lookup_elem(&xr_fs_cands, &idx);
+	if (!c)
 		return 1;
-	r = bpf_map_lookup_elem(&xr_fs_rules, slot);
-	if (!r)
-		return 1;
-	if (!fs_rule_matches(r, w->p))
+	if (!fs_cand_ok(c, w->p))
 		return 0;
-	w->slot = *slot;
+	if (!c->exact) {
+		r = bpf_map_lookup_elem(&xr_fs_rules, &c->slot);
+		if (!r)
+			return 1;
+		if (!fs_rule_matches(r, w->p))
+			return 0;
+	}
+	w->slot = c->slot;
 	return 1;
 }
 
@@ -177,29 +199,99 @@ static __always_inline void fs_l4(struct fs_pkt *p, void *l4, void *data_end, __
 	}
 }
 
-static __always_inline __u32 fs_classify(struct fs_pkt *p, __u8 bank, __u8 family, const void *dst)
+/* The destination pre-filter's hash of an address masked to one of the
+ * filter's lengths (l, its index): internal/dataplane's fsFilterHash. */
+static __always_inline __u32 fs_hash(const __u32 *a, const __u32 *m, int words, __u32 l)
 {
-	struct xr_fs_key k;
-	struct xr_fs_list *l;
-	struct fs_walk w;
+	__u32 h = (l + 1) * 0x9e3779b9u;
 
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		if (i >= words)
+			break;
+		h = (h ^ (a[i] & m[i])) * 0x85ebca6bu;
+		h ^= h >> 13;
+	}
+	h *= 0xc2b2ae35u;
+	h ^= h >> 16;
+	return h;
+}
+
+/* The candidate list for a destination (words: 1 for IPv4, 4 for IPv6),
+ * or NULL when no rule's destination covers it. */
+static __always_inline struct xr_fs_list *fs_list(__u8 bank, __u8 family, const void *dst)
+{
+	__u32 fi = bank * 2 + (family == AF_INET6), a[4] = {};
+	int words = family == AF_INET ? 1 : 4;
+	struct xr_fs_filter *f;
+	struct xr_fs_list *l;
+	struct xr_fs_key k;
+
+	if (family == AF_INET)
+		__builtin_memcpy(a, dst, 4);
+	else
+		__builtin_memcpy(a, dst, 16);
+	f = bpf_map_lookup_elem(&xr_fs_filters, &fi);
+	if (f && !f->all) {
+		int hit = 0;
+
+		for (__u32 i = 0; i < XR_FS_FILTER_LENS; i++) {
+			__u32 h;
+
+			if (i >= f->nlen)
+				break;
+			h = fs_hash(a, f->mask[i], words, i) % XR_FS_FILTER_BITS;
+			if (f->bits[h / 64] & (1ull << (h % 64))) {
+				hit = 1;
+				break;
+			}
+		}
+		if (!hit)
+			return NULL;
+	}
 	k.bank = bank;
 	k.family = family;
-	if (family == AF_INET) {
-		k.prefixlen = 16 + 32;
-		__builtin_memcpy(k.addr, dst, 4);
-		__builtin_memset(k.addr + 4, 0, 12);
-	} else {
-		k.prefixlen = 16 + 128;
-		__builtin_memcpy(k.addr, dst, 16);
-	}
+	k.prefixlen = 16 + words * 32;
+	__builtin_memcpy(k.addr, a, 16);
 	l = bpf_map_lookup_elem(&xr_fs_trie, &k);
 	if (!l || !l->n)
+		return NULL;
+	return l;
+}
+
+/* The first rule of the list that matches the packet: its slot, or ~0.
+ * The first XR_FS_INLINE candidates are screened by their summaries in
+ * line; the walk goes on through bpf_loop from the first one that passes
+ * and is not exact, or past them. */
+#define XR_FS_INLINE 8
+static __always_inline __u32 fs_match(struct fs_pkt *p, const struct xr_fs_list *l)
+{
+	__u32 start = l->start, n = l->n, i;
+	struct fs_walk w;
+
+	if (n > XR_FS_MAX_CANDS)
+		n = XR_FS_MAX_CANDS;
+	for (i = 0; i < XR_FS_INLINE; i++) {
+		__u32 idx = start + i;
+		struct xr_fs_cand *c;
+
+		if (i >= n)
+			return ~0u;
+		c = bpf_map_lookup_elem(&xr_fs_cands, &idx);
+		if (!c)
+			return ~0u;
+		if (!fs_cand_ok(c, p))
+			continue;
+		if (c->exact)
+			return c->slot;
+		break;
+	}
+	if (i >= n)
 		return ~0u;
 	w.p = p;
-	w.start = l->start;
+	w.start = start + i;
 	w.slot = ~0u;
-	bpf_loop(l->n < XR_FS_MAX_CANDS ? l->n : XR_FS_MAX_CANDS, fs_walk_one, &w, 0);
+	bpf_loop(n - i, fs_walk_one, &w, 0);
 	return w.slot;
 }
 
@@ -285,10 +377,13 @@ static __always_inline int fs_act(__u32 slot, __u64 len, void *iph, __u8 family)
 static __always_inline int flowspec4(struct iphdr *iph, void *data_end, __u16 tot_len, __u64 len,
 				     __u32 nf)
 {
+	struct xr_fs_list *l = fs_list(!!(nf & XR_NF_FS_BANK), AF_INET, &iph->daddr);
 	struct fs_pkt p = {};
 	__u16 fo = bpf_ntohs(iph->frag_off);
 	__u32 slot, ihl = (iph->ihl & 0xf) * 4;
 
+	if (!l)
+		return -1;
 	p.src[0] = iph->saddr;
 	p.proto = iph->protocol;
 	p.len = tot_len;
@@ -303,7 +398,7 @@ static __always_inline int flowspec4(struct iphdr *iph, void *data_end, __u16 to
 		p.frag |= FS_FRAG_LF;
 	if (!(fo & FS_IP_OFFSET) && ihl >= sizeof(*iph) && ihl <= 60 && tot_len >= ihl)
 		fs_l4(&p, (void *)iph + ihl, data_end, tot_len - ihl, IPPROTO_ICMP);
-	slot = fs_classify(&p, !!(nf & XR_NF_FS_BANK), AF_INET, &iph->daddr);
+	slot = fs_match(&p, l);
 	if (slot == ~0u)
 		return -1;
 	return fs_act(slot, len, iph, AF_INET);
@@ -316,12 +411,15 @@ static __always_inline int flowspec4(struct iphdr *iph, void *data_end, __u16 to
 static __always_inline int flowspec6(struct ipv6hdr *ip6h, void *data_end, __u32 tot_len, __u64 len,
 				     __u32 nf)
 {
+	struct xr_fs_list *l = fs_list(!!(nf & XR_NF_FS_BANK), AF_INET6, &ip6h->daddr);
 	struct fs_pkt p = {};
 	void *l4 = ip6h + 1;
 	__u32 l4_len = tot_len - sizeof(*ip6h), slot;
 	__u32 w0 = bpf_ntohl(*(__u32 *)ip6h);
 	int first = 1;
 
+	if (!l)
+		return -1;
 	__builtin_memcpy(p.src, &ip6h->saddr, 16);
 	p.proto = ip6h->nexthdr;
 	p.len = tot_len;
@@ -352,7 +450,7 @@ static __always_inline int flowspec6(struct ipv6hdr *ip6h, void *data_end, __u32
 	}
 	if (first)
 		fs_l4(&p, l4, data_end, l4_len, IPPROTO_ICMPV6);
-	slot = fs_classify(&p, !!(nf & XR_NF_FS_BANK), AF_INET6, &ip6h->daddr);
+	slot = fs_match(&p, l);
 	if (slot == ~0u)
 		return -1;
 	return fs_act(slot, len, ip6h, AF_INET6);

@@ -209,12 +209,20 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } xr_fs_trie SEC(".maps");
 
-/* Rule slot numbers (bank * XR_FS_RULES + i), list after list. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4);
+	__type(key, __u32);
+	__type(value, struct xr_fs_filter);
+} xr_fs_filters SEC(".maps");
+
+/* Rule slots (bank * XR_FS_RULES + i) with their summaries, list after
+ * list. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 2 * XR_FS_CANDS);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, struct xr_fs_cand);
 } xr_fs_cands SEC(".maps");
 
 struct {

@@ -315,6 +315,42 @@ struct xr_fs_list {
 	__u32 n;
 };
 
+/* A candidate list entry: the rule's slot and a summary of it that rejects
+ * most packets without loading the rule. A packet can match only if it
+ * has every property in need_have (enum xr_fs_comp), the first word of
+ * its source masked by src_mask0 is src0, its protocol is in [proto_lo,
+ * proto_hi] and its destination port (0 without ports) in [dport_lo,
+ * dport_hi]. exact: the rule has nothing more than that (its destination,
+ * a source prefix within the first word, one protocol range, one
+ * destination port range), so passing is matching. */
+struct xr_fs_cand {
+	__u32 slot;
+	__u32 src0;
+	__u32 src_mask0;
+	__u16 dport_lo;
+	__u16 dport_hi;
+	__u16 need_have;
+	__u8 proto_lo;
+	__u8 proto_hi;
+	__u8 exact;
+	__u8 pad[3];
+};
+
+/* The destination pre-filter, one per bank and family (index bank * 2 +
+ * (family == AF_INET6)): a bitmap over the hashes of every rule
+ * destination prefix, each hashed at its own length. A packet whose
+ * destination, masked to each of the nlen lengths, hits no bit has no
+ * candidates, and skips the LPM trie. all: skip the filter (a rule with
+ * no destination, or more distinct lengths than XR_FS_FILTER_LENS). */
+#define XR_FS_FILTER_LENS 8
+#define XR_FS_FILTER_BITS 65536
+struct xr_fs_filter {
+	__u32 all;
+	__u32 nlen;
+	__u32 mask[XR_FS_FILTER_LENS][4]; /* each length's mask over the address words */
+	__u64 bits[XR_FS_FILTER_BITS / 64];
+};
+
 /* Components a rule has (need) and packet properties (have). */
 enum xr_fs_comp {
 	XR_FS_SRC = 1,

@@ -151,6 +151,132 @@ func compileRule(r flowspec.Rule, id uint32) (fwdXrFsRule, error) {
 	return c, nil
 }
 
+// candSummary is a candidate list entry for the compiled rule in slot
+// (struct xr_fs_cand): the first word of its source prefix, its protocol
+// and destination port ranges folded into one range each, the packet
+// properties it needs, and whether those are the whole rule besides its
+// destination.
+func candSummary(c *fwdXrFsRule, slot uint32) fwdXrFsCand {
+	const (
+		needHave = fwdXrFsCompXR_FS_PORT | fwdXrFsCompXR_FS_DPORT | fwdXrFsCompXR_FS_SPORT |
+			fwdXrFsCompXR_FS_ICMP_TYPE | fwdXrFsCompXR_FS_ICMP_CODE | fwdXrFsCompXR_FS_TCP_FLAGS
+		summarised = fwdXrFsCompXR_FS_SRC | fwdXrFsCompXR_FS_PROTO | fwdXrFsCompXR_FS_DPORT
+	)
+	// span folds a component's used ranges (lo <= hi) into one: the range
+	// itself and how many there were; none used gives an empty range.
+	span := func(n *fsNum) (lo, hi uint16, used int) {
+		lo, hi = 1, 0
+		for i := range n.Lo {
+			if n.Lo[i] > n.Hi[i] {
+				continue
+			}
+			if used == 0 || n.Lo[i] < lo {
+				lo = n.Lo[i]
+			}
+			if used == 0 || n.Hi[i] > hi {
+				hi = n.Hi[i]
+			}
+			used++
+		}
+		return lo, hi, used
+	}
+	e := fwdXrFsCand{Slot: slot, NeedHave: uint16(c.Need & uint32(needHave)), ProtoLo: 0, ProtoHi: 255, DportHi: 65535}
+	exact := c.Need&^uint32(summarised) == 0
+	if c.Need&uint32(fwdXrFsCompXR_FS_SRC) != 0 {
+		e.Src0, e.SrcMask0 = c.Src[0], c.SrcMask[0]
+		exact = exact && c.SrcMask[1] == 0 // the rest of the source is the rule's to check
+	}
+	if c.Need&uint32(fwdXrFsCompXR_FS_PROTO) != 0 {
+		lo, hi, used := span(&c.Proto)
+		e.ProtoLo, e.ProtoHi = uint8(lo), uint8(hi)
+		exact = exact && used <= 1
+	}
+	if c.Need&uint32(fwdXrFsCompXR_FS_DPORT) != 0 {
+		lo, hi, used := span(&c.Dport)
+		e.DportLo, e.DportHi = lo, hi
+		exact = exact && used <= 1
+	}
+	if exact {
+		e.Exact = 1
+	}
+	return e
+}
+
+// fsFilterHash is the destination pre-filter's hash (bpf/flowspec.h
+// fs_hash) of address words a masked by m, at the filter's length index l.
+func fsFilterHash(a, m *[4]uint32, words int, l uint32) uint32 {
+	h := (l + 1) * 0x9e3779b9
+	for i := range words {
+		h = (h ^ (a[i] & m[i])) * 0x85ebca6b
+		h ^= h >> 13
+	}
+	h *= 0xc2b2ae35
+	h ^= h >> 16
+	return h
+}
+
+// addrWords is an address as the program reads it: 4-byte words in host
+// order over the address bytes (IPv4 in the first word).
+func addrWords(a netip.Addr) (w [4]uint32, words int) {
+	var b [16]byte
+	if a.Is4() {
+		v := a.As4()
+		copy(b[:], v[:])
+		words = 1
+	} else {
+		b = a.As16()
+		words = 4
+	}
+	for i := range 4 {
+		w[i] = binary.NativeEndian.Uint32(b[4*i:])
+	}
+	return w, words
+}
+
+// fsFilterOf is the destination pre-filter over a family's rule
+// destinations (struct xr_fs_filter). A default prefix among them, or more
+// distinct lengths than the filter holds, turns it off: every packet goes
+// to the trie.
+func fsFilterOf(pfxs map[netip.Prefix][]int) *fwdXrFsFilter {
+	f := &fwdXrFsFilter{}
+	idx := map[int]uint32{}
+	for p, l := range pfxs {
+		if len(l) == 0 {
+			continue // the family's empty default list
+		}
+		if p.Bits() == 0 {
+			f.All = 1
+			return f
+		}
+		if _, ok := idx[p.Bits()]; !ok {
+			if len(idx) == len(f.Mask) {
+				f.All = 1
+				return f
+			}
+			i := uint32(len(idx))
+			idx[p.Bits()] = i
+			var mb [16]byte
+			for b := range p.Bits() {
+				mb[b/8] |= 0x80 >> (b % 8)
+			}
+			for w := range 4 {
+				f.Mask[i][w] = binary.NativeEndian.Uint32(mb[4*w:])
+			}
+		}
+	}
+	f.Nlen = uint32(len(idx))
+	for p, l := range pfxs {
+		if len(l) == 0 {
+			continue
+		}
+		i := idx[p.Bits()]
+		a, words := addrWords(p.Addr())
+		h := fsFilterHash(&a, &f.Mask[i], words, i) % uint32(len(f.Bits)*64)
+		f.Bits[h/64] |= 1 << (h % 64)
+	}
+	return f
+}
+
 // fsTrieKey is the trie key of prefix p in bank.
 func fsTrieKey(bank int, fam flowspec.Family, p netip.Prefix) fwdXrFsKey {
 	k := fwdXrFsKey{Prefixlen: 16 + uint32(p.Bits()), Bank: uint8(bank)}
@@ -325,7 +451,8 @@ func (d *Dataplane) SetFlowspec(rules []flowspec.Rule) error {
 		for p, l := range pl {
 			v := fwdXrFsList{Start: cand, N: uint32(len(l))}
 			for _, i := range l {
-				if err := d.objs.XrFsCands.Put(cand, base+uint32(i)); err != nil {
+				e := candSummary(&compiled[i], base+uint32(i))
+				if err := d.objs.XrFsCands.Put(cand, &e); err != nil {
 					return fmt.Errorf("flowspec: writing %s: %w", fwdMapXrFsCands, err)
 				}
 				cand++
@@ -335,6 +462,13 @@ func (d *Dataplane) SetFlowspec(rules []flowspec.Rule) error {
 				return fmt.Errorf("flowspec: writing %s: %w", fwdMapXrFsTrie, err)
 			}
 			s.trieKeys[bank] = append(s.trieKeys[bank], k)
+		}
+	}
+	// The bank's filters last: a family without rules gets an empty one
+	// (its XR_NF_FS bit is off anyway).
+	for fi, f := range []flowspec.Family{flowspec.IPv4, flowspec.IPv6} {
+		if err := d.objs.XrFsFilters.Put(uint32(bank*2+fi), fsFilterOf(lists[f])); err != nil {
+			return fmt.Errorf("flowspec: writing %s: %w", fwdMapXrFsFilters, err)
 		}
 	}
 	var bits uint32

@@ -94,6 +94,20 @@ type fwdXrFsBucket struct {
 	Over uint64
 }
 
+type fwdXrFsCand struct {
+	_        structs.HostLayout
+	Slot     uint32
+	Src0     uint32
+	SrcMask0 uint32
+	DportLo  uint16
+	DportHi  uint16
+	NeedHave uint16
+	ProtoLo  uint8
+	ProtoHi  uint8
+	Exact    uint8
+	Pad      [3]uint8
+}
+
 type fwdXrFsComp uint32
 
 const (
@@ -109,6 +123,14 @@ const (
 	fwdXrFsCompXR_FS_DSCP      fwdXrFsComp = 512
 	fwdXrFsCompXR_FS_FRAG      fwdXrFsComp = 1024
 )
+
+type fwdXrFsFilter struct {
+	_    structs.HostLayout
+	All  uint32
+	Nlen uint32
+	Mask [8][4]uint32
+	Bits [1024]uint64
+}
 
 type fwdXrFsKey struct {
 	_         structs.HostLayout
@@ -334,6 +356,7 @@ const (
 	fwdMapXrFib                = "xr_fib"
 	fwdMapXrFsBuckets          = "xr_fs_buckets"
 	fwdMapXrFsCands            = "xr_fs_cands"
+	fwdMapXrFsFilters          = "xr_fs_filters"
 	fwdMapXrFsRules            = "xr_fs_rules"
 	fwdMapXrFsStats            = "xr_fs_stats"
 	fwdMapXrFsTrie             = "xr_fs_trie"
@@ -418,6 +441,7 @@ type fwdMapSpecs struct {
 	XrFib          *ebpf.MapSpec `ebpf:"xr_fib"`
 	XrFsBuckets    *ebpf.MapSpec `ebpf:"xr_fs_buckets"`
 	XrFsCands      *ebpf.MapSpec `ebpf:"xr_fs_cands"`
+	XrFsFilters    *ebpf.MapSpec `ebpf:"xr_fs_filters"`
 	XrFsRules      *ebpf.MapSpec `ebpf:"xr_fs_rules"`
 	XrFsStats      *ebpf.MapSpec `ebpf:"xr_fs_stats"`
 	XrFsTrie       *ebpf.MapSpec `ebpf:"xr_fs_trie"`
@@ -478,6 +502,7 @@ type fwdMaps struct {
 	XrFib          *ebpf.Map `ebpf:"xr_fib"`
 	XrFsBuckets    *ebpf.Map `ebpf:"xr_fs_buckets"`
 	XrFsCands      *ebpf.Map `ebpf:"xr_fs_cands"`
+	XrFsFilters    *ebpf.Map `ebpf:"xr_fs_filters"`
 	XrFsRules      *ebpf.Map `ebpf:"xr_fs_rules"`
 	XrFsStats      *ebpf.Map `ebpf:"xr_fs_stats"`
 	XrFsTrie       *ebpf.Map `ebpf:"xr_fs_trie"`
@@ -506,6 +531,7 @@ func (m *fwdMaps) Close() error {
 		m.XrFib,
 		m.XrFsBuckets,
 		m.XrFsCands,
+		m.XrFsFilters,
 		m.XrFsRules,
 		m.XrFsStats,
 		m.XrFsTrie,

@@ -80,13 +80,18 @@ func main() {
 }
 
 func run(dir string) error {
+	// A fresh machine has not fetched the module yet; go list -m names no
+	// directory until it has.
+	if out, err := exec.Command("go", "mod", "download", module).CombinedOutput(); err != nil {
+		return fmt.Errorf("downloading %s: %w: %s", module, err, out)
+	}
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}} {{.Version}}", module).Output()
 	if err != nil {
 		return fmt.Errorf("finding %s: %w", module, err)
 	}
 	modDir, ver, ok := strings.Cut(strings.TrimSpace(string(out)), " ")
 	if !ok || modDir == "" {
-		return fmt.Errorf("finding %s: go list printed %q (run `go mod download` first)", module, out)
+		return fmt.Errorf("finding %s: go list printed %q", module, out)
 	}
 	if ver != version {
 		return fmt.Errorf("%s is %s, the patch is for %s: check whether the new version has the bounds checks and update tools/gobgppatch", module, ver, version)
