@@ -217,6 +217,16 @@ static __always_inline __u32 fs_hash(const __u32 *a, const __u32 *m, int words, 
 	return h;
 }
 
+/* Whether table slot e holds address a (words long) at length index l. */
+static __always_inline int fs_dst_is(const struct xr_fs_dst *e, const __u32 *a, const __u32 *m, int words,
+				     __u32 l)
+{
+	if (e->len != l + 1 || e->addr[0] != (a[0] & m[0]))
+		return 0;
+	return words == 1 || (e->addr[1] == (a[1] & m[1]) && e->addr[2] == (a[2] & m[2]) &&
+			      e->addr[3] == (a[3] & m[3]));
+}
+
 /* The candidate list for a destination (words: 1 for IPv4, 4 for IPv6),
  * or NULL when no rule's destination covers it. */
 static __always_inline struct xr_fs_list *fs_list(__u8 bank, __u8 family, const void *dst)
@@ -236,14 +246,26 @@ static __always_inline struct xr_fs_list *fs_list(__u8 bank, __u8 family, const 
 		int hit = 0;
 
 		for (__u32 i = 0; i < XR_FS_FILTER_LENS; i++) {
-			__u32 h;
+			__u32 h, b;
 
 			if (i >= f->nlen)
 				break;
-			h = fs_hash(a, f->mask[i], words, i) % XR_FS_FILTER_BITS;
-			if (f->bits[h / 64] & (1ull << (h % 64))) {
+			h = fs_hash(a, f->mask[i], words, i);
+			b = h % XR_FS_FILTER_BITS;
+			if (!(f->bits[b / 64] & (1ull << (b % 64))))
+				continue;
+			if (f->trie) {
 				hit = 1;
 				break;
+			}
+			for (__u32 j = 0; j < XR_FS_PROBES; j++) {
+				__u32 idx = fi * XR_FS_DST_SLOTS + (((h >> 16) + j) % XR_FS_DST_SLOTS);
+				struct xr_fs_dst *e = bpf_map_lookup_elem(&xr_fs_dsts, &idx);
+
+				if (!e || !e->len)
+					break;
+				if (fs_dst_is(e, a, f->mask[i], words, i))
+					return e->list.n ? &e->list : NULL;
 			}
 		}
 		if (!hit)

@@ -216,6 +216,13 @@ struct {
 	__type(value, struct xr_fs_filter);
 } xr_fs_filters SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4 * XR_FS_DST_SLOTS);
+	__type(key, __u32);
+	__type(value, struct xr_fs_dst);
+} xr_fs_dsts SEC(".maps");
+
 /* Rule slots (bank * XR_FS_RULES + i) with their summaries, list after
  * list. */
 struct {

@@ -336,19 +336,38 @@ struct xr_fs_cand {
 	__u8 pad[3];
 };
 
-/* The destination pre-filter, one per bank and family (index bank * 2 +
- * (family == AF_INET6)): a bitmap over the hashes of every rule
- * destination prefix, each hashed at its own length. A packet whose
- * destination, masked to each of the nlen lengths, hits no bit has no
- * candidates, and skips the LPM trie. all: skip the filter (a rule with
- * no destination, or more distinct lengths than XR_FS_FILTER_LENS). */
+/* The destination index, one per bank and family (index bank * 2 +
+ * (family == AF_INET6)), in front of the LPM trie. Each rule destination
+ * prefix is hashed at its own length (nlen distinct lengths, longest
+ * first): a bitmap over the hashes answers "no rule here" for most
+ * packets no rule names, and an open-addressing table (xr_fs_dsts, the
+ * hash's upper half as home slot, at most XR_FS_PROBES slots from it)
+ * gives the candidate list of the longest prefix that covers the
+ * destination. all: neither is used, every packet goes to the trie (a
+ * rule with no destination, or more distinct lengths than
+ * XR_FS_FILTER_LENS); trie: the bitmap is used, the table is not (a prefix
+ * found no slot within XR_FS_PROBES). */
 #define XR_FS_FILTER_LENS 8
 #define XR_FS_FILTER_BITS 65536
+#define XR_FS_DST_SLOTS 65536 /* table slots per bank and family */
+#define XR_FS_PROBES 4
 struct xr_fs_filter {
 	__u32 all;
+	__u32 trie;
 	__u32 nlen;
+	__u32 pad;
 	__u32 mask[XR_FS_FILTER_LENS][4]; /* each length's mask over the address words */
 	__u64 bits[XR_FS_FILTER_BITS / 64];
+};
+
+/* A destination table slot: a rule destination prefix (masked address
+ * words, and its length's index in the filter plus one; 0: empty) and its
+ * candidate list. */
+struct xr_fs_dst {
+	__u32 addr[4];
+	__u32 len;
+	struct xr_fs_list list;
+	__u32 pad;
 };
 
 /* Components a rule has (need) and packet properties (have). */

@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"structs"
 	"sync"
 
@@ -47,6 +49,7 @@ type fsState struct {
 	mu       sync.Mutex
 	bank     int
 	trieKeys [2][]fwdXrFsKey
+	dstSlots [2][]uint32       // xr_fs_dsts slots in use
 	ids      map[string]uint32 // match key -> id
 	rules    []flowspec.Rule   // installed, in order
 	has4     bool
@@ -233,48 +236,92 @@ func addrWords(a netip.Addr) (w [4]uint32, words int) {
 	return w, words
 }
 
-// fsFilterOf is the destination pre-filter over a family's rule
-// destinations (struct xr_fs_filter). A default prefix among them, or more
-// distinct lengths than the filter holds, turns it off: every packet goes
-// to the trie.
-func fsFilterOf(pfxs map[netip.Prefix][]int) *fwdXrFsFilter {
+// Destination index sizes (bpf/xrouter.h).
+const (
+	fsDstSlots = 65536 // XR_FS_DST_SLOTS
+	fsProbes   = 4     // XR_FS_PROBES
+)
+
+// fsIndexOf is the destination index over a family's rule destinations and
+// their candidate lists (struct xr_fs_filter, and the family's slots of
+// xr_fs_dsts by slot number within it). A default prefix among them, or
+// more distinct lengths than the filter holds, turns the index off (every
+// packet goes to the trie); a prefix that finds no table slot within
+// fsProbes of its home keeps the bitmap but sends its hits to the trie.
+func fsIndexOf(lists map[netip.Prefix]fwdXrFsList) (*fwdXrFsFilter, map[uint32]fwdXrFsDst) {
 	f := &fwdXrFsFilter{}
-	idx := map[int]uint32{}
-	for p, l := range pfxs {
-		if len(l) == 0 {
+	var lens []int
+	for p, l := range lists {
+		if l.N == 0 {
 			continue // the family's empty default list
 		}
 		if p.Bits() == 0 {
 			f.All = 1
-			return f
+			return f, nil
 		}
-		if _, ok := idx[p.Bits()]; !ok {
-			if len(idx) == len(f.Mask) {
-				f.All = 1
-				return f
-			}
-			i := uint32(len(idx))
-			idx[p.Bits()] = i
-			var mb [16]byte
-			for b := range p.Bits() {
-				mb[b/8] |= 0x80 >> (b % 8)
-			}
-			for w := range 4 {
-				f.Mask[i][w] = binary.NativeEndian.Uint32(mb[4*w:])
-			}
+		if !slices.Contains(lens, p.Bits()) {
+			lens = append(lens, p.Bits())
 		}
 	}
-	f.Nlen = uint32(len(idx))
-	for p, l := range pfxs {
-		if len(l) == 0 {
+	if len(lens) > len(f.Mask) {
+		f.All = 1
+		return f, nil
+	}
+	// Longest first: the first length that finds the destination in the
+	// table gives the most specific list.
+	slices.SortFunc(lens, func(a, b int) int { return b - a })
+	idx := map[int]uint32{}
+	for i, bits := range lens {
+		idx[bits] = uint32(i)
+		var mb [16]byte
+		for b := range bits {
+			mb[b/8] |= 0x80 >> (b % 8)
+		}
+		for w := range 4 {
+			f.Mask[i][w] = binary.NativeEndian.Uint32(mb[4*w:])
+		}
+	}
+	f.Nlen = uint32(len(lens))
+	table := map[uint32]fwdXrFsDst{}
+	// In a fixed order, so that the same rules give the same table.
+	pfxs := slices.SortedFunc(maps.Keys(lists), func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return a.Bits() - b.Bits()
+	})
+	for _, p := range pfxs {
+		l := lists[p]
+		if l.N == 0 {
 			continue
 		}
 		i := idx[p.Bits()]
 		a, words := addrWords(p.Addr())
-		h := fsFilterHash(&a, &f.Mask[i], words, i) % uint32(len(f.Bits)*64)
-		f.Bits[h/64] |= 1 << (h % 64)
+		h := fsFilterHash(&a, &f.Mask[i], words, i)
+		b := h % uint32(len(f.Bits)*64)
+		f.Bits[b/64] |= 1 << (b % 64)
+		placed := false
+		for j := range uint32(fsProbes) {
+			slot := (h>>16 + j) % fsDstSlots
+			if _, used := table[slot]; used {
+				continue
+			}
+			e := fwdXrFsDst{Len: i + 1, List: l}
+			for w := range 4 {
+				e.Addr[w] = a[w] & f.Mask[i][w]
+			}
+			table[slot] = e
+			placed = true
+			break
+		}
+		if !placed {
+			f.Trie = 1
+		}
 	}
-	return f
+	if f.Trie == 1 {
+		table = nil
+	}
+	return f, table
 }
 
 // fsTrieKey is the trie key of prefix p in bank.
@@ -417,6 +464,12 @@ func (d *Dataplane) SetFlowspec(rules []flowspec.Rule) error {
 	}
 
 	bank := 1 - s.bank
+	for _, slot := range s.dstSlots[bank] {
+		if err := d.objs.XrFsDsts.Put(slot, &fwdXrFsDst{}); err != nil {
+			return fmt.Errorf("flowspec: clearing %s: %w", fwdMapXrFsDsts, err)
+		}
+	}
+	s.dstSlots[bank] = nil
 	for _, k := range s.trieKeys[bank] {
 		if err := d.objs.XrFsTrie.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("flowspec: clearing %s: %w", fwdMapXrFsTrie, err)
@@ -431,7 +484,9 @@ func (d *Dataplane) SetFlowspec(rules []flowspec.Rule) error {
 	}
 	cand := uint32(bank) * flowspecMaxCands
 	var has4, has6 bool
+	written := map[flowspec.Family]map[netip.Prefix]fwdXrFsList{}
 	for f, pl := range lists {
+		written[f] = map[netip.Prefix]fwdXrFsList{}
 		if f == flowspec.IPv4 {
 			has4 = true
 		} else {
@@ -462,12 +517,21 @@ func (d *Dataplane) SetFlowspec(rules []flowspec.Rule) error {
 				return fmt.Errorf("flowspec: writing %s: %w", fwdMapXrFsTrie, err)
 			}
 			s.trieKeys[bank] = append(s.trieKeys[bank], k)
+			written[f][p] = v
 		}
 	}
-	// The bank's filters last: a family without rules gets an empty one
-	// (its XR_NF_FS bit is off anyway).
+	// The bank's destination index, filters last: a family without rules
+	// gets an empty one (its XR_NF_FS bit is off anyway).
 	for fi, f := range []flowspec.Family{flowspec.IPv4, flowspec.IPv6} {
-		if err := d.objs.XrFsFilters.Put(uint32(bank*2+fi), fsFilterOf(lists[f])); err != nil {
+		filter, table := fsIndexOf(written[f])
+		for slot, e := range table {
+			at := uint32(bank*2+fi)*fsDstSlots + slot
+			if err := d.objs.XrFsDsts.Put(at, &e); err != nil {
+				return fmt.Errorf("flowspec: writing %s: %w", fwdMapXrFsDsts, err)
+			}
+			s.dstSlots[bank] = append(s.dstSlots[bank], at)
+		}
+		if err := d.objs.XrFsFilters.Put(uint32(bank*2+fi), filter); err != nil {
 			return fmt.Errorf("flowspec: writing %s: %w", fwdMapXrFsFilters, err)
 		}
 	}

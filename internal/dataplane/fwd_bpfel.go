@@ -124,10 +124,20 @@ const (
 	fwdXrFsCompXR_FS_FRAG      fwdXrFsComp = 1024
 )
 
+type fwdXrFsDst struct {
+	_    structs.HostLayout
+	Addr [4]uint32
+	Len  uint32
+	List fwdXrFsList
+	Pad  uint32
+}
+
 type fwdXrFsFilter struct {
 	_    structs.HostLayout
 	All  uint32
+	Trie uint32
 	Nlen uint32
+	Pad  uint32
 	Mask [8][4]uint32
 	Bits [1024]uint64
 }
@@ -356,6 +366,7 @@ const (
 	fwdMapXrFib                = "xr_fib"
 	fwdMapXrFsBuckets          = "xr_fs_buckets"
 	fwdMapXrFsCands            = "xr_fs_cands"
+	fwdMapXrFsDsts             = "xr_fs_dsts"
 	fwdMapXrFsFilters          = "xr_fs_filters"
 	fwdMapXrFsRules            = "xr_fs_rules"
 	fwdMapXrFsStats            = "xr_fs_stats"
@@ -441,6 +452,7 @@ type fwdMapSpecs struct {
 	XrFib          *ebpf.MapSpec `ebpf:"xr_fib"`
 	XrFsBuckets    *ebpf.MapSpec `ebpf:"xr_fs_buckets"`
 	XrFsCands      *ebpf.MapSpec `ebpf:"xr_fs_cands"`
+	XrFsDsts       *ebpf.MapSpec `ebpf:"xr_fs_dsts"`
 	XrFsFilters    *ebpf.MapSpec `ebpf:"xr_fs_filters"`
 	XrFsRules      *ebpf.MapSpec `ebpf:"xr_fs_rules"`
 	XrFsStats      *ebpf.MapSpec `ebpf:"xr_fs_stats"`
@@ -502,6 +514,7 @@ type fwdMaps struct {
 	XrFib          *ebpf.Map `ebpf:"xr_fib"`
 	XrFsBuckets    *ebpf.Map `ebpf:"xr_fs_buckets"`
 	XrFsCands      *ebpf.Map `ebpf:"xr_fs_cands"`
+	XrFsDsts       *ebpf.Map `ebpf:"xr_fs_dsts"`
 	XrFsFilters    *ebpf.Map `ebpf:"xr_fs_filters"`
 	XrFsRules      *ebpf.Map `ebpf:"xr_fs_rules"`
 	XrFsStats      *ebpf.Map `ebpf:"xr_fs_stats"`
@@ -531,6 +544,7 @@ func (m *fwdMaps) Close() error {
 		m.XrFib,
 		m.XrFsBuckets,
 		m.XrFsCands,
+		m.XrFsDsts,
 		m.XrFsFilters,
 		m.XrFsRules,
 		m.XrFsStats,
