@@ -199,22 +199,28 @@ static __always_inline void fs_l4(struct fs_pkt *p, void *l4, void *data_end, __
 	}
 }
 
-/* The destination pre-filter's hash of an address masked to one of the
- * filter's lengths (l, its index): internal/dataplane's fsFilterHash. */
+/* The destination index's hash of an address masked to one of the
+ * filter's lengths (l, its index): internal/dataplane's fsFilterHash.
+ * Multiplicative: the bitmap takes the upper 16 bits, the table the
+ * lower 16 mixed once more. */
 static __always_inline __u32 fs_hash(const __u32 *a, const __u32 *m, int words, __u32 l)
 {
-	__u32 h = (l + 1) * 0x9e3779b9u;
+	__u32 h = (a[0] & m[0]) ^ ((l + 1) * 0x9e3779b9u);
 
-#pragma unroll
-	for (int i = 0; i < 4; i++) {
-		if (i >= words)
-			break;
-		h = (h ^ (a[i] & m[i])) * 0x85ebca6bu;
-		h ^= h >> 13;
+	if (words > 1) {
+		h = h * 0x85ebca6bu ^ (a[1] & m[1]);
+		h = h * 0x85ebca6bu ^ (a[2] & m[2]);
+		h = h * 0x85ebca6bu ^ (a[3] & m[3]);
 	}
-	h *= 0xc2b2ae35u;
-	h ^= h >> 16;
-	return h;
+	return h * 0xc2b2ae35u;
+}
+
+/* The home slot in the destination table of a prefix with hash h. */
+static __always_inline __u32 fs_slot(__u32 h)
+{
+	h ^= h >> 15;
+	h *= 0x2c1b3c6du;
+	return h >> 16;
 }
 
 /* Whether table slot e holds address a (words long) at length index l. */
@@ -229,29 +235,26 @@ static __always_inline int fs_dst_is(const struct xr_fs_dst *e, const __u32 *a, 
 
 /* The candidate list for a destination (words: 1 for IPv4, 4 for IPv6),
  * or NULL when no rule's destination covers it. */
-static __always_inline struct xr_fs_list *fs_list(__u8 bank, __u8 family, const void *dst)
+static __always_inline struct xr_fs_list *fs_list(__u8 bank, __u8 family, const __u32 *a)
 {
-	__u32 fi = bank * 2 + (family == AF_INET6), a[4] = {};
+	__u32 fi = bank * 2 + (family == AF_INET6);
 	int words = family == AF_INET ? 1 : 4;
 	struct xr_fs_filter *f;
 	struct xr_fs_list *l;
 	struct xr_fs_key k;
 
-	if (family == AF_INET)
-		__builtin_memcpy(a, dst, 4);
-	else
-		__builtin_memcpy(a, dst, 16);
 	f = bpf_map_lookup_elem(&xr_fs_filters, &fi);
 	if (f && !f->all) {
 		int hit = 0;
 
+#pragma unroll
 		for (__u32 i = 0; i < XR_FS_FILTER_LENS; i++) {
 			__u32 h, b;
 
 			if (i >= f->nlen)
 				break;
 			h = fs_hash(a, f->mask[i], words, i);
-			b = h % XR_FS_FILTER_BITS;
+			b = h >> 16;
 			if (!(f->bits[b / 64] & (1ull << (b % 64))))
 				continue;
 			if (f->trie) {
@@ -259,7 +262,7 @@ static __always_inline struct xr_fs_list *fs_list(__u8 bank, __u8 family, const 
 				break;
 			}
 			for (__u32 j = 0; j < XR_FS_PROBES; j++) {
-				__u32 idx = fi * XR_FS_DST_SLOTS + (((h >> 16) + j) % XR_FS_DST_SLOTS);
+				__u32 idx = fi * XR_FS_DST_SLOTS + ((fs_slot(h) + j) % XR_FS_DST_SLOTS);
 				struct xr_fs_dst *e = bpf_map_lookup_elem(&xr_fs_dsts, &idx);
 
 				if (!e || !e->len)
@@ -274,7 +277,11 @@ static __always_inline struct xr_fs_list *fs_list(__u8 bank, __u8 family, const 
 	k.bank = bank;
 	k.family = family;
 	k.prefixlen = 16 + words * 32;
-	__builtin_memcpy(k.addr, a, 16);
+	__builtin_memcpy(k.addr, a, 4);
+	if (words > 1)
+		__builtin_memcpy(k.addr + 4, a + 1, 12);
+	else
+		__builtin_memset(k.addr + 4, 0, 12);
 	l = bpf_map_lookup_elem(&xr_fs_trie, &k);
 	if (!l || !l->n)
 		return NULL;
@@ -399,7 +406,8 @@ static __always_inline int fs_act(__u32 slot, __u64 len, void *iph, __u8 family)
 static __always_inline int flowspec4(struct iphdr *iph, void *data_end, __u16 tot_len, __u64 len,
 				     __u32 nf)
 {
-	struct xr_fs_list *l = fs_list(!!(nf & XR_NF_FS_BANK), AF_INET, &iph->daddr);
+	__u32 a[1] = {iph->daddr};
+	struct xr_fs_list *l = fs_list(!!(nf & XR_NF_FS_BANK), AF_INET, a);
 	struct fs_pkt p = {};
 	__u16 fo = bpf_ntohs(iph->frag_off);
 	__u32 slot, ihl = (iph->ihl & 0xf) * 4;
@@ -433,13 +441,15 @@ static __always_inline int flowspec4(struct iphdr *iph, void *data_end, __u16 to
 static __always_inline int flowspec6(struct ipv6hdr *ip6h, void *data_end, __u32 tot_len, __u64 len,
 				     __u32 nf)
 {
-	struct xr_fs_list *l = fs_list(!!(nf & XR_NF_FS_BANK), AF_INET6, &ip6h->daddr);
 	struct fs_pkt p = {};
 	void *l4 = ip6h + 1;
-	__u32 l4_len = tot_len - sizeof(*ip6h), slot;
+	__u32 l4_len = tot_len - sizeof(*ip6h), slot, a[4];
 	__u32 w0 = bpf_ntohl(*(__u32 *)ip6h);
+	struct xr_fs_list *l;
 	int first = 1;
 
+	__builtin_memcpy(a, &ip6h->daddr, 16);
+	l = fs_list(!!(nf & XR_NF_FS_BANK), AF_INET6, a);
 	if (!l)
 		return -1;
 	__builtin_memcpy(p.src, &ip6h->saddr, 16);

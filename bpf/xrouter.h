@@ -341,7 +341,7 @@ struct xr_fs_cand {
  * prefix is hashed at its own length (nlen distinct lengths, longest
  * first): a bitmap over the hashes answers "no rule here" for most
  * packets no rule names, and an open-addressing table (xr_fs_dsts, the
- * hash's upper half as home slot, at most XR_FS_PROBES slots from it)
+ * hash, mixed, as home slot; at most XR_FS_PROBES slots from it)
  * gives the candidate list of the longest prefix that covers the
  * destination. all: neither is used, every packet goes to the trie (a
  * rule with no destination, or more distinct lengths than
@@ -350,7 +350,7 @@ struct xr_fs_cand {
 #define XR_FS_FILTER_LENS 8
 #define XR_FS_FILTER_BITS 65536
 #define XR_FS_DST_SLOTS 65536 /* table slots per bank and family */
-#define XR_FS_PROBES 4
+#define XR_FS_PROBES 16
 struct xr_fs_filter {
 	__u32 all;
 	__u32 trie;

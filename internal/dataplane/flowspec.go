@@ -205,17 +205,24 @@ func candSummary(c *fwdXrFsRule, slot uint32) fwdXrFsCand {
 	return e
 }
 
-// fsFilterHash is the destination pre-filter's hash (bpf/flowspec.h
-// fs_hash) of address words a masked by m, at the filter's length index l.
+// fsFilterHash is the destination index's hash (bpf/flowspec.h fs_hash)
+// of address words a masked by m, at the filter's length index l: its
+// upper 16 bits are the bitmap's bit, fsSlot of it the table's home slot.
 func fsFilterHash(a, m *[4]uint32, words int, l uint32) uint32 {
-	h := (l + 1) * 0x9e3779b9
-	for i := range words {
-		h = (h ^ (a[i] & m[i])) * 0x85ebca6b
-		h ^= h >> 13
+	h := a[0]&m[0] ^ (l+1)*0x9e3779b9
+	if words > 1 {
+		for i := 1; i < 4; i++ {
+			h = h*0x85ebca6b ^ a[i]&m[i]
+		}
 	}
-	h *= 0xc2b2ae35
-	h ^= h >> 16
-	return h
+	return h * 0xc2b2ae35
+}
+
+// fsSlot is the destination table's home slot for hash h (fs_slot).
+func fsSlot(h uint32) uint32 {
+	h ^= h >> 15
+	h *= 0x2c1b3c6d
+	return h >> 16
 }
 
 // addrWords is an address as the program reads it: 4-byte words in host
@@ -239,7 +246,7 @@ func addrWords(a netip.Addr) (w [4]uint32, words int) {
 // Destination index sizes (bpf/xrouter.h).
 const (
 	fsDstSlots = 65536 // XR_FS_DST_SLOTS
-	fsProbes   = 4     // XR_FS_PROBES
+	fsProbes   = 16    // XR_FS_PROBES
 )
 
 // fsIndexOf is the destination index over a family's rule destinations and
@@ -298,11 +305,11 @@ func fsIndexOf(lists map[netip.Prefix]fwdXrFsList) (*fwdXrFsFilter, map[uint32]f
 		i := idx[p.Bits()]
 		a, words := addrWords(p.Addr())
 		h := fsFilterHash(&a, &f.Mask[i], words, i)
-		b := h % uint32(len(f.Bits)*64)
+		b := h >> 16
 		f.Bits[b/64] |= 1 << (b % 64)
 		placed := false
 		for j := range uint32(fsProbes) {
-			slot := (h>>16 + j) % fsDstSlots
+			slot := (fsSlot(h) + j) % fsDstSlots
 			if _, used := table[slot]; used {
 				continue
 			}
