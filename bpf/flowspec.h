@@ -298,6 +298,8 @@ static __always_inline __u32 fs_match(struct fs_pkt *p, const struct xr_fs_list 
 	__u32 start = l->start, n = l->n, i;
 	struct fs_walk w;
 
+	if (l->ports && !(l->dports & xr_fs_port_bit(p->dport)) && !(l->sports & xr_fs_port_bit(p->sport)))
+		return ~0u;
 	if (n > XR_FS_MAX_CANDS)
 		n = XR_FS_MAX_CANDS;
 	for (i = 0; i < XR_FS_INLINE; i++) {

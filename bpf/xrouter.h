@@ -309,11 +309,26 @@ struct xr_fs_key {
 };
 
 /* The candidate list of the longest rule destination prefix covering a
- * packet's destination: xr_fs_cands[start, start + n), in rule order. */
+ * packet's destination: xr_fs_cands[start, start + n), in rule order.
+ * ports: every rule of the list names a few single destination or source
+ * ports (or either-port values), and dports and sports have the bit
+ * (xr_fs_port_bit) of each: a packet whose destination port's bit is not
+ * in dports and whose source port's bit is not in sports matches none of
+ * the list's rules, and the walk is skipped. */
 struct xr_fs_list {
 	__u32 start;
 	__u32 n;
+	__u32 ports;
+	__u32 pad;
+	__u64 dports;
+	__u64 sports;
 };
+
+/* A port's bit in xr_fs_list's port sets: internal/dataplane's fsPortBit. */
+static __always_inline __u64 xr_fs_port_bit(__u16 port)
+{
+	return 1ull << (((__u32)port * 0x9e3779b1u) >> 26);
+}
 
 /* A candidate list entry: the rule's slot and a summary of it that rejects
  * most packets without loading the rule. A packet can match only if it

@@ -205,6 +205,62 @@ func candSummary(c *fwdXrFsRule, slot uint32) fwdXrFsCand {
 	return e
 }
 
+// fsPortBit is a port's bit in a list's port sets (bpf/xrouter.h
+// xr_fs_port_bit).
+func fsPortBit(port uint64) uint64 {
+	return 1 << (uint32(port) * 0x9e3779b1 >> 26)
+}
+
+// fsPortSetMax is how many values a rule's port component may have for its
+// list to keep port sets.
+const fsPortSetMax = 16
+
+// fsPortSets are the port sets of the list of rules l (struct
+// xr_fs_list): ports 1 when every rule names a few ports in one of its
+// port components, with the bits of those values in dports (destination
+// port and either port) and sports (source port and either port).
+func fsPortSets(rules []flowspec.Rule, l []int) (ports uint32, dports, sports uint64) {
+	// values are a component's port values, if few.
+	values := func(ops []flowspec.NumOp) []uint64 {
+		if len(ops) == 0 {
+			return nil
+		}
+		var vs []uint64
+		for _, r := range flowspec.Ranges(ops, 65535) {
+			if r.Hi-r.Lo >= fsPortSetMax || len(vs)+int(r.Hi-r.Lo) >= fsPortSetMax {
+				return nil
+			}
+			for v := r.Lo; v <= r.Hi; v++ {
+				vs = append(vs, v)
+			}
+		}
+		return vs
+	}
+	if len(l) == 0 {
+		return 0, 0, 0
+	}
+	for _, i := range l {
+		m := &rules[i].Match
+		d, sp, either := values(m.DstPort), values(m.SrcPort), values(m.Port)
+		if d == nil && sp == nil && either == nil {
+			return 0, 0, 0 // this rule may match any port
+		}
+		// A rule with several port components is screened by any one of
+		// them: setting the bits of each keeps the sets a superset.
+		for _, v := range d {
+			dports |= fsPortBit(v)
+		}
+		for _, v := range sp {
+			sports |= fsPortBit(v)
+		}
+		for _, v := range either {
+			dports |= fsPortBit(v)
+			sports |= fsPortBit(v)
+		}
+	}
+	return 1, dports, sports
+}
+
 // fsFilterHash is the destination index's hash (bpf/flowspec.h fs_hash)
 // of address words a masked by m, at the filter's length index l: its
 // upper 16 bits are the bitmap's bit, fsSlot of it the table's home slot.
@@ -512,6 +568,7 @@ func (d *Dataplane) SetFlowspec(rules []flowspec.Rule) error {
 		}
 		for p, l := range pl {
 			v := fwdXrFsList{Start: cand, N: uint32(len(l))}
+			v.Ports, v.Dports, v.Sports = fsPortSets(rules, l)
 			for _, i := range l {
 				e := candSummary(&compiled[i], base+uint32(i))
 				if err := d.objs.XrFsCands.Put(cand, &e); err != nil {

@@ -128,8 +128,10 @@ type fwdXrFsDst struct {
 	_    structs.HostLayout
 	Addr [4]uint32
 	Len  uint32
+	_    [4]byte
 	List fwdXrFsList
 	Pad  uint32
+	_    [4]byte
 }
 
 type fwdXrFsFilter struct {
@@ -152,9 +154,13 @@ type fwdXrFsKey struct {
 }
 
 type fwdXrFsList struct {
-	_     structs.HostLayout
-	Start uint32
-	N     uint32
+	_      structs.HostLayout
+	Start  uint32
+	N      uint32
+	Ports  uint32
+	Pad    uint32
+	Dports uint64
+	Sports uint64
 }
 
 type fwdXrFsRule struct {
