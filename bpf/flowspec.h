@@ -247,7 +247,9 @@ static __always_inline struct xr_fs_list *fs_list(__u8 bank, __u8 family, const 
 	if (f && !f->all) {
 		int hit = 0;
 
-#pragma unroll
+		/* Loops, not unrolled: the code stays small on the
+		 * forwarding path it sits in. */
+#pragma clang loop unroll(disable)
 		for (__u32 i = 0; i < XR_FS_FILTER_LENS; i++) {
 			__u32 h, b;
 
@@ -261,6 +263,7 @@ static __always_inline struct xr_fs_list *fs_list(__u8 bank, __u8 family, const 
 				hit = 1;
 				break;
 			}
+#pragma clang loop unroll(disable)
 			for (__u32 j = 0; j < XR_FS_PROBES; j++) {
 				__u32 idx = fi * XR_FS_DST_SLOTS + ((fs_slot(h) + j) % XR_FS_DST_SLOTS);
 				struct xr_fs_dst *e = bpf_map_lookup_elem(&xr_fs_dsts, &idx);
