@@ -6,7 +6,7 @@
  * Candidates: an LPM trie keyed by bank, family and destination gives the
  * list of rules whose destination prefix covers the packet's (user space
  * builds one list per distinct rule destination, holding every rule whose
- * prefix covers it, in RFC 8955 §5.1 order). A bitmap over the rule
+ * prefix covers it, in RFC 8955 §5.1 order). A hash map of the rule
  * destinations answers first, so a packet no rule names skips the trie.
  * Each list entry carries a summary of its rule (protocol and destination
  * port ranges) that screens packets without loading the rule; the first
@@ -201,7 +201,7 @@ static __always_inline void fs_l4(struct fs_pkt *p, void *l4, void *data_end, __
 
 /* The destination index's hash of an address masked to one of the
  * filter's lengths (l, its index): internal/dataplane's fsFilterHash.
- * Multiplicative: the bitmap takes the upper 16 bits, the table the
+ * Multiplicative: the hit map takes the upper 16 bits, the table the
  * lower 16 mixed once more. */
 static __always_inline __u32 fs_hash(const __u32 *a, const __u32 *m, int words, __u32 l)
 {
@@ -257,7 +257,7 @@ static __always_inline struct xr_fs_list *fs_list(__u8 bank, __u8 family, const 
 				break;
 			h = fs_hash(a, f->mask[i], words, i);
 			b = h >> 16;
-			if (!(f->bits[b / 64] & (1ull << (b % 64))))
+			if (!f->hits[b])
 				continue;
 			if (f->trie) {
 				hit = 1;

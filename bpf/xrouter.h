@@ -354,7 +354,8 @@ struct xr_fs_cand {
 /* The destination index, one per bank and family (index bank * 2 +
  * (family == AF_INET6)), in front of the LPM trie. Each rule destination
  * prefix is hashed at its own length (nlen distinct lengths, longest
- * first): a bitmap over the hashes answers "no rule here" for most
+ * first): a map of the hashes (a byte each, for fewer instructions
+ * than a bit) answers "no rule here" for most
  * packets no rule names, and an open-addressing table (xr_fs_dsts, the
  * hash, mixed, as home slot; at most XR_FS_PROBES slots from it)
  * gives the candidate list of the longest prefix that covers the
@@ -372,7 +373,7 @@ struct xr_fs_filter {
 	__u32 nlen;
 	__u32 pad;
 	__u32 mask[XR_FS_FILTER_LENS][4]; /* each length's mask over the address words */
-	__u64 bits[XR_FS_FILTER_BITS / 64];
+	__u8 hits[XR_FS_FILTER_BITS];
 };
 
 /* A destination table slot: a rule destination prefix (masked address

@@ -263,7 +263,7 @@ func fsPortSets(rules []flowspec.Rule, l []int) (ports uint32, dports, sports ui
 
 // fsFilterHash is the destination index's hash (bpf/flowspec.h fs_hash)
 // of address words a masked by m, at the filter's length index l: its
-// upper 16 bits are the bitmap's bit, fsSlot of it the table's home slot.
+// upper 16 bits are the hit map's index, fsSlot of it the table's home slot.
 func fsFilterHash(a, m *[4]uint32, words int, l uint32) uint32 {
 	h := a[0]&m[0] ^ (l+1)*0x9e3779b9
 	if words > 1 {
@@ -310,7 +310,7 @@ const (
 // xr_fs_dsts by slot number within it). A default prefix among them, or
 // more distinct lengths than the filter holds, turns the index off (every
 // packet goes to the trie); a prefix that finds no table slot within
-// fsProbes of its home keeps the bitmap but sends its hits to the trie.
+// fsProbes of its home keeps the hit map but sends its hits to the trie.
 func fsIndexOf(lists map[netip.Prefix]fwdXrFsList) (*fwdXrFsFilter, map[uint32]fwdXrFsDst) {
 	f := &fwdXrFsFilter{}
 	var lens []int
@@ -362,7 +362,7 @@ func fsIndexOf(lists map[netip.Prefix]fwdXrFsList) (*fwdXrFsFilter, map[uint32]f
 		a, words := addrWords(p.Addr())
 		h := fsFilterHash(&a, &f.Mask[i], words, i)
 		b := h >> 16
-		f.Bits[b/64] |= 1 << (b % 64)
+		f.Hits[b] = 1
 		placed := false
 		for j := range uint32(fsProbes) {
 			slot := (fsSlot(h) + j) % fsDstSlots

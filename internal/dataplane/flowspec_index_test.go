@@ -14,7 +14,7 @@ func fsFind(f *fwdXrFsFilter, table map[uint32]fwdXrFsDst, a netip.Addr) (fwdXrF
 	for i := range f.Nlen {
 		h := fsFilterHash(&w, &f.Mask[i], words, i)
 		b := h >> 16
-		if f.Bits[b/64]&(1<<(b%64)) == 0 {
+		if f.Hits[b] == 0 {
 			continue
 		}
 		for j := range uint32(fsProbes) {

@@ -141,7 +141,7 @@ type fwdXrFsFilter struct {
 	Nlen uint32
 	Pad  uint32
 	Mask [8][4]uint32
-	Bits [1024]uint64
+	Hits [65536]uint8
 }
 
 type fwdXrFsKey struct {
