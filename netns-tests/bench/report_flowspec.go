@@ -140,8 +140,8 @@ Modes are interleaved as there: each round runs every mode of a rule count once,
   is how many rules a linear chain tries per attack packet.
 - **Modes** (router side):
   - *%s*: the daemon as in the forwarding modes, with the rules in `+"`flowspec.rules`"+` (`+"`action: {rate: 0}`"+`), measured once it
-    has logged `+"`flowspec rules installed`"+`. XDP classifier: the destination's LPM entry gives the candidate list (the rules
-    naming that host), walked in order.
+    has logged `+"`flowspec rules installed`"+`. XDP classifier: a hashed index of the rule destinations gives the candidate
+    list (the rules naming that host), screened by its port sets and the rules' summaries (docs/architecture.md, "FlowSpec classifier").
   - *%s*: kernel forwarding (no XDP; GRO on the router's ingress veth as in the *kernel* mode) with an nftables table
     `+"`ip xrbench_fs`"+`, base chain on the forward hook (filter priority, policy accept), one rule per FlowSpec rule in the same order:
     `+"`ip daddr P ip protocol X th dport N counter drop`"+` (what translating FlowSpec one to one gives). No conntrack.
