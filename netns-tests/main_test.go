@@ -24,7 +24,7 @@ func testMain(m *testing.M) int {
 	if code, ok := feedMain(); ok {
 		return code
 	}
-	if code, ok := gobgpFeedMain(); ok {
+	if code, ok := lateSpeakerMain(); ok {
 		return code
 	}
 	if os.Geteuid() != 0 {

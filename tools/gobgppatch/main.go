@@ -1,21 +1,28 @@
-// Command gobgppatch writes a copy of the GoBGP v3 module with bounds checks
-// added to its BGP message decoder, and a go.work that builds xrouter with
-// that copy (the Makefile sets GOWORK to it).
+// Command gobgppatch writes a copy of the GoBGP v3 module with xrouter's
+// changes to it, and a go.work that builds xrouter with that copy (the
+// Makefile sets GOWORK to it).
 //
-// GoBGP v3.37.0 panics while decoding some malformed FlowSpec NLRI: a
-// component whose value runs past the end of the NLRI, or an IPv6 prefix
-// component shorter than its header. The panic happens in the session's
-// receive goroutine, so any established neighbour can end the daemon with
-// one UPDATE, whether FlowSpec was negotiated or not. GoBGP v4 added the
-// bounds checks; xrouter stays on v3 (see docs/architecture.md), so the
-// Makefile builds every binary and test with the checks below until a v3
-// release carries them. internal/bgp's FuzzFlowSpecNLRIDecode fails on a
-// build without them. (An overlay would patch one file, but the go command
-// refuses overlays of files in the module cache.)
+// Bounds checks in the BGP message decoder (pkg/packet/bgp/bgp.go): GoBGP
+// v3.37.0 panics while decoding some malformed FlowSpec NLRI, a component
+// whose value runs past the end of the NLRI or an IPv6 prefix component
+// shorter than its header. The panic happens in the session's receive
+// goroutine, so any established neighbour can end the daemon with one
+// UPDATE, whether FlowSpec was negotiated or not. GoBGP v4 added the
+// bounds checks; xrouter stays on v3 (see docs/architecture.md).
+// internal/bgp's FuzzFlowSpecNLRIDecode fails on a build without them.
 //
-// Each change names the exact text it replaces, which must occur once in
-// the file: a GoBGP upgrade that moves the code fails here, loudly, rather
-// than building unpatched.
+// A connection taken during the idle hold (pkg/server/fsm.go): GoBGP's
+// idle state closes every connection a neighbour opens while its 5 s idle
+// hold runs. Two speakers that both dial, each refused while the other
+// idles, then fall into step: each one's dial lands in the other's idle
+// hold, and the session can stay down for minutes (issue 11: a gobgpd
+// neighbour that adds xrouter late). xrouter takes the connection instead,
+// as its active state would (netns-tests/latepeer_test.go).
+//
+// (An overlay would patch the files alone, but the go command refuses
+// overlays of files in the module cache.) Each change names the exact text
+// it replaces, which must occur once in its file: a GoBGP upgrade that
+// moves the code fails here, loudly, rather than building unpatched.
 package main
 
 import (
@@ -31,17 +38,19 @@ import (
 const (
 	module  = "github.com/osrg/gobgp/v3"
 	version = "v3.37.0"
-	file    = "pkg/packet/bgp/bgp.go"
+	decoder = "pkg/packet/bgp/bgp.go"
+	fsmFile = "pkg/server/fsm.go"
 )
 
-// change replaces old, which must occur exactly once, with new.
+// change replaces old, which must occur exactly once in file, with new.
 type change struct {
-	why, old, new string
+	file, why, old, new string
 }
 
 var changes = []change{
 	{
-		why: "a component item's value may not run past the NLRI",
+		file: decoder,
+		why:  "a component item's value may not run past the NLRI",
 		old: `		v := make([]byte, 8)
 		copy(v[8-l:], data[1:1+l])`,
 		new: `		if len(data) < 1+l {
@@ -51,7 +60,8 @@ var changes = []change{
 		copy(v[8-l:], data[1:1+l])`,
 	},
 	{
-		why: "components are decoded within their own NLRI's length, never from the next NLRI's bytes",
+		file: decoder,
+		why:  "components are decoded within their own NLRI's length, never from the next NLRI's bytes",
 		old: `	for l := length; l > 0; {
 		if len(data) == 0 {`,
 		new: `	data = data[:length]
@@ -59,7 +69,8 @@ var changes = []change{
 		if len(data) == 0 {`,
 	},
 	{
-		why: "an IPv6 prefix component has a type, a length and an offset octet",
+		file: decoder,
+		why:  "an IPv6 prefix component has a type, a length and an offset octet",
 		old: `	p.typ = BGPFlowSpecType(data[0])
 	p.Offset = data[2]`,
 		new: `	if len(data) < 3 {
@@ -67,6 +78,58 @@ var changes = []change{
 	}
 	p.typ = BGPFlowSpecType(data[0])
 	p.Offset = data[2]`,
+	},
+	{
+		file: fsmFile,
+		why:  "a connection the neighbour opens during the idle hold is taken, not refused",
+		old: `		case conn, ok := <-fsm.connCh:
+			if !ok {
+				break
+			}
+			conn.Close()
+			fsm.lock.RLock()
+			fsm.logger.Warn("Closed an accepted connection",
+				log.Fields{
+					"Topic": "Peer",
+					"Key":   fsm.pConf.State.NeighborAddress,
+					"State": fsm.state.String()})
+			fsm.lock.RUnlock()
+
+		case <-idleHoldTimer.C:`,
+		new: `		case conn, ok := <-fsm.connCh:
+			if !ok {
+				break
+			}
+			fsm.lock.RLock()
+			adminUp := fsm.adminState == adminStateUp
+			fsm.lock.RUnlock()
+			if adminUp {
+				// xrouter (tools/gobgppatch): hand it to the active state,
+				// which takes it at once, instead of refusing it.
+				select {
+				case fsm.connCh <- conn:
+					idleHoldTimer.Stop()
+					fsm.lock.RLock()
+					fsm.logger.Info("Took a connection during the idle hold",
+						log.Fields{
+							"Topic": "Peer",
+							"Key":   fsm.pConf.State.NeighborAddress,
+							"State": fsm.state.String()})
+					fsm.lock.RUnlock()
+					return bgp.BGP_FSM_ACTIVE, newfsmStateReason(fsmIdleTimerExpired, nil, nil)
+				default:
+				}
+			}
+			conn.Close()
+			fsm.lock.RLock()
+			fsm.logger.Warn("Closed an accepted connection",
+				log.Fields{
+					"Topic": "Peer",
+					"Key":   fsm.pConf.State.NeighborAddress,
+					"State": fsm.state.String()})
+			fsm.lock.RUnlock()
+
+		case <-idleHoldTimer.C:`,
 	},
 }
 
@@ -94,18 +157,22 @@ func run(dir string) error {
 		return fmt.Errorf("finding %s: go list printed %q", module, out)
 	}
 	if ver != version {
-		return fmt.Errorf("%s is %s, the patch is for %s: check whether the new version has the bounds checks and update tools/gobgppatch", module, ver, version)
+		return fmt.Errorf("%s is %s, the patch is for %s: check whether the new version still needs each change and update tools/gobgppatch", module, ver, version)
 	}
-	b, err := os.ReadFile(filepath.Join(modDir, file))
-	if err != nil {
-		return err
-	}
-	text := string(b)
+	patched := map[string]string{}
 	for _, c := range changes {
-		if n := strings.Count(text, c.old); n != 1 {
-			return fmt.Errorf("%s in %s: the text to patch (%s) occurs %d times, want 1", file, modDir, c.why, n)
+		text, ok := patched[c.file]
+		if !ok {
+			b, err := os.ReadFile(filepath.Join(modDir, c.file))
+			if err != nil {
+				return err
+			}
+			text = string(b)
 		}
-		text = strings.Replace(text, c.old, c.new, 1)
+		if n := strings.Count(text, c.old); n != 1 {
+			return fmt.Errorf("%s in %s: the text to patch (%s) occurs %d times, want 1", c.file, modDir, c.why, n)
+		}
+		patched[c.file] = strings.Replace(text, c.old, c.new, 1)
 	}
 	root, err := os.Getwd()
 	if err != nil {
@@ -122,8 +189,10 @@ func run(dir string) error {
 	if err := copyTree(modDir, copyDir); err != nil {
 		return fmt.Errorf("copying %s: %w", module, err)
 	}
-	if err := os.WriteFile(filepath.Join(copyDir, file), []byte(text), 0o644); err != nil {
-		return err
+	for f, text := range patched {
+		if err := os.WriteFile(filepath.Join(copyDir, f), []byte(text), 0o644); err != nil {
+			return err
+		}
 	}
 	goVer, err := exec.Command("go", "list", "-m", "-f", "{{.GoVersion}}").Output()
 	if err != nil {
